@@ -1,0 +1,32 @@
+"""Checks at the public edge: each raises a ValueError naming the bad value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_finite(values, what: str) -> np.ndarray:
+    """Return `values` as an array; ValueError if any entry is NaN or infinite."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        bad = int(arr.size - np.isfinite(arr).sum())
+        raise ValueError(f"{what} contain {bad} non-finite value(s) (NaN or inf); expected finite numbers")
+    return arr
+
+
+def check_shape(arr, expected: tuple, what: str) -> np.ndarray:
+    """Check `arr.shape` against `expected`, where None matches any size."""
+    arr = np.asarray(arr)
+    ok = arr.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, arr.shape))
+    if not ok:
+        shown = ", ".join("*" if e is None else str(e) for e in expected)
+        raise ValueError(f"{what} has shape {arr.shape}; expected [{shown}]")
+    return arr
+
+
+def check_increasing(values, what: str) -> tuple[int, ...]:
+    """Positive, strictly increasing integers (e.g. render thresholds)."""
+    vals = tuple(int(v) for v in values)
+    if not vals or vals[0] < 0 or any(b <= a for a, b in zip(vals, vals[1:])):
+        raise ValueError(f"{what} must be non-negative and strictly increasing, got {tuple(values)}")
+    return vals

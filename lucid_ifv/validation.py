@@ -30,3 +30,18 @@ def check_increasing(values, what: str) -> tuple[int, ...]:
     if not vals or vals[0] < 0 or any(b <= a for a, b in zip(vals, vals[1:])):
         raise ValueError(f"{what} must be non-negative and strictly increasing, got {tuple(values)}")
     return vals
+
+
+def check_orthonormal(basis, what: str, k: int | None = None, atol: float = 1e-6) -> np.ndarray:
+    """A [k, d] float64 array with orthonormal columns (d may be 0); `k` pins the row count."""
+    b = check_finite(np.asarray(basis, dtype=np.float64), what)
+    if b.ndim != 2:
+        raise ValueError(f"{what} has shape {b.shape}; expected [k, d] with orthonormal columns")
+    if k is not None and b.shape[0] != k:
+        raise ValueError(f"{what} has shape {b.shape}; expected [{k}, d] (k = {k} rows)")
+    if b.shape[1] > b.shape[0]:
+        raise ValueError(f"{what} has shape {b.shape}; expected at most k = {b.shape[0]} columns")
+    err = float(np.max(np.abs(b.T @ b - np.eye(b.shape[1])), initial=0.0))
+    if err > atol:
+        raise ValueError(f"{what} columns are not orthonormal (max |B^T B - I| = {err:.3g}; expected <= {atol:g})")
+    return b

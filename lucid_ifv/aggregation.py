@@ -1,0 +1,106 @@
+"""Aggregations: a layer's activations -> one value per feature (the feature response).
+
+An aggregation maps activations ``[B, h, w, C]`` (conv) or ``[B, C]`` (dense) to a
+feature response ``[B, C]``. Dense activations pass through unchanged whatever the
+aggregation, since there is nothing spatial to aggregate.
+
+Names accepted wherever an aggregation is asked for:
+  "max_pool_mean" (default)  2D max-pool (kernel 3, stride 2, VALID) then spatial mean:
+                             the paper's proposal (Sec. 2.3); the pool breaks the linearity
+                             that a plain mean would let cancel out.
+  "mean"                     spatial mean.
+  "center"                   the activation at position (h // 2, w // 2), as Lucid's
+                             `neuron` picks it.
+  "identity"                 for dense layers; raises for spatial activations.
+or any callable with the same contract.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Union
+
+import tensorflow as tf
+
+Aggregation = Callable[[tf.Tensor], tf.Tensor]
+
+
+def _passthrough_dense(fn: Aggregation) -> Aggregation:
+    @functools.wraps(fn)
+    def wrapped(acts):
+        acts = tf.convert_to_tensor(acts)
+        if acts.shape.rank == 2:
+            return acts
+        if acts.shape.rank != 4:
+            raise ValueError(
+                f"activations of rank {acts.shape.rank} (shape {tuple(acts.shape)}); "
+                "expected [B, h, w, C] or [B, C]"
+            )
+        return fn(acts)
+
+    return wrapped
+
+
+def max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
+    """Max-pool (``kernel`` x ``kernel``, ``stride``, VALID) then spatial mean.
+
+    When the map is smaller than ``kernel`` the pool window shrinks to the map size
+    (so a 2x2 map is max-pooled to 1x1). ``[B, h, w, C] -> [B, C]``.
+    """
+    if int(kernel) < 1 or int(stride) < 1:
+        raise ValueError(f"max_pool_mean needs kernel >= 1 and stride >= 1, got {kernel}, {stride}")
+
+    @_passthrough_dense
+    def aggregate(acts):
+        h, w = acts.shape[1], acts.shape[2]
+        window = [min(kernel, h or kernel), min(kernel, w or kernel)]
+        pooled = tf.nn.max_pool2d(acts, ksize=window, strides=stride, padding="VALID")
+        return tf.reduce_mean(pooled, axis=[1, 2])
+
+    aggregate.__name__ = f"max_pool_mean(kernel={kernel}, stride={stride})"
+    return aggregate
+
+
+@_passthrough_dense
+def spatial_mean(acts):
+    """Mean over the spatial axes. ``[B, h, w, C] -> [B, C]``."""
+    return tf.reduce_mean(acts, axis=[1, 2])
+
+
+@_passthrough_dense
+def center(acts):
+    """The activation at ``(h // 2, w // 2)``. ``[B, h, w, C] -> [B, C]``."""
+    shape = tf.shape(acts)
+    return acts[:, shape[1] // 2, shape[2] // 2, :]
+
+
+def identity(acts):
+    """For dense layers: ``[B, C] -> [B, C]``; spatial activations are refused."""
+    acts = tf.convert_to_tensor(acts)
+    if acts.shape.rank != 2:
+        raise ValueError(
+            f"the identity aggregation takes dense activations [B, C], got shape {tuple(acts.shape)}"
+        )
+    return acts
+
+
+AGGREGATIONS = {
+    "max_pool_mean": max_pool_mean(),
+    "mean": spatial_mean,
+    "center": center,
+    "identity": identity,
+}
+
+
+def get_aggregation(aggregation: Union[str, Aggregation, None]) -> Aggregation:
+    """Resolve a name (see module doc) or callable; None means "max_pool_mean"."""
+    if aggregation is None:
+        return AGGREGATIONS["max_pool_mean"]
+    if callable(aggregation):
+        return aggregation
+    try:
+        return AGGREGATIONS[aggregation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown aggregation {aggregation!r}; expected one of {sorted(AGGREGATIONS)} or a callable"
+        ) from None

@@ -1,0 +1,376 @@
+"""Objectives: Lucid's algebra of composable, maximized scalar functions of ``T``.
+
+An `Objective` wraps ``func(T) -> scalar`` where ``T(name)`` gives
+
+* ``T(layer)``: that layer's activations ``[B, h, w, C]`` or ``[B, C]``,
+* ``T("input")``: the parametrized images ``[B, H, W, C]`` in [0, 1] (before transforms),
+* ``T("params")``: the list of parameter tensors of the parametrization (leading batch axis).
+
+Objectives are maximized (as in Lucid). They combine with ``+``, ``-``, unary ``-``,
+``*`` by numbers or by other objectives, and `Objective.sum`; real Lucid objectives mix
+in freely (anything callable on ``T``). Lucid's formulas are kept exactly, including
+``direction``'s cosine floor at 0.1 and 1e-4 on the norms; `feature_objective` is the
+paper's unclamped significance ``m(f, t) = <f, t> cos(f, t)^p`` that Grad-IFV inverts.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lucid_ifv.aggregation import get_aggregation
+from lucid_ifv.validation import check_finite
+
+__all__ = [
+    "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
+    "direction_neuron", "deepdream", "total_variation", "L1", "L2", "params_L2", "diversity",
+    "class_logit", "feature_response", "significance", "feature_objective",
+]
+
+
+class Objective:
+    """A maximized objective ``func(T) -> scalar`` with a name and a description."""
+
+    def __init__(self, objective_func: Callable, name: str = "", description: str = ""):
+        self.objective_func = objective_func
+        self.name = name
+        self.description = description
+
+    def __call__(self, T):
+        return self.objective_func(T)
+
+    def __add__(self, other):
+        if isinstance(other, (int, float)):
+            return Objective(lambda T: other + self(T), self.name, self.description)
+        return Objective(
+            lambda T: self(T) + other(T),
+            ", ".join([self.name, _name(other)]),
+            "Sum(" + " +\n".join([self.description, _description(other)]) + ")",
+        )
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return -1 * self
+
+    def __sub__(self, other):
+        return self + (-1 * other)
+
+    def __rsub__(self, other):
+        return (-1 * self) + other
+
+    def __mul__(self, other):
+        if isinstance(other, (int, float)):
+            return Objective(lambda T: other * self(T), self.name, self.description)
+        return Objective(lambda T: self(T) * other(T), self.name, self.description)
+
+    __rmul__ = __mul__
+
+    @staticmethod
+    def sum(objs):
+        """Sum of objectives (Lucid's `Objective.sum`)."""
+        objs = list(objs)
+        return Objective(
+            lambda T: sum(obj(T) for obj in objs),
+            ", ".join(_name(o) for o in objs),
+            "Sum(" + " +\n".join(_description(o) for o in objs) + ")",
+        )
+
+    def __repr__(self):
+        return f"Objective({self.description or self.name!r})"
+
+
+def _name(obj) -> str:
+    return getattr(obj, "name", "") or ""
+
+
+def _description(obj) -> str:
+    return getattr(obj, "description", "") or ""
+
+
+def _arg_str(arg) -> str:
+    s = str(arg)
+    return "..." if len(s) > 15 or "\n" in s else s
+
+
+def wrap_objective(f):
+    """Decorator: turn ``f(*args) -> (T -> scalar)`` into a factory of `Objective`s.
+
+    The objective is named after ``f``; its description is ``Title [args]`` (Lucid's).
+    """
+
+    @functools.wraps(f)
+    def factory(*args, **kwargs):
+        description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in args) + "]"
+        return Objective(f(*args, **kwargs), f.__name__, description)
+
+    return factory
+
+
+def _with_batch(T, batch):
+    """Restrict every tensor ``T`` returns to batch element ``batch`` (None: all)."""
+    if batch is None:
+        return T
+    if not isinstance(batch, (int, np.integer)):
+        raise ValueError(f"batch must be an int index or None, got {batch!r}")
+
+    def T_batch(name):
+        return T(name)[batch : batch + 1]
+
+    return T_batch
+
+
+def _nhwc(t):
+    """Dense ``[B, C]`` -> ``[B, 1, 1, C]`` (Lucid's `_T_force_NHWC`)."""
+    return t[:, None, None, :] if t.shape.rank == 2 else t
+
+
+def _center_position(acts, x=None, y=None):
+    """``[B, h, w, C] -> [B, 1, 1, C]`` at ``(x, y)`` (x indexes height; default the centre)."""
+    shape = tf.shape(acts)
+    x_ = shape[1] // 2 if x is None else x
+    y_ = shape[2] // 2 if y is None else y
+    return acts[:, x_ : x_ + 1, y_ : y_ + 1]
+
+
+def _dot_cossim(x, y, cossim_pow=0):
+    """Lucid's ``_dot_cossim``: mean of ``<x, y> max(0.1, cos)^p`` with 1e-4 on the norms."""
+    eps = 1e-4
+    xy = tf.reduce_sum(x * y, -1)
+    if cossim_pow == 0:
+        return tf.reduce_mean(xy)
+    x_mag = tf.sqrt(tf.reduce_sum(x * x, -1))
+    y_mag = tf.sqrt(tf.reduce_sum(y * y, -1))
+    cos = xy / (eps + x_mag) / (eps + y_mag)
+    return tf.reduce_mean(xy * tf.maximum(0.1, cos) ** cossim_pow)
+
+
+def _vector(vec, what="vec") -> np.ndarray:
+    vec = check_finite(np.asarray(vec, dtype=np.float32), what)
+    if vec.ndim != 1 or vec.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D vector, got shape {vec.shape}")
+    return vec
+
+
+def _check_depth(acts, vec, layer):
+    depth = acts.shape[-1]
+    if depth is not None and depth != vec.shape[-1]:
+        raise ValueError(
+            f"direction vector has length {vec.shape[-1]} but layer {layer!r} has {depth} channels"
+        )
+
+
+@wrap_objective
+def neuron(layer_name, channel_n, x=None, y=None, batch=None):
+    """One neuron of one channel, at ``(x, y)`` (default the centre)."""
+
+    def inner(T):
+        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y)
+        return tf.reduce_mean(acts[..., channel_n])
+
+    return inner
+
+
+@wrap_objective
+def channel(layer, n_channel, batch=None):
+    """Mean activation of one channel."""
+
+    def inner(T):
+        return tf.reduce_mean(_nhwc(_with_batch(T, batch)(layer))[..., n_channel])
+
+    return inner
+
+
+@wrap_objective
+def direction(layer, vec, cossim_pow=0, batch=None):
+    """Lucid's direction objective: ``mean(<x, vec> max(0.1, cos)^cossim_pow)``."""
+    vec = _vector(vec)
+
+    def inner(T):
+        acts = _nhwc(_with_batch(T, batch)(layer))
+        _check_depth(acts, vec, layer)
+        return _dot_cossim(acts, vec[None, None, None], cossim_pow)
+
+    return inner
+
+
+@wrap_objective
+def direction_neuron(layer_name, vec, x=None, y=None, cossim_pow=0, batch=None):
+    """`direction` at a single position (default the centre)."""
+    vec = _vector(vec)
+
+    def inner(T):
+        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y)
+        _check_depth(acts, vec, layer_name)
+        return _dot_cossim(acts, vec[None, None, None], cossim_pow)
+
+    return inner
+
+
+@wrap_objective
+def deepdream(layer, batch=None):
+    """Mean squared activation ("interestingness", Mordvintsev et al. 2015)."""
+    return lambda T: tf.reduce_mean(_with_batch(T, batch)(layer) ** 2)
+
+
+@wrap_objective
+def total_variation(layer="input", batch=None):
+    """Total variation per image (``tf.image.total_variation``), summed over the batch."""
+    return lambda T: tf.reduce_sum(tf.image.total_variation(_with_batch(T, batch)(layer)))
+
+
+@wrap_objective
+def L1(layer="input", constant=0, batch=None):
+    """``sum |x - constant|`` (usually a penalty: subtract it)."""
+    return lambda T: tf.reduce_sum(tf.abs(_with_batch(T, batch)(layer) - constant))
+
+
+@wrap_objective
+def L2(layer="input", constant=0, epsilon=1e-6, batch=None):
+    """Lucid's ``sqrt(epsilon + sum (x - constant)^2)`` over the whole batch."""
+    return lambda T: tf.sqrt(epsilon + tf.reduce_sum((_with_batch(T, batch)(layer) - constant) ** 2))
+
+
+@wrap_objective
+def params_L2(batch=None):
+    """Squared L2 norm of the raw parameters, ``sum_z z^2`` (ours, not Lucid's).
+
+    A prior on the parametrization's variables: render with
+    ``feature_objective(...) - lam * params_L2()`` and tell `ifv.invert` about it. It is a
+    sum over batch elements, so each element's gradient is its own ``2 z``.
+    """
+
+    def inner(T):
+        params = T("params")
+        if batch is not None:
+            params = [p[batch : batch + 1] for p in params]
+        return tf.add_n([tf.reduce_sum(tf.square(p)) for p in params])
+
+    return inner
+
+
+@wrap_objective
+def diversity(layer):
+    """Lucid's diversity: mean pairwise cosine similarity of the batch's Gram matrices.
+
+    As in Lucid this is the similarity itself; subtract it (``- 1e2 * diversity(layer)``)
+    to push the batch elements apart.
+    """
+
+    def inner(T):
+        acts = _nhwc(T(layer))
+        batch_n = acts.shape[0]
+        flat = tf.reshape(acts, [batch_n, -1, acts.shape[-1]])
+        grams = tf.matmul(flat, flat, transpose_a=True)
+        grams = tf.nn.l2_normalize(grams, axis=[1, 2], epsilon=1e-10)
+        sims = tf.einsum("iab,jab->ij", grams, grams)
+        off_diagonal = tf.reduce_sum(sims) - tf.linalg.trace(sims)
+        return off_diagonal / batch_n
+
+    return inner
+
+
+@wrap_objective
+def class_logit(layer, label, batch=None):
+    """Sum over the batch of one logit of a dense layer (``label`` is an int index)."""
+    if not isinstance(label, (int, np.integer)):
+        raise ValueError(f"class_logit takes an integer class index, got {label!r}")
+    return lambda T: tf.reduce_sum(_with_batch(T, batch)(layer)[:, label])
+
+
+def as_objective(obj):
+    """Objectives and callables pass through; ``"layer:n"`` becomes ``channel(layer, n)``."""
+    if isinstance(obj, Objective) or callable(obj):
+        return obj
+    if isinstance(obj, str) and obj.count(":") == 1:
+        layer, n = obj.split(":")
+        try:
+            return channel(layer.strip(), int(n))
+        except ValueError:
+            pass
+    raise ValueError(f"cannot make an objective of {obj!r}; expected an Objective, a callable or 'layer:n'")
+
+
+# -- the paper's feature objective --------------------------------------------------------
+def feature_response(acts, aggregation=None, features=None):
+    """Aggregated feature response ``f``: ``[B, h, w, C]`` or ``[B, C]`` -> ``[B, k]``.
+
+    ``features`` (indices into the channels) keeps a subset, in that order; None keeps all.
+    """
+    f = get_aggregation(aggregation)(acts)
+    if features is not None:
+        f = tf.gather(f, features, axis=-1)
+    return f
+
+
+def significance(f, t, cossim_pow=1, tiny=1e-30):
+    """The paper's ``m(f, t) = <f, t> cos(f, t)^p`` per row, unclamped.
+
+    Args:
+      f: feature responses ``[B, k]``.
+      t: targets ``[B, k]`` or ``[k]``.
+      cossim_pow: ``p``; 0 drops the cosine term.
+      tiny: added under the square roots of the norms so a zero response has a finite gradient.
+    Returns:
+      ``[B]``.
+    """
+    t = tf.cast(t, f.dtype)
+    ft = tf.reduce_sum(f * t, -1)
+    if cossim_pow == 0:
+        return ft
+    norms = tf.sqrt(tf.reduce_sum(f * f, -1) + tiny) * tf.sqrt(tf.reduce_sum(t * t, -1) + tiny)
+    return ft * (ft / norms) ** cossim_pow
+
+
+def _targets(t, k_expected, layer) -> np.ndarray:
+    t = check_finite(np.asarray(t, dtype=np.float32), "target")
+    if t.ndim not in (1, 2) or t.shape[-1] == 0:
+        raise ValueError(f"target must be [k] or [B, k], got shape {t.shape}")
+    if k_expected is not None and t.shape[-1] != k_expected:
+        raise ValueError(
+            f"target has length {t.shape[-1]} but layer {layer!r} gives {k_expected} features"
+        )
+    if not (np.linalg.norm(t, axis=-1) > 0).all():
+        raise ValueError("target vectors must be non-zero")
+    return t
+
+
+def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, model=None):
+    """The paper's objective ``sum_b m(a(T(layer))_b, t_b)`` (Opt. 1), summed over the batch.
+
+    Args:
+      layer: layer name.
+      t: target ``[k]`` (same for every batch element) or ``[B, k]`` (one per element).
+      cossim_pow: ``p`` of the significance (default 1; 0 drops the cosine term).
+      aggregation: see `lucid_ifv.aggregation` (default max-pool 3/2 then mean).
+      features: channel indices the target refers to (default all channels).
+      model: optional; when given, the layer name and the target length are checked now.
+    Returns:
+      An `Objective`. Per-element objectives are summed, so each batch element is
+      optimized independently of the batch size. A ``[B, k]`` target must match the
+      rendered batch size.
+    """
+    k_expected = None
+    if model is not None:
+        info = model.layer(layer)
+        k_expected = len(features) if features is not None else info.depth
+    elif features is not None:
+        k_expected = len(features)
+    targets = _targets(t, k_expected, layer)
+    feats = None if features is None else np.asarray(features, dtype=np.int32)
+
+    def inner(T):
+        f = feature_response(T(layer), aggregation, feats)
+        if f.shape[-1] is not None and f.shape[-1] != targets.shape[-1]:
+            raise ValueError(
+                f"target has length {targets.shape[-1]} but layer {layer!r} gives {f.shape[-1]} features"
+            )
+        if targets.ndim == 2 and f.shape[0] is not None and f.shape[0] != targets.shape[0]:
+            raise ValueError(f"{targets.shape[0]} targets for a batch of {f.shape[0]} images")
+        return tf.reduce_sum(significance(f, targets, cossim_pow))
+
+    desc = f"Feature_objective [{layer}, p={cossim_pow}, {targets.shape[0] if targets.ndim == 2 else 1} target(s)]"
+    return Objective(inner, "feature_objective", desc)

@@ -1,0 +1,135 @@
+"""The parametrization interface: variables ``z`` -> valid inputs ``x = g(z)``, and back.
+
+A `Param` owns its `tf.Variable`s (each with the batch as its leading axis, so batch
+element ``b`` depends only on slice ``b`` of every variable), maps parameter values to
+inputs with ``param(params)`` (differentiable; ``params=None`` uses the variables), and
+inverts: ``param.params_from_image(x)`` returns parameter values that reproduce ``x``.
+
+Writing a custom parametrization (also for non-image inputs, e.g. geometry images):
+subclass `Param`, create the variables in ``__init__`` and pass them to
+``super().__init__(variables, shape)``, and implement ``forward(params)`` and
+``inverse(values)``::
+
+    class AngleParam(Param):
+        '''Unit normals from two unbounded angles per pixel: z [B, H, W, 2] -> x [B, H, W, 3].'''
+        def __init__(self, shape, sd=0.01, seed=None):
+            b, h, w, _ = shape
+            init = normal_init((b, h, w, 2), sd, seed)
+            super().__init__([tf.Variable(init)], (b, h, w, 3))
+        def forward(self, params):
+            theta, phi = tf.unstack(params[0], axis=-1)
+            return tf.stack([tf.sin(theta) * tf.cos(phi), tf.sin(theta) * tf.sin(phi),
+                             tf.cos(theta)], -1)
+        def inverse(self, values):
+            theta = np.arccos(np.clip(values[..., 2], -1, 1))
+            phi = np.arctan2(values[..., 1], values[..., 0])
+            return [np.stack([theta, phi], -1).astype(np.float32)]
+
+Everything else (rendering, Jacobians, inversion of saved images) works with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lucid_ifv.validation import check_finite, check_shape
+
+
+def normal_init(shape, sd, seed=None) -> np.ndarray:
+    """float32 N(0, sd) values; ``seed`` None draws from NumPy's global state, as Lucid does."""
+    sd = 0.01 if sd is None else float(sd)
+    if seed is None:
+        values = np.random.normal(size=shape, scale=sd)
+    else:
+        values = np.random.default_rng(seed).normal(size=shape, scale=sd)
+    return values.astype(np.float32)
+
+
+@contextlib.contextmanager
+def numpy_seed(seed):
+    """Seed NumPy's global generator inside the block and restore its state afterwards."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+class Param:
+    """Base class of parametrizations. See the module docstring.
+
+    Attributes:
+      variables: list of `tf.Variable`, each ``[B, ...]``.
+      shape: the produced input's shape ``[B, H, W, C]``.
+    """
+
+    def __init__(self, variables: Sequence[tf.Variable], shape):
+        self.variables = list(variables)
+        self.shape = tuple(int(d) for d in shape)
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    # -- to be implemented ------------------------------------------------------------
+    def forward(self, params: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Parameter tensors (shapes as `variables`) -> inputs ``[B, H, W, C]``."""
+        raise NotImplementedError
+
+    def inverse(self, values: np.ndarray) -> list[np.ndarray]:
+        """Inputs ``[B, H, W, C]`` -> parameter arrays reproducing them."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------
+    def __call__(self, params: Sequence[tf.Tensor] | None = None) -> tf.Tensor:
+        return self.forward(self.variables if params is None else list(params))
+
+    def params_from_image(self, images) -> list[np.ndarray]:
+        """Parameter values (float32, one array per variable) that reproduce ``images``.
+
+        Args:
+          images: ``[B, H, W, C]`` with B, H, W, C equal to this parametrization's shape
+            (a single ``[H, W, C]`` image is accepted when B == 1).
+        """
+        images = np.asarray(images, dtype=np.float64)
+        if images.ndim == 3 and self.batch == 1:
+            images = images[None]
+        check_shape(images, self.shape, "images")
+        check_finite(images, "images")
+        return [np.asarray(p, dtype=np.float32) for p in self.inverse(images)]
+
+    def assign(self, params: Sequence) -> None:
+        """Set the variables to ``params`` (arrays shaped like the variables)."""
+        params = list(params)
+        if len(params) != len(self.variables):
+            raise ValueError(f"{len(params)} parameter arrays for {len(self.variables)} variables")
+        for var, value in zip(self.variables, params):
+            value = check_finite(np.asarray(value, dtype=np.float32), "parameters")
+            check_shape(value, tuple(var.shape), f"parameter for variable {var.name}")
+            var.assign(value)
+
+    def assign_from_image(self, images) -> None:
+        """Set the variables so that the parametrization produces ``images``."""
+        self.assign(self.params_from_image(images))
+
+    def numpy_params(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.variables]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(shape={self.shape})"
+
+
+class TransformedParam(Param):
+    """A parametrization followed by a pointwise map on its output (e.g. colours)."""
+
+    def __init__(self, inner: Param, shape=None):
+        self.inner = inner
+        super().__init__(inner.variables, shape or inner.shape)

@@ -16,6 +16,7 @@ paper's unclamped significance ``m(f, t) = <f, t> cos(f, t)^p`` that Grad-IFV in
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable, Sequence
 
 import numpy as np
@@ -99,12 +100,16 @@ def _arg_str(arg) -> str:
 def wrap_objective(f):
     """Decorator: turn ``f(*args) -> (T -> scalar)`` into a factory of `Objective`s.
 
-    The objective is named after ``f``; its description is ``Title [args]`` (Lucid's).
+    The objective is named after ``f``; its description is ``Title [args]`` listing every
+    argument, defaults included, as Lucid's does.
     """
+    signature = inspect.signature(f)
 
     @functools.wraps(f)
     def factory(*args, **kwargs):
-        description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in args) + "]"
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in bound.arguments.values()) + "]"
         return Objective(f(*args, **kwargs), f.__name__, description)
 
     return factory

@@ -33,7 +33,9 @@ class RenderResult:
       steps: the Adam step count of each entry of ``images`` (L-BFGS entry: ``"lbfgs"``).
       param: the parametrization (its variables hold the final parameters).
       params: final parameter arrays (one per variable).
-      objective: objective value after each Adam step, then after each L-BFGS iteration.
+      objective: the objective at each Adam step, evaluated before that step's update
+        (``objective[k]`` belongs to the parameters after k steps), then after each L-BFGS
+        iteration.
       lbfgs: SciPy's result summary (``nit``, ``message``, ``grad_norm``...) or None.
       interrupted: True when a KeyboardInterrupt stopped the run early (results so far kept).
     """

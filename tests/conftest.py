@@ -1,0 +1,65 @@
+"""Shared fixtures: Lucid (the real 0.3.10, for parity tests) and tiny Keras models."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REQUIRE_LUCID = os.environ.get("LUCID_IFV_REQUIRE_LUCID") == "1" or os.environ.get("CI") == "true"
+
+
+def _import_lucid(module: str):
+    """Import a Lucid module; fail (CI) or skip (dev) when Lucid is not installed."""
+    if "tensorflow.contrib" not in sys.modules:  # Lucid's param package imports tf.contrib
+        contrib = types.ModuleType("tensorflow.contrib")
+        contrib.slim = types.ModuleType("tensorflow.contrib.slim")
+        sys.modules["tensorflow.contrib"] = contrib
+        sys.modules["tensorflow.contrib.slim"] = contrib.slim
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if REQUIRE_LUCID:
+            pytest.fail(f"Lucid 0.3.10 is required for parity tests ({err}); run `make test`")
+        pytest.skip(f"Lucid not installed: {err}")
+
+
+@pytest.fixture(scope="session")
+def lucid_objectives():
+    return _import_lucid("lucid.optvis.objectives")
+
+
+@pytest.fixture(scope="session")
+def lucid_param():
+    for name in ("py_func", "get_default_graph"):  # TF1 names Lucid's clamp gradient override uses
+        if not hasattr(tf, name):
+            setattr(tf, name, getattr(tf.compat.v1, name))
+    spatial = _import_lucid("lucid.optvis.param.spatial")
+    color = _import_lucid("lucid.optvis.param.color")
+    return types.SimpleNamespace(spatial=spatial, color=color)
+
+
+def small_convnet(seed=0, input_shape=(16, 16, 3)):
+    """A tiny conv net whose `conv2` channels are linear (never dead): conv1 (relu, 8) ->
+    conv2 (linear, 6) -> relu -> global average pool -> dense `logits` (4)."""
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(8, 3, activation="relu", name="conv1",
+                               bias_initializer=tf.keras.initializers.Constant(0.1))(inp)
+    x = tf.keras.layers.Conv2D(6, 3, name="conv2")(x)
+    x = tf.keras.layers.ReLU(name="conv2_relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = tf.keras.layers.Dense(4, name="logits")(x)
+    return tf.keras.Model(inp, x, name="small_convnet")
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    from lucid_ifv.model import KerasModel
+
+    return KerasModel(small_convnet())

@@ -1,0 +1,96 @@
+"""render_vis: it optimizes, batches, fine-tunes with L-BFGS, and rejects bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lucid_ifv import objectives as obj
+from lucid_ifv import param
+from lucid_ifv.render import render_vis
+
+
+def channel_means(model, images, layer="conv2"):
+    return model(images, [layer])[layer].numpy().mean(axis=(1, 2))
+
+
+def test_channel_objective_rises_far_above_start(small_model):
+    p = param.image(16, batch=1, seed=0)
+    start = channel_means(small_model, p().numpy())[0, 3]
+    result = render_vis(small_model, obj.channel("conv2", 3), p, transforms=[], thresholds=(20, 60),
+                        seed=0, progress=False)
+    end = channel_means(small_model, result.final)[0, 3]
+    assert result.steps == [20, 60]
+    assert len(result.images) == 2 and len(result.objective) == 60
+    # "far above": in units of the channel's spread over uniform-noise images
+    noise = np.random.default_rng(0).uniform(size=(50, 16, 16, 3)).astype(np.float32)
+    spread = channel_means(small_model, noise)[:, 3]
+    assert end > start + 10 * spread.std()
+    assert end > spread.max() + 10 * spread.std()
+    # objective[k] is evaluated with the parameters after k steps (before step k + 1's update)
+    np.testing.assert_allclose(result.objective[0], start, rtol=1e-4)
+    np.testing.assert_allclose(result.objective[20], channel_means(small_model, result.images[0])[0, 3], rtol=1e-4)
+
+
+def test_batch_of_objectives_gives_different_images(small_model):
+    objective = obj.Objective.sum([obj.channel("conv2", i, batch=i) for i in range(4)])
+    result = render_vis(small_model, objective, param.image(16, batch=4, seed=1), transforms=[],
+                        thresholds=(60,), seed=1, progress=False)
+    images = result.final
+    means = channel_means(small_model, images)
+    # each image excites its own channel more than the other images do
+    assert all(means[i, i] == means[:, i].max() for i in range(4))
+    distances = [np.abs(images[i] - images[j]).mean() for i in range(4) for j in range(i + 1, 4)]
+    assert min(distances) > 0.02
+
+
+def test_lbfgs_improves_on_adam_and_reduces_gradient(small_model):
+    t = np.abs(np.random.default_rng(0).normal(size=(2, 6)))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    objective = obj.feature_objective("conv2_relu", t, model=small_model) - 1e-3 * obj.params_L2()
+    result = render_vis(small_model, objective, param.image(16, batch=2, fft=False, seed=2), transforms=[],
+                        thresholds=(40,), lbfgs_steps=30, progress=False)
+    assert result.steps == [40, "lbfgs"]
+    assert result.objective[-1] > result.objective[39]
+    assert result.lbfgs["nit"] > 5
+    assert np.isfinite(result.lbfgs["grad_norm"])
+
+
+def test_standard_transforms_run_and_are_seeded(small_model):
+    run = lambda seed: render_vis(small_model, "conv2:1", param.image(16, seed=0), thresholds=(5,),
+                                  seed=seed, progress=False).final
+    a, b, c = run(3), run(3), run(4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0
+
+
+def test_default_param_fits_the_model(small_model):
+    result = render_vis(small_model, "conv2:0", transforms=[], thresholds=(3,), seed=0, progress=False)
+    assert result.final.shape == (1, 16, 16, 3)
+
+
+def test_lucid_objective_renders(small_model, lucid_objectives):
+    result = render_vis(small_model, lucid_objectives.channel("conv2", 2), param.image(16, seed=0),
+                        transforms=[], thresholds=(20,), progress=False)
+    assert result.objective[-1] > result.objective[0]
+
+
+def test_bad_inputs(small_model):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        render_vis(small_model, "conv2:0", thresholds=(10, 5), progress=False)
+    with pytest.raises(KeyError, match="unknown layer 'conv9'"):
+        render_vis(small_model, "conv9:0", transforms=[], thresholds=(1,), progress=False)
+    with pytest.raises(ValueError, match=r"inputs of shape \(8, 8, 3\).*expects \(16, 16, 3\)"):
+        render_vis(small_model, "conv2:0", param.image(8), thresholds=(1,), progress=False)
+    with pytest.raises(ValueError, match="transforms=\\[\\]"):
+        render_vis(small_model, "conv2:0", param.image(16), thresholds=(1,), lbfgs_steps=3, progress=False)
+    with pytest.raises(ValueError, match="2 targets for a batch of 1"):
+        render_vis(small_model, obj.feature_objective("conv2", np.ones((2, 6))), param.image(16),
+                   transforms=[], thresholds=(1,), progress=False)
+    images = np.full((1, 16, 16, 3), 0.5)
+    images[0, 1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        small_model(images, ["conv2"])
+    with pytest.raises(ValueError, match=r"images of shape \(1, 16, 15, 3\)"):
+        small_model(np.zeros((1, 16, 15, 3)), ["conv2"])

@@ -57,7 +57,7 @@ __all__ = [
 DEFAULT_MAX_ANGLE_DEG = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleSpectrum:
     """Left-singular vectors and singular values of one ``M_i = A_i J_i``.
 
@@ -97,7 +97,7 @@ class SampleSpectrum:
         return self.singular_values.size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrivialSpace:
     """Result of Algorithm 1 for one ``eps``.
 

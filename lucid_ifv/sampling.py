@@ -203,6 +203,13 @@ def hoyer_project(x, sparseness, nonneg: bool = True) -> np.ndarray:
             res = _project_nonneg(work, l1, 1.0)
             res /= np.linalg.norm(res)  # removes rounding in the norm; L1 changes by ~1 ulp
         out[i] = res if nonneg else res * signs
+    achieved = hoyer_sparseness(out)
+    worst = int(np.argmax(np.abs(achieved - s_req)))
+    if abs(achieved[worst] - s_req[worst]) > 1e-6:  # guard: never hand back a wrong target
+        raise RuntimeError(
+            f"Hoyer projection of row {worst} reached sparseness {achieved[worst]:.9f}; "
+            f"expected {s_req[worst]:.9f}"
+        )
     return out.reshape(x.shape)
 
 

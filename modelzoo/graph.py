@@ -1,0 +1,338 @@
+"""Frozen GraphDefs (Lucid's ``.pb`` models) as `lucid_ifv.model.Model` in TensorFlow 2.
+
+`load_model(source)` fetches a Lucid-format file (`modelzoo.fetch`), reads its graph and
+metadata (`modelzoo.lucid_format`) and returns a `GraphModel`. The graph is imported once
+under the scope ``import`` with `tf.compat.v1.wrap_function`, its input node replaced by a
+float32 tensor ``[B, H, W, C]`` holding images in ``image_value_range``; each requested set
+of tensors gets one pruned function (cached), so one forward pass serves all of them.
+
+Names: a layer ``x`` is the tensor ``x:0`` (Lucid's ``T("x")``); any tensor of the graph can
+be requested by node name (``"mixed4c_3x3_bottleneck"``) or tensor name (``"x:1"``), see
+`GraphModel.tensor_names`. Like Lucid's InceptionV1, every top-level concat ``<x>`` whose
+branches end in ``Relu`` gets a sibling ``<x>_pre_relu``: the same concat of the branches'
+pre-activation tensors.
+
+Safety: a GraphDef is a program. Graphs with ops that read or write files, run Python or
+talk to the network (`UNSAFE_OPS`) are refused unless the caller names those ops in
+``allow_ops``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import urllib.parse
+from pathlib import Path
+from typing import Iterable
+
+import tensorflow as tf
+
+from lucid_ifv.model import LayerInfo, Model
+from modelzoo import fetch, lucid_format
+from modelzoo.lucid_format import Metadata
+
+SCOPE = "import"
+
+# Op types that touch the file system, run Python, or do other I/O (network, devices,
+# side channels). The pattern catches the families (readers, writers, datasets that read
+# files, checkpoint ops) including ops added to TensorFlow later.
+UNSAFE_OPS = frozenset({
+    # files
+    "ReadFile", "WriteFile", "MatchingFiles", "FileSystemSetConfiguration", "ImmutableConst",
+    "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "DTensorRestoreV2",
+    "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec", "LoadAndRemapMatrix",
+    "GenerateVocabRemapping", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2",
+    "DecodeProtoV2", "EncodeProto",  # descriptor_source may name a file
+    "Print", "PrintV2",  # output_stream may name a file
+    # file readers and datasets
+    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
+    "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "TFRecordReader", "TFRecordReaderV2",
+    "LMDBReader", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
+    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "LMDBDataset", "SqlDataset",
+    "CSVDataset", "CSVDatasetV2", "CacheDataset", "CacheDatasetV2", "SaveDataset",
+    "SaveDatasetV2", "LoadDataset", "SnapshotDataset", "SnapshotDatasetV2", "DistributedSave",
+    "DatasetToTFRecord", "MatchingFilesDataset",
+    # summaries and debugging (write event files)
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "SummaryWriter", "WriteSummary",
+    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary",
+    "WriteGraphSummary", "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter",
+    "CloseSummaryWriter", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3",
+    "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2",
+    # Python
+    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    # network and other processes
+    "RemoteCall", "RpcServer", "RpcServerStart", "RpcServerRegister", "RpcClient", "RpcCall",
+    "DataServiceDataset", "DataServiceDatasetV2", "DataServiceDatasetV3",
+    "DataServiceDatasetV4", "RegisterDataset", "RegisterDatasetV2", "Send", "Recv",
+    "_Send", "_Recv", "_HostSend", "_HostRecv",
+})
+_UNSAFE_PATTERN = re.compile(
+    r"PyFunc|File|Reader|Writer|^Write|Save|Restore|Checkpoint|Rpc|Snapshot\w|TFRecord|Sql|LMDB"
+    r"|DataService|^Debug"
+)
+
+
+# -- safety ---------------------------------------------------------------------------------
+
+
+def is_unsafe_op(op_type: str) -> bool:
+    """Whether graphs with op `op_type` are refused by default (see `UNSAFE_OPS`)."""
+    return op_type in UNSAFE_OPS or bool(_UNSAFE_PATTERN.search(op_type))
+
+
+def unsafe_nodes(graph_def: tf.compat.v1.GraphDef) -> dict[str, list[str]]:
+    """Unsafe op type -> names of the nodes using it, in the graph and its function library
+    (function nodes are named ``<function>/<node>``)."""
+    found: dict[str, list[str]] = {}
+    nodes = [(n.op, n.name) for n in graph_def.node]
+    for function in graph_def.library.function:
+        nodes += [(n.op, f"{function.signature.name}/{n.name}") for n in function.node_def]
+    for op, name in nodes:
+        if is_unsafe_op(op):
+            found.setdefault(op, []).append(name)
+    return found
+
+
+def check_ops(graph_def: tf.compat.v1.GraphDef, allow_ops: Iterable[str] = (), source: str = "<GraphDef>") -> None:
+    """Raise ValueError listing unsafe ops (with their nodes) not named in `allow_ops`."""
+    allowed = {allow_ops} if isinstance(allow_ops, str) else set(allow_ops)
+    refused = {op: n for op, n in unsafe_nodes(graph_def).items() if op not in allowed}
+    if refused:
+        listing = "; ".join(
+            f"{op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:5])}"
+            f"{', ...' if len(nodes) > 5 else ''})"
+            for op, nodes in sorted(refused.items())
+        )
+        raise ValueError(
+            f"refusing to load {source}: it contains ops that can touch files, run Python or "
+            f"do I/O: {listing}. If you trust where this graph comes from, pass "
+            f"allow_ops={tuple(sorted(refused))!r}"
+        )
+
+
+# -- the model ------------------------------------------------------------------------------
+
+
+def _static_depth(tensor: tf.Tensor) -> int | None:
+    shape = tensor.shape
+    if shape.rank is None or shape.rank == 0 or shape[-1] is None:
+        return None
+    return int(shape[-1])
+
+
+def _tags_for(tensor: tf.Tensor) -> tuple[str, ...]:
+    return {4: ("conv",), 2: ("dense",)}.get(tensor.shape.rank, ())
+
+
+def _add_pre_relu_concats(graph: tf.Graph, scope: str) -> None:
+    """Lucid's InceptionV1 ``post_import``: ``<x>_pre_relu`` for each top-level concat ``<x>``.
+
+    The new concat joins the branches' inputs to their final ``Relu`` (branches without a
+    Relu are taken as they are) along the original concat axis.
+    """
+    prefix = f"{scope}/"
+    for op in graph.get_operations():
+        base = op.name[len(prefix):]
+        if op.type not in ("Concat", "ConcatV2") or not op.name.startswith(prefix) or "/" in base:
+            continue
+        if op.type == "Concat":  # legacy: input 0 is concat_dim
+            axis, values = op.inputs[0], list(op.inputs[1:])
+        else:
+            axis, values = op.inputs[-1], list(op.inputs[:-1])
+        if not any(v.op.type == "Relu" for v in values):
+            continue
+        name = f"{base}_pre_relu"
+        try:
+            graph.get_operation_by_name(prefix + name)
+            continue  # the graph has its own
+        except KeyError:
+            pass
+        pre_relus = [v.op.inputs[0] if v.op.type == "Relu" else v for v in values]
+        with tf.compat.v1.name_scope(prefix):
+            tf.concat(pre_relus, axis, name=name)
+
+
+class GraphModel(Model):
+    """A frozen GraphDef as a `Model`.
+
+    Args:
+      graph_def: the frozen graph (Lucid's metadata node, if any, is ignored here).
+      metadata: its validated `Metadata` (input node, image shape and range, layers).
+      allow_ops: unsafe op types (see `UNSAFE_OPS`) the caller accepts in this graph.
+      source: where the graph came from, for error messages.
+
+    Calling the model with images ``[B, H, W, C]`` in [0, 1] and layer names returns their
+    activations (``[B, h, w, depth]`` or ``[B, depth]``), differentiable w.r.t. the images.
+    Declared layers are `layers`; any other tensor is reachable by name (`tensor_names`).
+    Layer depths missing from the metadata are read from the graph's static shapes;
+    declared depths that contradict the graph raise ValueError.
+    """
+
+    def __init__(self, graph_def: tf.compat.v1.GraphDef, metadata: Metadata, *,
+                 allow_ops: Iterable[str] = (), source: str = "<GraphDef>"):
+        check_ops(graph_def, allow_ops, source)
+        self.source = source
+        self.metadata = metadata
+        self.name = metadata.name or "graph"
+        self.image_shape = tuple(metadata.image_shape)
+        self.image_value_range = tuple(metadata.image_value_range)
+        self.input_name = metadata.input_name
+        self.labels = list(metadata.labels) if metadata.labels is not None else None
+        self.graph_def = lucid_format.strip_metadata(graph_def)
+        for node in self.graph_def.node:
+            node.device = ""
+        self._check_input_node()
+        spec = tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")
+        self._function = tf.compat.v1.wrap_function(self._import, [spec])
+        self._graph = self._function.graph
+        self._pruned: dict[tuple[str, ...], object] = {}
+        self.layers = tuple(self._declared_layer(d) for d in metadata.layers)
+
+    # -- construction -------------------------------------------------------------------
+    def _import(self, images: tf.Tensor) -> None:
+        tf.compat.v1.import_graph_def(
+            self.graph_def, input_map={f"{self.input_name}:0": images}, name=SCOPE
+        )
+        _add_pre_relu_concats(tf.compat.v1.get_default_graph(), SCOPE)
+
+    def _check_input_node(self) -> None:
+        nodes = {n.name: n for n in self.graph_def.node}
+        node = nodes.get(self.input_name)
+        if node is None:
+            placeholders = [n.name for n in self.graph_def.node if n.op == "Placeholder"]
+            raise ValueError(
+                f"{self.source}: input_name {self.input_name!r} is not a node of the graph; "
+                f"its Placeholders are {placeholders or '(none)'}"
+            )
+        if node.op != "Placeholder":
+            return
+        dtype = tf.dtypes.as_dtype(node.attr["dtype"].type)
+        if dtype != tf.float32:
+            raise ValueError(
+                f"{self.source}: input {self.input_name!r} is a {dtype.name} Placeholder; expected "
+                f"float32 (point input_name at the float tensor the graph computes from it)"
+            )
+        shape = node.attr["shape"].shape
+        if not shape.unknown_rank and shape.dim:
+            dims = [d.size for d in shape.dim]
+            expected = [-1, *self.image_shape]
+            if len(dims) != 4 or any(d not in (-1, e) for d, e in zip(dims[1:], expected[1:])):
+                raise ValueError(
+                    f"{self.source}: input {self.input_name!r} has shape {dims}, which does not "
+                    f"fit image_shape {list(self.image_shape)} (expected [batch, "
+                    f"{', '.join(map(str, self.image_shape))}])"
+                )
+
+    def _declared_layer(self, decl: lucid_format.LayerDecl) -> LayerInfo:
+        tensor = self._lookup(decl.name)
+        if tensor is None:
+            raise ValueError(
+                f"{self.source}: layer {decl.name!r} from the metadata is not in the graph "
+                f"(no tensor {self._tensor_name(decl.name)!r})"
+            )
+        static = _static_depth(tensor)
+        if decl.depth is not None and static is not None and decl.depth != static:
+            raise ValueError(
+                f"{self.source}: layer {decl.name!r} has depth {decl.depth} in the metadata but "
+                f"the graph's tensor has shape {tensor.shape.as_list()} ({static} channels)"
+            )
+        depth = decl.depth if decl.depth is not None else static
+        if depth is None:
+            raise ValueError(
+                f"{self.source}: the depth of layer {decl.name!r} is unknown (shape "
+                f"{tensor.shape}); give it in the metadata"
+            )
+        return LayerInfo(decl.name, depth, decl.tags or _tags_for(tensor))
+
+    # -- names ----------------------------------------------------------------------------
+    @staticmethod
+    def _tensor_name(name: str) -> str:
+        """``"x"`` -> ``"x:0"``; names with an output index are kept."""
+        return name if ":" in name else f"{name}:0"
+
+    def _lookup(self, name: str) -> tf.Tensor | None:
+        try:
+            return self._graph.get_tensor_by_name(f"{SCOPE}/{self._tensor_name(name)}")
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def tensor_names(self) -> list[str]:
+        """Every tensor of the imported graph (``"node:index"``), usable as a layer name."""
+        prefix = f"{SCOPE}/"
+        return [
+            t.name[len(prefix):]
+            for op in self._graph.get_operations()
+            if op.name.startswith(prefix)
+            for t in op.outputs
+        ]
+
+    def layer(self, name: str) -> LayerInfo:
+        """A declared layer, else any graph tensor (node or ``node:i`` name); else KeyError."""
+        with contextlib.suppress(KeyError):
+            return super().layer(name)
+        tensor = self._lookup(name) if isinstance(name, str) else None
+        if tensor is None:
+            raise KeyError(
+                f"unknown layer {name!r} for model {self.name!r}: it is neither a declared "
+                f"layer ({', '.join(self.layer_names) or 'none'}) nor a tensor of the graph "
+                f"(see .tensor_names)"
+            )
+        return LayerInfo(name, _static_depth(tensor) or 0, _tags_for(tensor))
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _pruned_function(self, tensor_names: tuple[str, ...]):
+        if tensor_names not in self._pruned:
+            fetches = [self._graph.get_tensor_by_name(f"{SCOPE}/{t}") for t in tensor_names]
+            self._pruned[tensor_names] = self._function.prune(self._function.inputs[0], fetches)
+        return self._pruned[tensor_names]
+
+    def _activations(self, inputs: tf.Tensor, names: list[str]) -> dict[str, tf.Tensor]:
+        key = tuple(self._tensor_name(n) for n in names)
+        outputs = self._pruned_function(key)(inputs)
+        return dict(zip(names, outputs))
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def load_model(source, *, cache_dir=None, sha256: str | None = None, allow_ops: Iterable[str] = (),
+               progress: bool = True, **metadata_overrides) -> GraphModel:
+    """Load a Lucid-format model (``.pb`` with embedded metadata, or a ``.json`` manifest).
+
+    Args:
+      source: local path, ``file://``, ``http(s)://`` or ``gs://`` URL (see `fetch.resolve`).
+      cache_dir: download cache (default ``$LUCID_IFV_CACHE`` or ``~/.cache/lucid-ifv``).
+      sha256: expected SHA-256 of the ``.pb`` file.
+      allow_ops: unsafe op types to accept (see `UNSAFE_OPS`); default none.
+      progress: show a download progress bar.
+      **metadata_overrides: ``input_name``, ``image_shape``, ``image_value_range``,
+        ``layers`` (names, dicts or `LayerInfo`), ``labels``, ``name``; they take
+        precedence over the manifest, which takes precedence over the embedded metadata.
+    Returns:
+      A `GraphModel`.
+    """
+    unknown = sorted(set(metadata_overrides) - set(lucid_format.METADATA_KEYS))
+    if unknown:
+        raise TypeError(
+            f"load_model() got unknown metadata override(s) {unknown}; expected some of "
+            f"{', '.join(lucid_format.METADATA_KEYS)}"
+        )
+    source = os.fspath(source)
+    metadata: dict = {}
+    model_source = source
+    if urllib.parse.urlsplit(source).path.lower().endswith(".json"):
+        manifest = lucid_format.read_manifest(fetch.resolve(source, cache_dir, progress=progress))
+        model_source = fetch.join(source, manifest.get("model_path", "graph.pb"))
+        metadata.update({k: v for k, v in manifest.items() if k in lucid_format.METADATA_KEYS})
+    path = fetch.resolve(model_source, cache_dir, sha256=sha256, progress=progress)
+    graph_def = lucid_format.read_graph_def(path)
+    merged = {
+        "name": Path(urllib.parse.urlsplit(model_source).path).stem,
+        **(lucid_format.read_metadata(graph_def, model_source) or {}),
+        **metadata,
+        **{k: v for k, v in metadata_overrides.items() if v is not None},
+    }
+    return GraphModel(graph_def, Metadata.from_dict(merged, model_source),
+                      allow_ops=allow_ops, source=model_source)

@@ -241,6 +241,7 @@ def _critical_basis(critical_space, k: int) -> np.ndarray:
     if critical_space is None:
         return np.eye(k)
     basis = getattr(critical_space, "critical_basis", critical_space)
+    basis = basis() if callable(basis) else basis
     basis = check_finite(np.asarray(basis, np.float64), "critical space basis")
     if basis.ndim != 2 or basis.shape[0] != k:
         raise ValueError(f"critical space basis of shape {basis.shape}; expected [{k}, d] for {k} features")
@@ -343,6 +344,55 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
         left_vectors=np.array(out["vectors"]), gap=np.array(out["gap"]), residual=np.array(out["residual"]),
         prior_weights=None if prior_grads is None else np.array(out["weights"]), dead_features=np.array(out["dead"]),
     )
+
+
+def jacobian_spectra(f, jac, cossim_pow: float = 1, with_significance: bool = False) -> list:
+    """Per-sample spectra for Algorithm 1 (`lucid_ifv.critical_space`): of ``J_i`` (default)
+    or of ``A_i J_i`` (``with_significance=True``).
+
+    The default is our choice. A trivial solution is a ``t`` with ``A_i t`` in the
+    cokernel ``N`` of ``J_i``; structural cokernels (dead features, softmax's shift) are the
+    same for every sample, while those of ``A_i J_i`` (``A_i^-1 N``) turn with ``f_i``.
+    And ``S = N^perp`` already excludes every trivial solution for any positive definite
+    ``A``: ``t`` in ``S`` with ``A t`` in ``N`` gives ``t^T A t = 0``, so ``t = 0``.
+
+    Args:
+      f: ``[B, k]`` responses; jac: ``[B, k, D]`` Jacobians (from `feature_jacobian`).
+    Returns:
+      list of ``SampleSpectrum``, one per sample.
+    """
+    from lucid_ifv.critical_space import spectrum
+
+    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    if with_significance:
+        jac = np.einsum("bij,bjd->bid", significance_matrix(f, cossim_pow), jac)
+    return [spectrum(m) for m in jac]
+
+
+def angle_modulo_trivial(predicted, target, response, trivial_basis, cossim_pow: float = 1) -> np.ndarray:
+    """Angles (degrees) between predicted and true objectives modulo the trivial space.
+
+    Objectives ``t`` and ``t + A_i^-1 n`` (``n`` in the trivial space ``T``) are equally
+    stationary for sample ``i`` (``J_i^T n = 0``), so both are projected onto the
+    orthogonal complement of ``A_i^-1 T`` before measuring. For ``p = 0`` (``A = I``) this is
+    the paper's comparison after projecting onto ``S = T^perp``; for ``p > 0`` that
+    comparison is only approximate and this one is exact.
+
+    Args:
+      predicted, target, response: ``[B, k]``; trivial_basis: ``[k, r]`` orthonormal.
+    Returns:
+      ``[B]`` angles in degrees.
+    """
+    from lucid_ifv.metrics import angle_deg
+
+    predicted, target = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
+    trivial_basis = np.asarray(trivial_basis, np.float64).reshape(predicted.shape[1], -1)
+    if trivial_basis.shape[1] == 0:
+        return angle_deg(predicted, target)
+    shifted = np.linalg.solve(significance_matrix(response, cossim_pow), trivial_basis[None])  # [B, k, r]
+    q = np.linalg.qr(shifted)[0]
+    project = lambda v: v - np.einsum("bkr,br->bk", q, np.einsum("bkr,bk->br", q, v))
+    return angle_deg(project(predicted), project(target))
 
 
 def invert(model, layer: str, realization, param: Param | None = None, cossim_pow: float = 1,

@@ -166,3 +166,44 @@ def test_invert_errors(small_model):
         ifv.invert(small_model, "conv2", np.full((2, 16, 16, 3), 0.5), param=par)
     with pytest.raises(ValueError, match="without the parametrization"):
         ifv.invert(small_model, "conv2", [np.zeros(par.variables[0].shape)])
+
+
+def softmax_model(k=6, dead=0, seed=0) -> KerasModel:
+    """8x8 grey input -> dense logits -> softmax: every response sums to 1 (J^T 1 = 0) and
+    feature ``dead`` never fires (zero weights, bias -30), so e_dead and 1/sqrt(k) are trivial."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(k, 64)) * 0.3
+    b = np.zeros(k)
+    W[dead], b[dead] = 0.0, -30.0
+    inp = tf.keras.Input((8, 8, 1))
+    logits = tf.keras.layers.Dense(k, name="logits")(tf.keras.layers.Flatten()(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Softmax(name="softmax")(logits))
+    model.get_layer("logits").set_weights([W.T.astype(np.float32), b.astype(np.float32)])
+    return KerasModel(model)
+
+
+@pytest.mark.parametrize("p", [0, 1])
+def test_critical_space_recovers_trivial_directions_and_targets(p):
+    from lucid_ifv import critical_space, metrics, sampling
+
+    k, n = 6, 12
+    model = softmax_model(k)
+    targets, _ = sampling.sample_hoyer_targets(k, n, 1)
+    par = param.image(8, batch=n, fft=False, channels=1, seed=2)
+    prior = obj.params_L2()
+    result = render_vis(model, obj.feature_objective("softmax", targets, cossim_pow=p) - 1e-3 * prior, par,
+                        transforms=[], thresholds=(300,), lbfgs_steps=300, progress=False)
+    f, jac = ifv.feature_jacobian(model, "softmax", result.params, par)
+    trivial = critical_space.estimate_trivial_space(ifv.jacobian_spectra(f, jac, p), eps=1e-3)
+    assert trivial.dim == 2
+    for true in (np.eye(k)[0], np.ones(k) / np.sqrt(k)):
+        assert np.degrees(np.arccos(min(1.0, np.linalg.norm(trivial.basis.T @ true)))) < 5
+    plain = ifv.solve(f, jac, p, prior_grads=ifv.prior_gradients(model, prior, result.params, par))
+    inside = ifv.solve(f, jac, p, critical_space=trivial, prior_grads=ifv.prior_gradients(model, prior, result.params, par))
+    recovered = ifv.angle_modulo_trivial(inside.target, targets, f, trivial.basis, p)
+    feature = ifv.angle_modulo_trivial(f, targets, f, trivial.basis, p)
+    assert np.median(recovered) < 1.0 and np.median(feature) > 10
+    assert np.median(metrics.angle_deg(plain.target, targets)) > 20  # without the critical space: trivial answers
+    if p == 0:  # A = I: the paper's comparison inside S is the same thing
+        np.testing.assert_allclose(metrics.angle_in_subspace(inside.target, targets, trivial.critical_basis()),
+                                   recovered, atol=1e-4)

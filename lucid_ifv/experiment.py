@@ -1,0 +1,254 @@
+"""The paper's round trip as a resumable experiment: sample -> realize -> invert -> record.
+
+For each batch of targets ``t`` (Hoyer-sparse, then canonical): render realizations with
+``feature_objective(layer, t, p) - prior_weight * params_L2()`` (Adam, then L-BFGS),
+invert them with the paper's solve and, when the FV had a prior, with the prior-aware
+solve, optionally re-optimize from the realization towards ``t*``, ``f``, ``t`` and a
+random objective (SSIM before/after), and append one JSON record per sample to
+``<out>/records.jsonl`` (flushed and fsynced per batch). Realizations go to
+``<out>/realizations/batch_NNNN.npz`` with the Jacobian spectra Algorithm 1 needs.
+Re-running with the same settings skips finished samples, so an interrupted run loses
+at most the batch in flight; other settings in the same folder are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lucid_ifv import ifv, metrics, sampling
+from lucid_ifv import objectives as obj
+from lucid_ifv.param import image_for_model
+from lucid_ifv.render import render_vis
+
+SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Settings of one round-trip experiment (all saved next to the results)."""
+
+    layer: str
+    features: list | None = None  # channel subset (default: all channels of the layer)
+    n_hoyer: int = 30
+    n_canonical: int = 0
+    seed: int = 0
+    cossim_pow: float = 1
+    aggregation: str = "max_pool_mean"
+    fft: bool = True
+    decorrelate: bool = True
+    decay_power: float = 1.0
+    adam_steps: int = 800
+    lbfgs_steps: int = 300
+    prior_weight: float = 0.0  # lambda of params_L2; 0 is the paper's setting
+    batch_size: int = 8
+    reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
+
+    def validate(self, model) -> None:
+        info = model.layer(self.layer)
+        if self.features is not None:
+            bad = [i for i in self.features if not 0 <= int(i) < info.depth]
+            if bad:
+                raise ValueError(f"features {bad} out of range for layer {self.layer!r} with {info.depth} channels")
+        for name in ("n_hoyer", "n_canonical", "adam_steps", "lbfgs_steps", "reoptimize_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.adam_steps < 1:
+            raise ValueError(f"adam_steps must be >= 1, got {self.adam_steps}")
+        if self.prior_weight < 0:
+            raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
+
+    def feature_count(self, model) -> int:
+        return len(self.features) if self.features is not None else model.layer(self.layer).depth
+
+
+def make_targets(config: ExperimentConfig, k: int):
+    """``[n, k]`` unit targets (Hoyer-sparse first, then canonical) and their sparseness."""
+    parts, sparse = [], []
+    if config.n_hoyer:
+        t, s = sampling.sample_hoyer_targets(k, config.n_hoyer, config.seed)
+        parts.append(t)
+        sparse.append(s)
+    if config.n_canonical:
+        t = sampling.canonical_targets(k)
+        picks = np.random.default_rng(config.seed + 1).choice(k, size=config.n_canonical, replace=config.n_canonical > k)
+        parts.append(t[picks])
+        sparse.append(np.ones(config.n_canonical))
+    if not parts:
+        raise ValueError("the experiment has no targets: n_hoyer and n_canonical are both 0")
+    return np.concatenate(parts), np.concatenate(sparse)
+
+
+def _param(model, config, batch, seed):
+    return image_for_model(model, batch=batch, fft=config.fft, decorrelate=config.decorrelate,
+                           decay_power=config.decay_power, seed=seed)
+
+
+def _objective(config, targets):
+    objective = obj.feature_objective(config.layer, targets, config.cossim_pow, config.aggregation, config.features)
+    if config.prior_weight:
+        objective = objective - config.prior_weight * obj.params_L2()
+    return objective
+
+
+def _reoptimize_ssim(model, config, param, params, objectives_by_name):
+    """SSIM between the realization and the result of re-optimizing it towards each objective."""
+    before = param(params).numpy()
+    out = {}
+    for name, targets in objectives_by_name.items():
+        param.assign(params)
+        result = render_vis(model, _objective(config, targets), param, transforms=[],
+                            thresholds=(config.reoptimize_steps,), progress=False)
+        out[name] = metrics.ssim(before, result.final)
+    param.assign(params)
+    return out
+
+
+def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
+    """Realize and invert one batch of targets; returns (records, arrays to save)."""
+    k = targets.shape[1]
+    param = _param(model, config, len(targets), batch_seed)
+    started = time.perf_counter()
+    rendered = render_vis(model, _objective(config, targets), param, transforms=[],
+                          thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps,
+                          seed=batch_seed, progress=False)
+    fv_time = time.perf_counter() - started
+    images = rendered.final
+    started = time.perf_counter()
+    f, jac = ifv.feature_jacobian(model, config.layer, rendered.params, param, config.aggregation, config.features)
+    jac_time = time.perf_counter() - started
+    started = time.perf_counter()
+    paper = ifv.solve(f, jac, config.cossim_pow)
+    solve_time = time.perf_counter() - started
+    aware = None
+    if config.prior_weight:
+        grads = ifv.prior_gradients(model, obj.params_L2(), rendered.params, param)
+        aware = ifv.solve(f, jac, config.cossim_pow, prior_grads=grads)
+    chosen = aware if aware is not None else paper
+    rng = np.random.default_rng(batch_seed + 7)
+    random = sampling.random_unit_vectors(k, len(targets), rng, nonneg=True)
+    ssim = {}
+    if config.reoptimize_steps:
+        ssim = _reoptimize_ssim(model, config, param, rendered.params,
+                                {"predicted": chosen.target, "response": f / np.linalg.norm(f, axis=1, keepdims=True),
+                                 "target": targets, "random": random})
+    saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
+    spectra = ifv.jacobian_spectra(f, jac)
+    records = []
+    for i in range(len(targets)):
+        rec = {
+            "angle_paper": float(metrics.angle_deg(paper.target[i], targets[i])),
+            "angle_response": float(metrics.angle_deg(f[i], targets[i])),
+            "angle_random": float(metrics.angle_deg(random[i], targets[i])),
+            "gap_paper": float(paper.gap[i]), "residual_paper": float(paper.residual[i]),
+            "saturated_fraction": float(saturated[i].mean()),
+            "unsaturated_pixels": int((~saturated[i]).sum()),
+            "dead_features": int(paper.dead_features[i].sum()),
+            "lbfgs_grad_norm": None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"],
+            "target": targets[i].tolist(), "predicted_paper": paper.target[i].tolist(), "response": f[i].tolist(),
+            "seconds_fv": fv_time / len(targets), "seconds_jacobian": jac_time / len(targets),
+            "seconds_solve": solve_time / len(targets),
+        }
+        if aware is not None:
+            rec.update({
+                "angle_prior_aware": float(metrics.angle_deg(aware.target[i], targets[i])),
+                "gap_prior_aware": float(aware.gap[i]), "residual_prior_aware": float(aware.residual[i]),
+                "prior_weight_estimate": float(aware.prior_weights[i, 0]),
+                "predicted_prior_aware": aware.target[i].tolist(),
+            })
+        for name, values in ssim.items():
+            rec[f"ssim_{name}"] = float(values[i])
+        records.append(rec)
+    arrays = {"images": images, "targets": targets, "response": f,
+              "jacobian_singular_values": np.stack([s.singular_values for s in spectra]),
+              "jacobian_left_vectors": np.stack([s.left_vectors for s in spectra])}
+    for j, p in enumerate(rendered.params):
+        arrays[f"param_{j}"] = p
+    return records, arrays
+
+
+def _load_records(path: Path) -> list:
+    if not path.exists():
+        return []
+    records = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a torn last line from a hard kill: redo that batch
+                    break
+    return records
+
+
+def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = True) -> list:
+    """Run (or resume) an experiment in ``out_dir``; returns all records so far."""
+    config.validate(model)
+    out = Path(out_dir)
+    (out / "realizations").mkdir(parents=True, exist_ok=True)
+    settings = {"model": model.name, "config": dataclasses.asdict(config)}
+    settings_path = out / "settings.json"
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        if previous != settings:
+            raise ValueError(f"{out} holds an experiment with other settings ({settings_path}); use another folder")
+    else:
+        settings_path.write_text(json.dumps(settings, indent=2))
+    k = config.feature_count(model)
+    targets, sparseness = make_targets(config, k)
+    records_path = out / "records.jsonl"
+    records = _load_records(records_path)
+    done = {r["index"] for r in records}
+    todo = [i for i in range(len(targets)) if i not in done]
+    bar = tqdm(total=len(targets), initial=len(targets) - len(todo), disable=not progress, desc=f"IFV {config.layer}")
+    with open(records_path, "a") as fh:
+        for start in range(0, len(todo), config.batch_size):
+            idx = todo[start : start + config.batch_size]
+            batch_seed = config.seed * 100003 + idx[0]
+            batch_records, arrays = run_batch(model, config, targets[idx], batch_seed)
+            np.savez_compressed(out / "realizations" / f"batch_{idx[0]:04d}.npz", indices=np.array(idx), **arrays)
+            for i, rec in zip(idx, batch_records):
+                rec.update({"index": i, "sparseness": float(sparseness[i]), "kind": "hoyer" if i < config.n_hoyer else "canonical"})
+                fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            records.extend(batch_records)
+            bar.update(len(idx))
+    bar.close()
+    return sorted(records, key=lambda r: r["index"])
+
+
+ANGLE_COLUMNS = ("angle_prior_aware", "angle_paper", "angle_response", "angle_random")
+
+
+def summarize(records: list) -> dict:
+    """Distribution summaries (median, quartiles...) of the angles and diagnostics."""
+    if not records:
+        raise ValueError("no records to summarize")
+    summary = {"n": len(records)}
+    for column in ANGLE_COLUMNS + ("saturated_fraction", "unsaturated_pixels", "gap_paper", "gap_prior_aware",
+                                   "prior_weight_estimate", "ssim_predicted", "ssim_response", "ssim_target",
+                                   "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"):
+        values = [r[column] for r in records if r.get(column) is not None]
+        if values:
+            summary[column] = metrics.summary(np.asarray(values, dtype=np.float64))
+    return summary
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as a Markdown table: median [q1, q3] per quantity."""
+    rows = ["| quantity | median | q1 | q3 | min | max |", "|---|---|---|---|---|---|"]
+    for key, stats in summary.items():
+        if isinstance(stats, dict):
+            rows.append(f"| {key} | {stats['median']:.4g} | {stats['q1']:.4g} | {stats['q3']:.4g} | "
+                        f"{stats['min']:.4g} | {stats['max']:.4g} |")
+    return "\n".join(rows + [f"\nn = {summary['n']} samples"])

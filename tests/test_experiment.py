@@ -1,0 +1,63 @@
+"""The resumable round-trip experiment: records, resume after an interruption, settings guard."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lucid_ifv import experiment as ex
+
+CONFIG = dict(layer="conv2_relu", n_hoyer=3, n_canonical=1, adam_steps=20, lbfgs_steps=5,
+              prior_weight=1e-3, batch_size=2, fft=False, decorrelate=False)
+
+
+def test_records_and_summary(small_model, tmp_path):
+    records = ex.run_experiment(small_model, ex.ExperimentConfig(**CONFIG, reoptimize_steps=3), tmp_path, progress=False)
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    assert [r["kind"] for r in records] == ["hoyer"] * 3 + ["canonical"]
+    for r in records:
+        assert 0 <= r["angle_paper"] <= 180 and 0 <= r["angle_prior_aware"] <= 180
+        np.testing.assert_allclose(np.linalg.norm(r["target"]), 1, rtol=1e-6)
+        assert 0 <= r["ssim_predicted"] <= 1
+    saved = np.load(tmp_path / "realizations" / "batch_0000.npz")
+    assert saved["images"].shape == (2, 16, 16, 3) and saved["jacobian_left_vectors"].shape == (2, 6, 6)
+    summary = ex.summarize(records)
+    assert summary["n"] == 4 and "angle_prior_aware" in summary
+    assert "| angle_paper |" in ex.markdown_table(summary)
+
+
+def test_resume_after_interruption(small_model, tmp_path, monkeypatch):
+    config = ex.ExperimentConfig(**CONFIG)
+    real_run_batch = ex.run_batch
+    calls = []
+
+    def interrupted_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "run_batch", interrupted_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_experiment(small_model, config, tmp_path, progress=False)
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1]  # the first batch is kept
+    monkeypatch.setattr(ex, "run_batch", real_run_batch)
+    with open(tmp_path / "records.jsonl", "a") as fh:
+        fh.write('{"index": 2, "angle')  # a torn line from a hard kill
+    records = ex.run_experiment(small_model, config, tmp_path, progress=False)
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+
+
+def test_settings_guard_and_bad_config(small_model, tmp_path):
+    ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 1, "n_canonical": 0}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 2}), tmp_path, progress=False)
+    with pytest.raises(KeyError, match="unknown layer"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "layer": "nope"}), tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="features \\[9\\] out of range"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "features": [0, 9]}), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="no targets"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 0, "n_canonical": 0}), tmp_path / "d", progress=False)

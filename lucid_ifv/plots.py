@@ -1,0 +1,85 @@
+"""Figures for papers: angle distributions (the paper's box plots), realizations, Fig. 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ANGLE_LABELS = {
+    "angle_prior_aware": "t* (prior-aware)",
+    "angle_paper": "t* (paper's solve)",
+    "angle_response": "feature response f",
+    "angle_random": "random",
+}
+
+
+def _figure(path, fig) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_angles(records: list, path, title: str = "") -> Path:
+    """Box plots of the angle to the target, one box per estimate (as in the paper's Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in ANGLE_LABELS if any(r.get(c) is not None for r in records)]
+    data = [[r[c] for r in records if r.get(c) is not None] for c in columns]
+    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 1, 3.2))
+    ax.boxplot(data, showfliers=True)
+    ax.set_xticks(range(1, len(columns) + 1), [ANGLE_LABELS[c] for c in columns], rotation=15)
+    ax.set_ylabel("angle to the target t (degrees)")
+    ax.set_ylim(0, max(90, max(max(d) for d in data) + 5))
+    ax.set_title(title or f"n = {len(records)}")
+    ax.grid(axis="y", alpha=0.3)
+    return _figure(path, fig)
+
+
+def plot_images(images, path, titles=None, columns: int = 8) -> Path:
+    """A grid of images ``[B, H, W, C]`` in [0, 1] with optional titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.clip(np.asarray(images), 0, 1)
+    n = len(images)
+    cols = min(columns, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.ravel(), images)):
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                  vmin=0, vmax=1, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
+    return _figure(path, fig)
+
+
+def plot_singular_coefficients(coefficients, path, title: str = "") -> Path:
+    """Mean squared coefficients of targets in the left-singular basis (the paper's Fig. 3).
+
+    ``coefficients``: ``[n, m]`` from `metrics.singular_coefficients` (ascending singular
+    values); the first bar is the share of the target the smallest singular vector holds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean_sq = np.nanmean(np.asarray(coefficients, np.float64) ** 2, axis=0)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(np.arange(1, mean_sq.size + 1), mean_sq)
+    ax.set_xlabel("left-singular vector (ascending singular value)")
+    ax.set_ylabel("mean squared coefficient")
+    ax.set_title(title)
+    return _figure(path, fig)

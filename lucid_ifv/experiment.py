@@ -3,7 +3,9 @@
 For each batch of targets ``t`` (Hoyer-sparse, then canonical): render realizations with
 ``feature_objective(layer, t, p) - prior_weight * params_L2()`` (Adam, then L-BFGS),
 invert them with the paper's solve and, when the FV had a prior, with the prior-aware
-solve, optionally re-optimize from the realization towards ``t*``, ``f``, ``t`` and a
+solve (angles to ``t``, and to ``t`` restricted to the features alive at the realization:
+a feature whose channel is dead there has no gradient, so its target weight cannot be
+recovered from that realization), optionally re-optimize from the realization towards ``t*``, ``f``, ``t`` and a
 random objective (SSIM before/after), and append one JSON record per sample to
 ``<out>/records.jsonl`` (flushed and fsynced per batch). Realizations go to
 ``<out>/realizations/batch_NNNN.npz`` with the Jacobian spectra Algorithm 1 needs.
@@ -112,6 +114,10 @@ def _reoptimize_ssim(model, config, param, params, objectives_by_name):
     return out
 
 
+def _angle_or_none(a, b):
+    return float(metrics.angle_deg(a, b)) if np.linalg.norm(b) > 0 else None
+
+
 def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
     """Realize and invert one batch of targets; returns (records, arrays to save)."""
     k = targets.shape[1]
@@ -140,6 +146,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
         ssim = _reoptimize_ssim(model, config, param, rendered.params,
                                 {"predicted": chosen.target, "response": f / np.linalg.norm(f, axis=1, keepdims=True),
                                  "target": targets, "random": random})
+    alive_targets = targets * ~paper.dead_features  # what a realization can still tell about t
     saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
     spectra = ifv.jacobian_spectra(f, jac)
     records = []
@@ -152,6 +159,8 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
             "saturated_fraction": float(saturated[i].mean()),
             "unsaturated_pixels": int((~saturated[i]).sum()),
             "dead_features": int(paper.dead_features[i].sum()),
+            "dead_target_mass": float(np.sum(targets[i][paper.dead_features[i]] ** 2)),
+            "angle_alive_paper": _angle_or_none(paper.target[i], alive_targets[i]),
             "lbfgs_grad_norm": None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"],
             "target": targets[i].tolist(), "predicted_paper": paper.target[i].tolist(), "response": f[i].tolist(),
             "seconds_fv": fv_time / len(targets), "seconds_jacobian": jac_time / len(targets),
@@ -160,6 +169,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
         if aware is not None:
             rec.update({
                 "angle_prior_aware": float(metrics.angle_deg(aware.target[i], targets[i])),
+                "angle_alive_prior_aware": _angle_or_none(aware.target[i], alive_targets[i]),
                 "gap_prior_aware": float(aware.gap[i]), "residual_prior_aware": float(aware.residual[i]),
                 "prior_weight_estimate": float(aware.prior_weights[i, 0]),
                 "predicted_prior_aware": aware.target[i].tolist(),
@@ -227,7 +237,8 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
     return sorted(records, key=lambda r: r["index"])
 
 
-ANGLE_COLUMNS = ("angle_prior_aware", "angle_paper", "angle_response", "angle_random")
+ANGLE_COLUMNS = ("angle_prior_aware", "angle_paper", "angle_response", "angle_random",
+                 "angle_alive_prior_aware", "angle_alive_paper")
 
 
 def summarize(records: list) -> dict:
@@ -235,7 +246,8 @@ def summarize(records: list) -> dict:
     if not records:
         raise ValueError("no records to summarize")
     summary = {"n": len(records)}
-    for column in ANGLE_COLUMNS + ("saturated_fraction", "unsaturated_pixels", "gap_paper", "gap_prior_aware",
+    for column in ANGLE_COLUMNS + ("dead_features", "dead_target_mass", "saturated_fraction", "unsaturated_pixels",
+                                   "gap_paper", "gap_prior_aware",
                                    "prior_weight_estimate", "ssim_predicted", "ssim_response", "ssim_target",
                                    "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"):
         values = [r[column] for r in records if r.get(column) is not None]

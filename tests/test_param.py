@@ -116,3 +116,26 @@ def test_param_errors():
         param.to_valid_rgb(param.pixel_image((1, 4, 4, 1)), decorrelate=True)
     with pytest.raises(ValueError, match="parameter arrays for 1 variables"):
         p.assign([])
+
+
+def test_custom_parametrization(small_model):
+    """The example of docs/parametrizations.md: a non-image map works with render and invert."""
+    import re
+    from pathlib import Path
+
+    from lucid_ifv import ifv, objectives as obj
+    from lucid_ifv.render import render_vis
+
+    doc = (Path(__file__).parents[1] / "docs" / "parametrizations.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    namespace = {}
+    exec(code, namespace)
+    p = namespace["NormalMapParam"]((2, 16, 16, 3), seed=0)
+    x = p().numpy()
+    np.testing.assert_allclose(np.linalg.norm(x, axis=-1), 1, rtol=1e-5)
+    z = [np.random.default_rng(0).normal(size=v.shape).astype(np.float32) for v in p.variables]
+    np.testing.assert_allclose(p(p.params_from_image(p(z).numpy())).numpy(), p(z).numpy(), atol=1e-4)
+    result = render_vis(small_model, obj.channel("conv2", 1), p, transforms=[], thresholds=(10,), progress=False)
+    assert result.objective[-1] > result.objective[0]
+    inv = ifv.invert(small_model, "conv2_relu", result)
+    assert inv.target.shape == (2, 6)

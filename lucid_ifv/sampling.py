@@ -77,6 +77,17 @@ def _check_sparseness(sparseness, n: int | None = None) -> np.ndarray:
     return s
 
 
+def _check_vectors(x, what: str):
+    """``x`` as float64 ``[k]`` or ``[n, k]`` with k >= 2 and finite entries; returns (x, k)."""
+    x = check_finite(np.asarray(x, dtype=np.float64), "x")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x has shape {x.shape}; expected [k] or [n, k]")
+    k = x.shape[-1]
+    if k < 2:
+        raise ValueError(f"{what} needs k >= 2 entries per vector, got k = {k}")
+    return x, k
+
+
 def hoyer_sparseness(x):
     """Hoyer sparseness of a vector, or of each row of a matrix.
 
@@ -91,12 +102,7 @@ def hoyer_sparseness(x):
     -------
     float for a vector, array [n] for a matrix.
     """
-    x = check_finite(np.asarray(x, dtype=np.float64), "x")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"x has shape {x.shape}; expected [k] or [n, k]")
-    k = x.shape[-1]
-    if k < 2:
-        raise ValueError(f"Hoyer sparseness needs k >= 2 entries per vector, got k = {k}")
+    x, k = _check_vectors(x, "Hoyer sparseness")
     l2 = np.linalg.norm(x, axis=-1)
     if np.any(l2 == 0):
         rows = np.flatnonzero(np.atleast_1d(l2 == 0))
@@ -170,12 +176,7 @@ def hoyer_project(x, sparseness, nonneg: bool = True) -> np.ndarray:
     array, same shape as ``x``, float64, each row of unit L2 norm and the requested
     sparseness (to rounding).
     """
-    x = check_finite(np.asarray(x, dtype=np.float64), "x")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"x has shape {x.shape}; expected [k] or [n, k]")
-    k = x.shape[-1]
-    if k < 2:
-        raise ValueError(f"Hoyer projection needs k >= 2 entries per vector, got k = {k}")
+    x, k = _check_vectors(x, "Hoyer projection")
     rows = x.reshape(-1, k)
     n = rows.shape[0]
     if x.ndim == 1:

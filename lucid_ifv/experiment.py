@@ -185,7 +185,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
     return records, arrays
 
 
-def _load_records(path: Path) -> list:
+def load_records(path: Path) -> list:
     if not path.exists():
         return []
     records = []
@@ -216,7 +216,7 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
     k = config.feature_count(model)
     targets, sparseness = make_targets(config, k)
     records_path = out / "records.jsonl"
-    records = _load_records(records_path)
+    records = load_records(records_path)
     done = {r["index"] for r in records}
     todo = [i for i in range(len(targets)) if i not in done]
     bar = tqdm(total=len(targets), initial=len(targets) - len(todo), disable=not progress, desc=f"IFV {config.layer}")

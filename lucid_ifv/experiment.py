@@ -253,14 +253,42 @@ def summarize(records: list) -> dict:
         values = [r[column] for r in records if r.get(column) is not None]
         if values:
             summary[column] = metrics.summary(np.asarray(values, dtype=np.float64))
+    summary.update(gap_reliability(records))
     return summary
+
+
+def gap_reliability(records: list) -> dict:
+    """Is the singular-value gap a reliability signal? Median angle of the samples with the
+    larger half of gaps vs the smaller half, for each solve; and Spearman's rank correlation."""
+    import scipy.stats
+
+    out = {}
+    for solve in ("prior_aware", "paper"):
+        pairs = [(r[f"gap_{solve}"], r[f"angle_{solve}"]) for r in records
+                 if r.get(f"gap_{solve}") is not None and r.get(f"angle_{solve}") is not None]
+        if len(pairs) < 4:
+            continue
+        gaps, angles = np.asarray(pairs).T
+        high = gaps >= np.median(gaps)
+        out[f"gap_reliability_{solve}"] = {
+            "median_angle_large_gap": float(np.median(angles[high])),
+            "median_angle_small_gap": float(np.median(angles[~high])),
+            "spearman_gap_angle": float(scipy.stats.spearmanr(gaps, angles)[0]),
+        }
+    return out
 
 
 def markdown_table(summary: dict) -> str:
     """The summary as a Markdown table: median [q1, q3] per quantity."""
     rows = ["| quantity | median | q1 | q3 | min | max |", "|---|---|---|---|---|---|"]
     for key, stats in summary.items():
-        if isinstance(stats, dict):
+        if isinstance(stats, dict) and "median" in stats:
             rows.append(f"| {key} | {stats['median']:.4g} | {stats['q1']:.4g} | {stats['q3']:.4g} | "
                         f"{stats['min']:.4g} | {stats['max']:.4g} |")
-    return "\n".join(rows + [f"\nn = {summary['n']} samples"])
+    notes = [f"\nn = {summary['n']} samples"]
+    for key, rel in summary.items():
+        if key.startswith("gap_reliability_"):
+            notes.append(f"{key[len('gap_reliability_'):]} solve: median angle {rel['median_angle_large_gap']:.2f} deg "
+                         f"for the larger-gap half vs {rel['median_angle_small_gap']:.2f} deg for the smaller; "
+                         f"Spearman(gap, angle) = {rel['spearman_gap_angle']:.2f}")
+    return "\n".join(rows + notes)

@@ -24,7 +24,7 @@ def model_and_layer():
     try:
         from modelzoo.shipped import load_shipped, SHIPPED
 
-        return load_shipped("inception_small"), SHIPPED["inception_small"]["studied_layers"][0]
+        return load_shipped("inception_small"), next(iter(SHIPPED["inception_small"].studied_layers))
     except Exception:  # the benchmark still runs without shipped models
         from lucid_ifv.model import KerasModel
 

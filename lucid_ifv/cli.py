@@ -40,7 +40,7 @@ def studied_layer(spec: str, model) -> str:
     from modelzoo.shipped import SHIPPED
 
     if spec in SHIPPED:
-        return SHIPPED[spec]["studied_layers"][0]
+        return next(iter(SHIPPED[spec].studied_layers))
     raise SystemExit("error: --layer is required for this model")
 
 
@@ -50,8 +50,9 @@ def cmd_models(args) -> int:
     print(f"{'name':<22} {'input':<13} {'accuracy':>8}  studied layers (depth)")
     for entry in list_shipped():
         acc = entry.get("accuracy")
+        layers = ", ".join(f"{name} ({depth})" for name, depth in entry["studied_layers"].items())
         print(f"{entry['name']:<22} {'x'.join(map(str, entry['input_shape'])):<13} "
-              f"{'' if acc is None else f'{acc:.2%}':>8}  {', '.join(entry['studied_layers'])}")
+              f"{'' if acc is None else f'{acc:.2%}':>8}  {layers}")
     print(f"{'InceptionV1':<22} {'224x224x3':<13} {'':>8}  mixed4c (512) ... "
           "(Lucid's GoogLeNet, downloaded on first use)")
     return 0

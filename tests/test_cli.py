@@ -1,0 +1,64 @@
+"""The command line: every subcommand runs on a shipped model, and bad input is reported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lucid_ifv.cli import main
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("inception_small", "densenet_small", "densenet_small_no4", "mnist_small", "InceptionV1"):
+        assert name in out
+
+
+def test_render_then_invert_npz_and_png(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["render", "--model", "mnist_small", "--batch", "2", "--param", "pixel", "--adam", "30",
+                 "--lbfgs", "10", "--prior", "1e-3", "--out", str(out)]) == 0
+    assert (out / "realization.npz").exists() and (out / "realization_001.png").exists()
+    capsys.readouterr()
+    assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--prior", "1e-3",
+                 "--images", str(out / "realization.npz"), "--out", str(tmp_path / "inv.json")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(0 <= r["angle_to_target"] <= 180 for r in rows)
+    saved = json.loads((tmp_path / "inv.json").read_text())
+    assert np.asarray(saved["predicted"]).shape == (2, 32)
+    assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--images",
+                 str(out / "realization_000.png")]) == 0
+
+
+def test_render_channel_with_standard_transforms(tmp_path):
+    assert main(["render", "--model", "mnist_small", "--channel", "3", "--transforms", "standard",
+                 "--adam", "5", "--prior", "0", "--out", str(tmp_path)]) == 0
+
+
+def test_experiment_writes_summary(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["experiment", "--model", "mnist_small", "--n-hoyer", "2", "--adam", "20", "--lbfgs", "5",
+                 "--param", "pixel", "--batch-size", "2", "--out", str(out)]) == 0
+    assert "| angle_prior_aware |" in capsys.readouterr().out
+    for name in ("summary.md", "summary.json", "angles.png", "records.jsonl"):
+        assert (out / name).exists()
+    assert "Command: `lucid-ifv" in (out / "summary.md").read_text()
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "--model", "mnist_small", "--n", "2", "--adam", "20", "--lbfgs", "5",
+                 "--out", str(tmp_path)]) == 0
+    assert "median angle(t, t*)" in capsys.readouterr().out
+    assert (tmp_path / "realizations.png").exists() and (tmp_path / "summary.md").exists()
+
+
+def test_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="unknown model 'nope'"):
+        main(["render", "--model", "nope", "--out", str(tmp_path)])
+    assert main(["render", "--model", "mnist_small", "--layer", "conv9", "--out", str(tmp_path)]) == 2
+    assert "unknown layer 'conv9'" in capsys.readouterr().err
+    assert main(["invert", "--model", "mnist_small", "--images", str(tmp_path / "missing.png")]) == 2
+    assert "no image file" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     lucid-ifv render --model M --layer L --channel 3  a Lucid-style visualization
     lucid-ifv invert --model M --layer L --images x.png   Grad-IFV on saved images
     lucid-ifv experiment --model M --layer L --out D  the paper's round trip (resumable)
+    lucid-ifv critical --run D                        Algorithm 1 on an experiment's realizations
     lucid-ifv demo --out D                            render + invert on the default model
 """
 
@@ -169,6 +170,21 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_critical(args) -> int:
+    """Algorithm 1 on an experiment folder, then IFV inside each candidate critical space."""
+    from lucid_ifv import experiment as ex
+
+    rows = ex.critical_space_analysis(args.run, args.eps_lo, args.eps_hi, args.max_angle)
+    lines = ["| trivial dim | eps | median angle modulo T | q1 | q3 | selected |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dim']} | {r['eps']:.3g} | {r['median_angle']:.2f} | {r['q1']:.2f} | {r['q3']:.2f} | "
+                     f"{'yes' if r['selected'] else ''} |")
+    text = "\n".join(lines)
+    Path(args.run, "critical_space.md").write_text(f"Command: `lucid-ifv {' '.join(sys.argv[1:])}`\n\n{text}\n")
+    print(text)
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Render a few Hoyer targets with a small prior, invert them, print the table."""
     from lucid_ifv import experiment as ex, metrics
@@ -242,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")
+    p.add_argument("--run", required=True, help="a `lucid-ifv experiment --out` folder")
+    p.add_argument("--eps-lo", type=float, default=1e-6)
+    p.add_argument("--eps-hi", type=float, default=0.5)
+    p.add_argument("--max-angle", type=float, default=30.0, help="principal-angle cutoff of the merge (degrees)")
+    p.set_defaults(func=cmd_critical)
 
     p = sub.add_parser("demo", help="render and invert a few targets on the default model")
     p.add_argument("--model", default=DEFAULT_MODEL)

@@ -8,7 +8,9 @@ a feature whose channel is dead there has no gradient, so its target weight cann
 recovered from that realization), optionally re-optimize from the realization towards ``t*``, ``f``, ``t`` and a
 random objective (SSIM before/after), and append one JSON record per sample to
 ``<out>/records.jsonl`` (flushed and fsynced per batch). Realizations go to
-``<out>/realizations/batch_NNNN.npz`` with the Jacobian spectra Algorithm 1 needs.
+``<out>/realizations/batch_NNNN.npz`` with the Gram statistics of their Jacobians
+(`ifv.GramStatistics`), enough to re-solve offline in any critical space
+(`critical_space_analysis`).
 Re-running with the same settings skips finished samples, so an interrupted run loses
 at most the batch in flight; other settings in the same folder are refused.
 """
@@ -131,13 +133,12 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
     started = time.perf_counter()
     f, jac = ifv.feature_jacobian(model, config.layer, rendered.params, param, config.aggregation, config.features)
     jac_time = time.perf_counter() - started
+    grads = ifv.prior_gradients(model, obj.params_L2(), rendered.params, param) if config.prior_weight else None
     started = time.perf_counter()
-    paper = ifv.solve(f, jac, config.cossim_pow)
+    stats = ifv.gram_statistics(jac, grads)
+    paper = ifv.solve_gram(f, ifv.GramStatistics(stats.jjt), config.cossim_pow)
     solve_time = time.perf_counter() - started
-    aware = None
-    if config.prior_weight:
-        grads = ifv.prior_gradients(model, obj.params_L2(), rendered.params, param)
-        aware = ifv.solve(f, jac, config.cossim_pow, prior_grads=grads)
+    aware = ifv.solve_gram(f, stats, config.cossim_pow) if config.prior_weight else None
     chosen = aware if aware is not None else paper
     rng = np.random.default_rng(batch_seed + 7)
     random = sampling.random_unit_vectors(k, len(targets), rng, nonneg=True)
@@ -148,7 +149,6 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
                                  "target": targets, "random": random})
     alive_targets = targets * ~paper.dead_features  # what a realization can still tell about t
     saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
-    spectra = ifv.jacobian_spectra(f, jac)
     records = []
     for i in range(len(targets)):
         rec = {
@@ -177,9 +177,9 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
         records.append(rec)
-    arrays = {"images": images, "targets": targets, "response": f,
-              "jacobian_singular_values": np.stack([s.singular_values for s in spectra]),
-              "jacobian_left_vectors": np.stack([s.left_vectors for s in spectra])}
+    arrays = {"images": images, "targets": targets, "response": f, "jjt": stats.jjt}
+    if grads is not None:
+        arrays.update(jg=stats.jg, gg=stats.gg)
     for j, p in enumerate(rendered.params):
         arrays[f"param_{j}"] = p
     return records, arrays
@@ -292,3 +292,54 @@ def markdown_table(summary: dict) -> str:
                          f"for the larger-gap half vs {rel['median_angle_small_gap']:.2f} deg for the smaller; "
                          f"Spearman(gap, angle) = {rel['spearman_gap_angle']:.2f}")
     return "\n".join(rows + notes)
+
+
+def load_realizations(out_dir) -> dict:
+    """All saved batches of an experiment folder, concatenated in sample order."""
+    files = sorted(Path(out_dir, "realizations").glob("batch_*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no realizations in {out_dir}/realizations (run the experiment first)")
+    parts = [dict(np.load(f)) for f in files]
+    keys = set.intersection(*(set(p) for p in parts))
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in keys}
+    order = np.argsort(merged["indices"])
+    return {key: value[order] for key, value in merged.items()}
+
+
+def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, max_angle_deg: float = 30.0,
+                            max_trivial_fraction: float = 0.5) -> list:
+    """Algorithm 1 on an experiment's realizations, then the inversion inside each candidate
+    critical space (paper Sec. 2.2 and 3.5).
+
+    The eps search enumerates every trivial-space dimension the samples support; for each
+    candidate the saved Gram statistics are re-solved in its critical space (prior-aware
+    when the FV had a prior) and compared with the known targets modulo the trivial space
+    (`ifv.angle_modulo_trivial`). The candidate with the lowest median angle among those
+    whose trivial space is at most ``max_trivial_fraction`` of the features is marked
+    ``selected`` (tiny critical spaces make every comparison trivially small).
+
+    Returns:
+      one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``selected``.
+    """
+    from lucid_ifv import critical_space
+
+    settings = json.loads(Path(out_dir, "settings.json").read_text())["config"]
+    data = load_realizations(out_dir)
+    f, targets, p = data["response"], data["targets"], settings["cossim_pow"]
+    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
+    spectra = ifv.jacobian_spectra(f, stats)
+    candidates = critical_space.enumerate_trivial_spaces(spectra, eps_lo, eps_hi, max_angle_deg)
+    k = f.shape[1]
+    rows = []
+    for cand in candidates:
+        if cand.dim >= k:
+            continue
+        result = ifv.solve_gram(f, stats, p, critical_space=cand)
+        angles = ifv.angle_modulo_trivial(result.target, targets, f, cand.basis, p)
+        rows.append({"dim": cand.dim, "eps": float(cand.eps), "median_angle": float(np.nanmedian(angles)),
+                     "q1": float(np.nanpercentile(angles, 25)), "q3": float(np.nanpercentile(angles, 75)),
+                     "selected": False})
+    eligible = [r for r in rows if r["dim"] <= max_trivial_fraction * k]
+    if eligible:
+        min(eligible, key=lambda r: r["median_angle"])["selected"] = True
+    return rows

@@ -268,6 +268,37 @@ def _smallest_eigvec(gram: np.ndarray):
     return np.clip(values, 0.0, None), vectors
 
 
+@dataclasses.dataclass
+class GramStatistics:
+    """What the solve needs of a batch of Jacobians (and prior gradients), in float64.
+
+    Attributes:
+      jjt: ``J J^T`` ``[B, k, k]``.
+      jg: ``J g_j`` ``[B, k, n]`` for the n prior terms (None without a prior).
+      gg: ``g_i . g_j`` ``[B, n, n]`` (None without a prior).
+    These are small (k x k per sample) and suffice for every solve, with any critical
+    space, so experiments store them and re-solve offline (`solve_gram`).
+    """
+
+    jjt: np.ndarray
+    jg: np.ndarray | None = None
+    gg: np.ndarray | None = None
+
+
+def gram_statistics(jac, prior_grads=None) -> GramStatistics:
+    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``."""
+    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    if jac.ndim != 3:
+        raise ValueError(f"Jacobians of shape {jac.shape}; expected [B, k, D]")
+    if prior_grads is None:
+        return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac))
+    grads = check_finite(np.asarray(prior_grads, np.float64), "prior gradients")
+    if grads.ndim != 3 or grads.shape[0] != jac.shape[0] or grads.shape[2] != jac.shape[2]:
+        raise ValueError(f"prior gradients of shape {grads.shape}; expected [{jac.shape[0]}, n_terms, {jac.shape[2]}]")
+    return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac), np.einsum("bkd,bnd->bkn", jac, grads),
+                          np.einsum("bnd,bmd->bnm", grads, grads))
+
+
 def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
           dead_tol: float = 1e-6) -> InversionResult:
     """The closed-form solve on precomputed responses and Jacobians.
@@ -282,9 +313,25 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
         row norm of its sample leaves that sample's solve (its target entry is 0).
     """
     f = check_finite(np.asarray(f, np.float64), "feature responses")
-    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    jac = np.asarray(jac)
     if f.ndim != 2 or jac.ndim != 3 or jac.shape[:2] != f.shape:
         raise ValueError(f"responses {f.shape} and Jacobians {jac.shape} do not match: expected [B, k] and [B, k, D]")
+    return solve_gram(f, gram_statistics(jac, prior_grads), cossim_pow, critical_space, dead_tol)
+
+
+def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=None,
+               dead_tol: float = 1e-6) -> InversionResult:
+    """`solve` from `GramStatistics` (no Jacobian needed): see `solve` for the arguments.
+
+    With ``M = A J J^T A`` restricted to the basis ``B_b`` of sample b's critical space
+    (dead features removed), ``t* = B_b u`` for the eigenvector u of the smallest
+    eigenvalue of ``B_b^T M B_b``; with priors, the eigenvector ``(v; mu)`` of the Gram
+    matrix of ``[J^T A B_b | -g]``, which is ``[[B^T A JJ^T A B, -B^T A Jg], [., gg]]``.
+    """
+    f = check_finite(np.asarray(f, np.float64), "feature responses")
+    jjt = check_finite(np.asarray(stats.jjt, np.float64), "J J^T")
+    if f.ndim != 2 or jjt.shape != f.shape + (f.shape[1],):
+        raise ValueError(f"responses {f.shape} and J J^T {jjt.shape} do not match: expected [B, k] and [B, k, k]")
     norms = np.linalg.norm(f, axis=1)
     if not (norms > 0).all():
         bad = np.flatnonzero(norms == 0).tolist()
@@ -295,33 +342,31 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
     batch, k = f.shape
     basis = _critical_basis(critical_space, k)
     d = basis.shape[1]
-    if prior_grads is not None:
-        prior_grads = check_finite(np.asarray(prior_grads, np.float64), "prior gradients")
-        if prior_grads.ndim != 3 or prior_grads.shape[0] != batch or prior_grads.shape[2] != jac.shape[2]:
-            raise ValueError(f"prior gradients of shape {prior_grads.shape}; expected [{batch}, n_terms, {jac.shape[2]}]")
+    with_prior = stats.jg is not None
     A = significance_matrix(f, cossim_pow)
     out = {name: [] for name in ("target", "sv", "vectors", "gap", "residual", "weights", "dead")}
     for b in range(batch):  # per-sample k x k problems; the heavy part (J) is batched already
-        row_norms = np.linalg.norm(jac[b], axis=1)
+        row_norms = np.sqrt(np.clip(np.diag(jjt[b]), 0, None))
         dead = row_norms <= dead_tol * max(row_norms.max(), np.finfo(float).tiny)
         basis_b = _restrict(basis, dead)
         if basis_b.shape[1] == 0:
             raise ValueError(f"sample {b}: no critical direction is left once dead features are removed")
-        G = basis_b.T @ A[b] @ jac[b]  # [d_b, D]
-        values, vectors = _smallest_eigvec(G @ G.T)
+        AB = A[b] @ basis_b  # [k, d_b]
+        gram = AB.T @ jjt[b] @ AB
+        values, vectors = _smallest_eigvec(gram)
         sv = np.sqrt(values)
         full_sv = np.full(d, np.nan)
         full_sv[: sv.size] = sv
         full_vec = np.full((k, d), np.nan)
         full_vec[:, : sv.size] = basis_b @ vectors
-        if prior_grads is None:
-            u, solved_sv = vectors[:, 0], sv
-            weights = None
+        if not with_prior:
+            u, solved_sv, weights = vectors[:, 0], sv, None
             target = basis_b @ u
-            residual = np.linalg.norm(G.T @ u) / max(sv[-1], np.finfo(float).tiny)
+            residual = np.sqrt(max(u @ gram @ u, 0.0)) / max(sv[-1], np.finfo(float).tiny)
         else:
-            ext = np.concatenate([G.T, -prior_grads[b].T], axis=1)  # [D, d_b + n]
-            ext_values, ext_vectors = _smallest_eigvec(ext.T @ ext)
+            cross = -AB.T @ stats.jg[b]  # [d_b, n]
+            ext = np.block([[gram, cross], [cross.T, stats.gg[b]]])
+            ext_values, ext_vectors = _smallest_eigvec(ext)
             solved_sv = np.sqrt(ext_values)
             vec = ext_vectors[:, 0]
             v, mu = vec[: basis_b.shape[1]], vec[basis_b.shape[1]:]
@@ -329,12 +374,11 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
                 v, mu = -v, -mu
             target = basis_b @ v
             scale = np.linalg.norm(target)
-            target = target / scale
-            s = (max(f[b] @ target, 0.0) / norms[b]) ** cossim_pow
+            s = (max(f[b] @ target / scale, 0.0) / norms[b]) ** cossim_pow
             weights = mu * s / scale
-            residual = np.linalg.norm(ext @ vec) / max(solved_sv[-1], np.finfo(float).tiny)
+            residual = solved_sv[0] / max(solved_sv[-1], np.finfo(float).tiny)
         target = target / np.linalg.norm(target)
-        if prior_grads is None and f[b] @ target < 0:
+        if not with_prior and f[b] @ target < 0:
             target = -target
         gap = (solved_sv[1] - solved_sv[0]) / solved_sv[-1] if solved_sv.size > 1 and solved_sv[-1] > 0 else 0.0
         for name, value in zip(out, (target, full_sv, full_vec, gap, residual, weights, dead)):
@@ -342,7 +386,7 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None,
     return InversionResult(
         target=np.array(out["target"]), response=f, singular_values=np.array(out["sv"]),
         left_vectors=np.array(out["vectors"]), gap=np.array(out["gap"]), residual=np.array(out["residual"]),
-        prior_weights=None if prior_grads is None else np.array(out["weights"]), dead_features=np.array(out["dead"]),
+        prior_weights=None if not with_prior else np.array(out["weights"]), dead_features=np.array(out["dead"]),
     )
 
 
@@ -357,16 +401,19 @@ def jacobian_spectra(f, jac, cossim_pow: float = 1, with_significance: bool = Fa
     ``A``: ``t`` in ``S`` with ``A t`` in ``N`` gives ``t^T A t = 0``, so ``t = 0``.
 
     Args:
-      f: ``[B, k]`` responses; jac: ``[B, k, D]`` Jacobians (from `feature_jacobian`).
+      f: ``[B, k]`` responses.
+      jac: ``[B, k, D]`` Jacobians (from `feature_jacobian`) or their `GramStatistics`.
     Returns:
-      list of ``SampleSpectrum``, one per sample.
+      list of ``SampleSpectrum`` (singular values ascending), one per sample.
     """
-    from lucid_ifv.critical_space import spectrum
+    from lucid_ifv.critical_space import SampleSpectrum
 
-    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    jjt = jac.jjt if isinstance(jac, GramStatistics) else gram_statistics(jac).jjt
     if with_significance:
-        jac = np.einsum("bij,bjd->bid", significance_matrix(f, cossim_pow), jac)
-    return [spectrum(m) for m in jac]
+        A = significance_matrix(f, cossim_pow)
+        jjt = A @ jjt @ A
+    values, vectors = np.linalg.eigh(jjt)  # ascending
+    return [SampleSpectrum(np.sqrt(np.clip(v, 0, None)), u) for v, u in zip(values, vectors)]
 
 
 def angle_modulo_trivial(predicted, target, response, trivial_basis, cossim_pow: float = 1) -> np.ndarray:

@@ -63,3 +63,19 @@ def small_model():
     from lucid_ifv.model import KerasModel
 
     return KerasModel(small_convnet())
+
+
+def softmax_model(k=6, dead=0, seed=0):
+    from lucid_ifv.model import KerasModel
+
+    """8x8 grey input -> dense logits -> softmax: every response sums to 1 (J^T 1 = 0) and
+    feature ``dead`` never fires (zero weights, bias -30), so e_dead and 1/sqrt(k) are trivial."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(k, 64)) * 0.3
+    b = np.zeros(k)
+    W[dead], b[dead] = 0.0, -30.0
+    inp = tf.keras.Input((8, 8, 1))
+    logits = tf.keras.layers.Dense(k, name="logits")(tf.keras.layers.Flatten()(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Softmax(name="softmax")(logits))
+    model.get_layer("logits").set_weights([W.T.astype(np.float32), b.astype(np.float32)])
+    return KerasModel(model)

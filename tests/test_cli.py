@@ -46,6 +46,8 @@ def test_experiment_writes_summary(tmp_path, capsys):
     for name in ("summary.md", "summary.json", "angles.png", "records.jsonl"):
         assert (out / name).exists()
     assert "Command: `lucid-ifv" in (out / "summary.md").read_text()
+    assert main(["critical", "--run", str(out)]) == 0
+    assert "| trivial dim |" in capsys.readouterr().out and (out / "critical_space.md").exists()
 
 
 def test_demo(tmp_path, capsys):

@@ -22,7 +22,8 @@ def test_records_and_summary(small_model, tmp_path):
         np.testing.assert_allclose(np.linalg.norm(r["target"]), 1, rtol=1e-6)
         assert 0 <= r["ssim_predicted"] <= 1
     saved = np.load(tmp_path / "realizations" / "batch_0000.npz")
-    assert saved["images"].shape == (2, 16, 16, 3) and saved["jacobian_left_vectors"].shape == (2, 6, 6)
+    assert saved["images"].shape == (2, 16, 16, 3) and saved["jjt"].shape == (2, 6, 6)
+    assert saved["jg"].shape == (2, 6, 1) and saved["gg"].shape == (2, 1, 1)
     summary = ex.summarize(records)
     assert summary["n"] == 4 and "angle_prior_aware" in summary
     assert "| angle_paper |" in ex.markdown_table(summary)
@@ -61,3 +62,18 @@ def test_settings_guard_and_bad_config(small_model, tmp_path):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "features": [0, 9]}), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="no targets"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 0, "n_canonical": 0}), tmp_path / "d", progress=False)
+
+
+def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
+    """Offline Algorithm 1 + re-solve on a softmax layer with a dead class (cf. test_ifv)."""
+    from conftest import softmax_model
+
+    model = softmax_model()
+    config = ex.ExperimentConfig(layer="softmax", n_hoyer=12, adam_steps=300, lbfgs_steps=300, prior_weight=1e-3,
+                                 batch_size=12, fft=False, decorrelate=False)
+    records = ex.run_experiment(model, config, tmp_path, progress=False)
+    rows = ex.critical_space_analysis(tmp_path, eps_lo=1e-6, eps_hi=0.1)
+    by_dim = {r["dim"]: r for r in rows}
+    assert 2 in by_dim and by_dim[2]["selected"]
+    assert by_dim[2]["median_angle"] < 1.0
+    assert np.median([r["angle_prior_aware"] for r in records]) > 5  # without the critical space

@@ -12,6 +12,8 @@ from lucid_ifv import param
 from lucid_ifv.model import KerasModel
 from lucid_ifv.render import render_vis
 
+from conftest import softmax_model
+
 
 def affine_model(weights: np.ndarray, bias: np.ndarray, image_shape=(2, 2, 1)) -> KerasModel:
     """Feature response ``f = W x + c`` (x the flattened image): dense layer "features"."""
@@ -166,20 +168,6 @@ def test_invert_errors(small_model):
         ifv.invert(small_model, "conv2", np.full((2, 16, 16, 3), 0.5), param=par)
     with pytest.raises(ValueError, match="without the parametrization"):
         ifv.invert(small_model, "conv2", [np.zeros(par.variables[0].shape)])
-
-
-def softmax_model(k=6, dead=0, seed=0) -> KerasModel:
-    """8x8 grey input -> dense logits -> softmax: every response sums to 1 (J^T 1 = 0) and
-    feature ``dead`` never fires (zero weights, bias -30), so e_dead and 1/sqrt(k) are trivial."""
-    rng = np.random.default_rng(seed)
-    W = rng.normal(size=(k, 64)) * 0.3
-    b = np.zeros(k)
-    W[dead], b[dead] = 0.0, -30.0
-    inp = tf.keras.Input((8, 8, 1))
-    logits = tf.keras.layers.Dense(k, name="logits")(tf.keras.layers.Flatten()(inp))
-    model = tf.keras.Model(inp, tf.keras.layers.Softmax(name="softmax")(logits))
-    model.get_layer("logits").set_weights([W.T.astype(np.float32), b.astype(np.float32)])
-    return KerasModel(model)
 
 
 @pytest.mark.parametrize("p", [0, 1])

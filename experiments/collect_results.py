@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 from lucid_ifv import experiment as ex
 
@@ -47,6 +48,27 @@ def main(folders):
               f"{unsat['min']:.0f}-{unsat['max']:.0f} (median {unsat['median']:.0f}) | "
               f"{dead['median']:.0f} (max {dead['max']:.0f}) |")
     print("\nCells: median [first quartile, third quartile] in degrees.")
+    print("\nWhat the error of the solve that was used (prior-aware if any) goes with: Spearman rank "
+          "correlations over the samples of each run, and medians modulo the structurally dead features.\n")
+    print("| setting | angle modulo dead features | rho(angle, unsaturated pixels) | rho(angle, target sparseness) "
+          "| rho(angle, gap) | rho(angle, dead target mass) |")
+    print("|---|---|---|---|---|---|")
+    for folder in folders:
+        folder = Path(folder)
+        if not (folder / "records.jsonl").exists():
+            continue
+        settings = json.loads((folder / "settings.json").read_text())
+        records = ex.load_records(folder / "records.jsonl")
+        solve = "prior_aware" if "angle_prior_aware" in records[0] else "paper"
+        angle = np.array([r[f"angle_{solve}"] for r in records])
+        alive = np.array([r[f"angle_alive_{solve}"] for r in records if r.get(f"angle_alive_{solve}") is not None])
+
+        def rho(key):
+            values = np.array([r[key] for r in records], dtype=float)
+            return "-" if np.ptp(values) == 0 else f"{scipy.stats.spearmanr(angle, values)[0]:+.2f}"
+
+        print(f"| {describe(settings)} | {np.median(alive):.1f} | {rho('unsaturated_pixels')} | {rho('sparseness')} | "
+              f"{rho(f'gap_{solve}')} | {rho('dead_target_mass')} |")
 
 
 if __name__ == "__main__":

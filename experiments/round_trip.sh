@@ -21,3 +21,13 @@ for param in pixel fft; do
       "${common[@]}" --out "$RUNS/inception_mixed3b_${param}_prior$prior"
   done
 done
+# DenseNet-BC-style classifiers, softmax layer (10 features): the paper's Sec. 3.5
+for model in densenet_small densenet_small_no4; do
+  $IFV experiment --model $model --layer softmax --param fft --prior 1e-4 "${common[@]}" \
+    --out "$RUNS/${model}_softmax_fft_prior1e-4"
+done
+# Algorithm 1 (critical spaces) on every run, then re-solve inside each candidate
+for run in "$RUNS"/*/; do
+  $IFV critical --run "$run" --eps-hi 0.1
+done
+python "$(dirname "$0")/collect_results.py" "$RUNS"/*/ > "$RUNS/table.md"

@@ -6,8 +6,9 @@ from modelzoo.fetch import DownloadError, resolve
 from modelzoo.graph import GraphModel, load_model
 from modelzoo.lucid_format import Metadata
 from modelzoo.vision import InceptionV1, LucidModel
+from modelzoo.shipped import SHIPPED, heldout, list_shipped, load_shipped
 
 __all__ = [
     "DownloadError", "GraphModel", "InceptionV1", "KerasModel", "LayerInfo", "LucidModel", "Metadata",
-    "Model", "export_keras", "load_model", "resolve",
+    "Model", "SHIPPED", "export_keras", "heldout", "list_shipped", "load_model", "load_shipped", "resolve",
 ]

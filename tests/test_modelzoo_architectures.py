@@ -26,7 +26,7 @@ def test_densenet_bc_100_12_parameter_count():
 
 
 def test_densenet_bc_naming_and_shapes():
-    model = A.densenet_bc(28, 12, stem_strides=2)
+    model = A.densenet_bc_small()
     names = {layer.name for layer in model.layers}
     for name in ("conv0", "block1_layer4", "transition1_conv", "transition1_pool", "block3_layer4",
                  "final_relu", "pool_final", "logits", "softmax"):
@@ -57,6 +57,8 @@ def test_densenet_bc_small_builds():
     model = A.densenet_bc_small()
     assert model.output.shape[1:] == (10,)
     assert model.get_layer("logits").output.shape[1:] == (10,)
+    assert _trainable(model) == _trainable(A.densenet_bc(28, 12, stem_strides=2))
+    assert A.densenet_bc_small(depth=22).get_layer("block3_layer3") is not None
 
 
 def test_inception_small_naming_and_depths():

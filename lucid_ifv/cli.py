@@ -194,7 +194,8 @@ def cmd_demo(args) -> int:
     model = load_any_model(args.model)
     layer = args.layer or studied_layer(args.model, model)
     config = ex.ExperimentConfig(layer=layer, n_hoyer=args.n, seed=args.seed, adam_steps=args.adam,
-                                 lbfgs_steps=args.lbfgs, prior_weight=args.prior, batch_size=args.n)
+                                 lbfgs_steps=args.lbfgs, prior_weight=args.prior, batch_size=args.n,
+                                 fft=args.param == "fft")
     out = Path(args.out)
     k = config.feature_count(model)
     targets, _ = ex.make_targets(config, k)
@@ -205,14 +206,17 @@ def cmd_demo(args) -> int:
     plot_images(images, out / "realizations.png",
                 titles=[f"t*: {r.get('angle_prior_aware', r['angle_paper']):.1f} deg" for r in records])
     aware = "angle_prior_aware" in records[0]
-    header = "| sample | angle(t, t*) | angle(t, t*) paper's solve | angle(t, f) | gap | unsaturated px |"
-    lines = [f"Model {model.name}, layer {layer} ({k} features), {args.n} Hoyer targets, "
+    header = ("| sample | angle(t, t*) | same, on features alive at the realization | angle(t, t*) paper's solve "
+              "| angle(t, f) | gap | unsaturated px |")
+    lines = [f"Model {model.name}, layer {layer} ({k} features), {args.param} parametrization, {args.n} Hoyer targets, "
              f"{args.adam} Adam + {args.lbfgs} L-BFGS steps, L2 prior {args.prior:g} on the parameters",
-             "", header, "|---|---|---|---|---|---|"]
+             "", header, "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(records):
         best = r["angle_prior_aware"] if aware else r["angle_paper"]
         gap = r["gap_prior_aware"] if aware else r["gap_paper"]
-        lines.append(f"| {i} | {best:.2f} | {r['angle_paper']:.2f} | {r['angle_response']:.2f} | {gap:.3g} | "
+        alive = r["angle_alive_prior_aware"] if aware else r["angle_alive_paper"]
+        alive = "-" if alive is None else f"{alive:.2f}"
+        lines.append(f"| {i} | {best:.2f} | {alive} | {r['angle_paper']:.2f} | {r['angle_response']:.2f} | {gap:.3g} | "
                      f"{r['unsaturated_pixels']} |")
     summary = metrics.summary([r["angle_prior_aware"] if aware else r["angle_paper"] for r in records])
     lines.append(f"\nmedian angle(t, t*) = {summary['median']:.2f} deg; median angle(t, f) = "
@@ -270,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--layer")
     p.add_argument("--n", type=int, default=6, help="number of Hoyer targets")
+    p.add_argument("--param", choices=["fft", "pixel"], default="fft", help="parametrization (default fft)")
     p.add_argument("--adam", type=int, default=400)
     p.add_argument("--lbfgs", type=int, default=300)
     p.add_argument("--prior", type=float, default=1e-4)

@@ -306,6 +306,20 @@ def load_realizations(out_dir) -> dict:
     return {key: value[order] for key, value in merged.items()}
 
 
+def _trivial_directions(basis: np.ndarray, within_deg: float = 5.0) -> dict:
+    """Which familiar directions lie in a trivial space ``[k, r]``: the angle of the
+    all-ones direction (softmax's shift) and the features whose canonical vector is within
+    ``within_deg`` (dead features)."""
+    k = basis.shape[0]
+    if basis.shape[1] == 0:
+        return {"ones_angle_deg": 90.0, "dead_like_features": []}
+    cos_ones = np.linalg.norm(basis.T @ np.ones(k)) / np.sqrt(k)
+    cos_canonical = np.linalg.norm(basis, axis=1)  # |B^T e_j|
+    angles = np.degrees(np.arccos(np.clip(cos_canonical, 0, 1)))
+    return {"ones_angle_deg": float(np.degrees(np.arccos(min(1.0, cos_ones)))),
+            "dead_like_features": np.flatnonzero(angles < within_deg).tolist()}
+
+
 def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, max_angle_deg: float = 30.0,
                             max_trivial_fraction: float = 0.5) -> list:
     """Algorithm 1 on an experiment's realizations, then the inversion inside each candidate
@@ -319,7 +333,8 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     ``selected`` (tiny critical spaces make every comparison trivially small).
 
     Returns:
-      one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``selected``.
+      one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``selected``,
+      ``ones_angle_deg`` and ``dead_like_features`` (see `_trivial_directions`).
     """
     from lucid_ifv import critical_space
 
@@ -338,7 +353,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
         angles = ifv.angle_modulo_trivial(result.target, targets, f, cand.basis, p)
         rows.append({"dim": cand.dim, "eps": float(cand.eps), "median_angle": float(np.nanmedian(angles)),
                      "q1": float(np.nanpercentile(angles, 25)), "q3": float(np.nanpercentile(angles, 75)),
-                     "selected": False})
+                     "selected": False, **_trivial_directions(cand.basis)})
     eligible = [r for r in rows if r["dim"] <= max_trivial_fraction * k]
     if eligible:
         min(eligible, key=lambda r: r["median_angle"])["selected"] = True

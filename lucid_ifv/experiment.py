@@ -246,7 +246,7 @@ def summarize(records: list) -> dict:
     if not records:
         raise ValueError("no records to summarize")
     summary = {"n": len(records)}
-    for column in ANGLE_COLUMNS + ("dead_features", "dead_target_mass", "saturated_fraction", "unsaturated_pixels",
+    for column in ANGLE_COLUMNS + ("dead_features", "dead_target_mass", "lbfgs_grad_norm", "saturated_fraction", "unsaturated_pixels",
                                    "gap_paper", "gap_prior_aware",
                                    "prior_weight_estimate", "ssim_predicted", "ssim_response", "ssim_target",
                                    "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"):

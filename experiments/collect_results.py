@@ -30,16 +30,21 @@ def fmt(stats: dict | None) -> str:
     return f"{stats['median']:.1f} [{stats['q1']:.1f}, {stats['q3']:.1f}]"
 
 
+def load_runs(folders):
+    """(settings, records) of every experiment folder that has records."""
+    runs = []
+    for folder in map(Path, folders):
+        if (folder / "records.jsonl").exists():
+            runs.append((json.loads((folder / "settings.json").read_text()), ex.load_records(folder / "records.jsonl")))
+    return runs
+
+
 def main(folders):
+    runs = load_runs(folders)
     print("| setting | n | angle(t, t*) prior-aware | angle(t, t*) paper's solve | angle(t, f) | angle(t, random) "
           "| unsaturated pixels | dead features |")
     print("|---|---|---|---|---|---|---|---|")
-    for folder in folders:
-        folder = Path(folder)
-        if not (folder / "records.jsonl").exists():
-            continue
-        settings = json.loads((folder / "settings.json").read_text())
-        records = ex.load_records(folder / "records.jsonl")
+    for settings, records in runs:
         s = ex.summarize(records)
         unsat = s.get("unsaturated_pixels")
         dead = s.get("dead_features")
@@ -53,12 +58,7 @@ def main(folders):
     print("| setting | angle modulo dead features | rho(angle, unsaturated pixels) | rho(angle, target sparseness) "
           "| rho(angle, gap) | rho(angle, dead target mass) |")
     print("|---|---|---|---|---|---|")
-    for folder in folders:
-        folder = Path(folder)
-        if not (folder / "records.jsonl").exists():
-            continue
-        settings = json.loads((folder / "settings.json").read_text())
-        records = ex.load_records(folder / "records.jsonl")
+    for settings, records in runs:
         solve = "prior_aware" if "angle_prior_aware" in records[0] else "paper"
         angle = np.array([r[f"angle_{solve}"] for r in records])
         alive = np.array([r[f"angle_alive_{solve}"] for r in records if r.get(f"angle_alive_{solve}") is not None])

@@ -262,7 +262,7 @@ def _restrict(basis: np.ndarray, dead: np.ndarray) -> np.ndarray:
     return basis @ vt[rank:].T
 
 
-def _smallest_eigvec(gram: np.ndarray):
+def _eigh_psd(gram: np.ndarray):
     """Ascending eigenvalues (clipped at 0) and eigenvectors of a symmetric PSD matrix."""
     values, vectors = np.linalg.eigh(gram)
     return np.clip(values, 0.0, None), vectors
@@ -353,7 +353,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
             raise ValueError(f"sample {b}: no critical direction is left once dead features are removed")
         AB = A[b] @ basis_b  # [k, d_b]
         gram = AB.T @ jjt[b] @ AB
-        values, vectors = _smallest_eigvec(gram)
+        values, vectors = _eigh_psd(gram)
         sv = np.sqrt(values)
         full_sv = np.full(d, np.nan)
         full_sv[: sv.size] = sv
@@ -366,7 +366,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
         else:
             cross = -AB.T @ stats.jg[b]  # [d_b, n]
             ext = np.block([[gram, cross], [cross.T, stats.gg[b]]])
-            ext_values, ext_vectors = _smallest_eigvec(ext)
+            ext_values, ext_vectors = _eigh_psd(ext)
             solved_sv = np.sqrt(ext_values)
             vec = ext_vectors[:, 0]
             v, mu = vec[: basis_b.shape[1]], vec[basis_b.shape[1]:]

@@ -21,7 +21,8 @@ def describe(settings: dict) -> str:
     c = settings["config"]
     par = ("Fourier" + (" + decorrelated" if c["decorrelate"] else "") if c["fft"] else "pixel") + " + sigmoid"
     prior = f"L2 on params {c['prior_weight']:g}" if c["prior_weight"] else "none (paper's)"
-    return f"{settings['model']} `{c['layer']}`, p={c['cossim_pow']:g}, {par}, prior: {prior}"
+    agg = "" if c["aggregation"] == "max_pool_mean" else f", aggregation {c['aggregation']}"
+    return f"{settings['model']} `{c['layer']}`, p={c['cossim_pow']:g}{agg}, {par}, prior: {prior}"
 
 
 def fmt(stats: dict | None) -> str:

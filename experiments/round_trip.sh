@@ -12,6 +12,9 @@ for prior in 0 1e-4 1e-3; do
   $IFV experiment --model mnist_small --layer conv2 --param pixel --prior $prior "${common[@]}" \
     --out "$RUNS/mnist_conv2_pixel_prior$prior"
 done
+# Beyond the paper: the same realizations inverted after 8-bit quantization (as saved in a PNG)
+$IFV experiment --model mnist_small --layer conv2 --param pixel --prior 1e-4 --invert-8bit "${common[@]}" \
+  --out "$RUNS/mnist_conv2_pixel_prior1e-4_8bit"
 # Sec. 3.6 on the MNIST net: cosine power and aggregation (prior 1e-4)
 for variant in "--cossim-pow 0" "--cossim-pow 2" "--aggregation mean" "--aggregation center"; do
   name=$(echo "$variant" | tr -d '-' | tr ' ' '_')

@@ -155,7 +155,7 @@ def cmd_experiment(args) -> int:
         seed=args.seed, cossim_pow=args.cossim_pow, aggregation=args.aggregation, fft=args.param == "fft",
         decorrelate=not args.no_decorrelate, decay_power=args.decay_power, adam_steps=args.adam,
         lbfgs_steps=args.lbfgs, prior_weight=args.prior, batch_size=args.batch_size,
-        reoptimize_steps=args.reoptimize, features=args.features,
+        reoptimize_steps=args.reoptimize, features=args.features, invert_8bit=args.invert_8bit,
     )
     out = Path(args.out)
     records = ex.run_experiment(model, config, out)
@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", type=int, nargs="+", help="channel subset (default all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
+    p.add_argument("--invert-8bit", action="store_true",
+                   help="also invert each realization after 8-bit quantization, as a PNG would store it")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 

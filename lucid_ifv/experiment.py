@@ -53,6 +53,7 @@ class ExperimentConfig:
     prior_weight: float = 0.0  # lambda of params_L2; 0 is the paper's setting
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
+    invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
 
     def validate(self, model) -> None:
         info = model.layer(self.layer)
@@ -116,6 +117,16 @@ def _reoptimize_ssim(model, config, param, params, objectives_by_name):
     return out
 
 
+def _invert_8bit(model, config, param, images):
+    """Invert the realizations as an 8-bit file would hold them (through the parametrization's
+    inverse), with the same solve as the float realization (prior-aware if there is a prior)."""
+    from lucid_ifv.imageio import quantize_8bit
+
+    prior = obj.params_L2() if config.prior_weight else None
+    return ifv.invert(model, config.layer, quantize_8bit(images), param=param, cossim_pow=config.cossim_pow,
+                      aggregation=config.aggregation, features=config.features, prior=prior)
+
+
 def _angle_or_none(a, b):
     return float(metrics.angle_deg(a, b)) if np.linalg.norm(b) > 0 else None
 
@@ -140,6 +151,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
     solve_time = time.perf_counter() - started
     aware = ifv.solve_gram(f, stats, config.cossim_pow) if config.prior_weight else None
     chosen = aware if aware is not None else paper
+    from_8bit = _invert_8bit(model, config, param, images) if config.invert_8bit else None
     rng = np.random.default_rng(batch_seed + 7)
     random = sampling.random_unit_vectors(k, len(targets), rng, nonneg=True)
     ssim = {}
@@ -174,6 +186,8 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
                 "prior_weight_estimate": float(aware.prior_weights[i, 0]),
                 "predicted_prior_aware": aware.target[i].tolist(),
             })
+        if from_8bit is not None:
+            rec["angle_8bit"] = float(metrics.angle_deg(from_8bit.target[i], targets[i]))
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
         records.append(rec)
@@ -238,7 +252,7 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
 
 
 ANGLE_COLUMNS = ("angle_prior_aware", "angle_paper", "angle_response", "angle_random",
-                 "angle_alive_prior_aware", "angle_alive_paper")
+                 "angle_alive_prior_aware", "angle_alive_paper", "angle_8bit")
 
 
 def summarize(records: list) -> dict:

@@ -14,13 +14,15 @@ CONFIG = dict(layer="conv2_relu", n_hoyer=3, n_canonical=1, adam_steps=20, lbfgs
 
 
 def test_records_and_summary(small_model, tmp_path):
-    records = ex.run_experiment(small_model, ex.ExperimentConfig(**CONFIG, reoptimize_steps=3), tmp_path, progress=False)
+    records = ex.run_experiment(small_model, ex.ExperimentConfig(**CONFIG, reoptimize_steps=3, invert_8bit=True),
+                                tmp_path, progress=False)
     assert [r["index"] for r in records] == [0, 1, 2, 3]
     assert [r["kind"] for r in records] == ["hoyer"] * 3 + ["canonical"]
     for r in records:
         assert 0 <= r["angle_paper"] <= 180 and 0 <= r["angle_prior_aware"] <= 180
         np.testing.assert_allclose(np.linalg.norm(r["target"]), 1, rtol=1e-6)
         assert 0 <= r["ssim_predicted"] <= 1
+        assert 0 <= r["angle_8bit"] <= 180
     saved = np.load(tmp_path / "realizations" / "batch_0000.npz")
     assert saved["images"].shape == (2, 16, 16, 3) and saved["jjt"].shape == (2, 6, 6)
     assert saved["jg"].shape == (2, 6, 1) and saved["gg"].shape == (2, 1, 1)

@@ -21,3 +21,15 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         if cell["cell_type"] == "code":
             source = "".join(cell["source"])
             exec(compile(source, f"{path.name}[cell {i}]", "exec"), namespace)
+
+
+def test_readme_quick_start_runs(tmp_path, monkeypatch):
+    """The README's Python quick start, as printed."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## Quick start \(Python\)\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md quick start", "exec"), namespace)
+    assert namespace["inv"].target.shape == (4, 192)

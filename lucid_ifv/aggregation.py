@@ -8,6 +8,9 @@ Names accepted wherever an aggregation is asked for:
   "max_pool_mean" (default)  2D max-pool (kernel 3, stride 2, VALID) then spatial mean:
                              the paper's proposal (Sec. 2.3); the pool breaks the linearity
                              that a plain mean would let cancel out.
+  "lse_pool_mean"            `max_pool_mean` with its max-pool replaced by log-sum-exp pooling
+                             (``T log sum exp(x / T)``, T = 0.05; `lucid_ifv.smooth`): the
+                             smooth aggregation of a smooth surrogate (`smooth_aggregation`).
   "mean"                     spatial mean.
   "center"                   the activation at position (h // 2, w // 2), as Lucid's
                              `neuron` picks it.
@@ -21,6 +24,8 @@ import functools
 from typing import Callable, Union
 
 import tensorflow as tf
+
+from lucid_ifv import smooth
 
 Aggregation = Callable[[tf.Tensor], tf.Tensor]
 
@@ -41,24 +46,53 @@ def _passthrough_dense(fn: Aggregation) -> Aggregation:
     return wrapped
 
 
+def _pool_mean(pool: Callable, kernel: int, stride: int, name: str) -> Aggregation:
+    """``pool(acts, window, stride)`` (VALID) then spatial mean; ``[B, h, w, C] -> [B, C]``.
+
+    When the map is smaller than ``kernel`` the window shrinks to the map size.
+    """
+    if int(kernel) < 1 or int(stride) < 1:
+        raise ValueError(f"{name} needs kernel >= 1 and stride >= 1, got {kernel}, {stride}")
+
+    @_passthrough_dense
+    def aggregate(acts):
+        h, w = acts.shape[1], acts.shape[2]
+        window = [min(kernel, h or kernel), min(kernel, w or kernel)]
+        return tf.reduce_mean(pool(acts, window, stride), axis=[1, 2])
+
+    aggregate.__name__ = name
+    return aggregate
+
+
 def max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
     """Max-pool (``kernel`` x ``kernel``, ``stride``, VALID) then spatial mean.
 
     When the map is smaller than ``kernel`` the pool window shrinks to the map size
     (so a 2x2 map is max-pooled to 1x1). ``[B, h, w, C] -> [B, C]``.
     """
-    if int(kernel) < 1 or int(stride) < 1:
-        raise ValueError(f"max_pool_mean needs kernel >= 1 and stride >= 1, got {kernel}, {stride}")
 
-    @_passthrough_dense
-    def aggregate(acts):
-        h, w = acts.shape[1], acts.shape[2]
-        window = [min(kernel, h or kernel), min(kernel, w or kernel)]
-        pooled = tf.nn.max_pool2d(acts, ksize=window, strides=stride, padding="VALID")
-        return tf.reduce_mean(pooled, axis=[1, 2])
+    def pool(acts, window, stride):
+        return tf.nn.max_pool2d(acts, ksize=window, strides=stride, padding="VALID")
 
-    aggregate.__name__ = f"max_pool_mean(kernel={kernel}, stride={stride})"
-    return aggregate
+    return _pool_mean(pool, kernel, stride, f"max_pool_mean(kernel={kernel}, stride={stride})")
+
+
+def lse_pool_mean(kernel: int = 3, stride: int = 2,
+                  temperature: float = smooth.DEFAULT_POOL_TEMPERATURE) -> Aggregation:
+    """`max_pool_mean` with log-sum-exp pooling (`smooth.lse_pool2d`) instead of the max.
+
+    Each pooled value exceeds the window's max by at most ``temperature * log(kernel^2)``.
+    ``[B, h, w, C] -> [B, C]``.
+    """
+    temperature = smooth.check_positive(temperature, "temperature")
+
+    def pool(acts, window, stride):
+        return smooth.lse_pool2d(acts, window, stride, "VALID", temperature)
+
+    return _pool_mean(
+        pool, kernel, stride,
+        f"lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})",
+    )
 
 
 @_passthrough_dense
@@ -86,6 +120,7 @@ def identity(acts):
 
 AGGREGATIONS = {
     "max_pool_mean": max_pool_mean(),
+    "lse_pool_mean": lse_pool_mean(),
     "mean": spatial_mean,
     "center": center,
     "identity": identity,
@@ -104,3 +139,11 @@ def get_aggregation(aggregation: Union[str, Aggregation, None]) -> Aggregation:
         raise ValueError(
             f"unknown aggregation {aggregation!r}; expected one of {sorted(AGGREGATIONS)} or a callable"
         ) from None
+
+
+def smooth_aggregation(aggregation: Union[str, Aggregation, None], temperature: float) -> Union[str, Aggregation]:
+    """The aggregation to use on a smooth surrogate: "max_pool_mean" (or None, or the
+    registered callable) -> ``lse_pool_mean(temperature=temperature)``; others unchanged."""
+    if aggregation is None or aggregation == "max_pool_mean" or aggregation is AGGREGATIONS["max_pool_mean"]:
+        return lse_pool_mean(temperature=temperature)
+    return aggregation

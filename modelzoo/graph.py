@@ -10,7 +10,10 @@ Names: a layer ``x`` is the tensor ``x:0`` (Lucid's ``T("x")``); any tensor of t
 be requested by node name (``"mixed4c_3x3_bottleneck"``) or tensor name (``"x:1"``), see
 `GraphModel.tensor_names`. Like Lucid's InceptionV1, every top-level concat ``<x>`` whose
 branches end in ``Relu`` gets a sibling ``<x>_pre_relu``: the same concat of the branches'
-pre-activation tensors.
+pre-activation tensors; so does every declared layer whose tensor is such a concat behind
+Identity nodes (the shipped models' ``mixed3b`` -> ``mixed3b_pre_relu``), see
+`add_pre_relu_concats`. These names are reachable by `GraphModel.layer` and calls, not
+listed in `GraphModel.layers`.
 
 Safety: a GraphDef is a program. Graphs with ops that read or write files, run Python or
 talk to the network (`UNSAFE_OPS`) are refused unless the caller names those ops in
@@ -125,32 +128,62 @@ def _tags_for(tensor: tf.Tensor) -> tuple[str, ...]:
     return {4: ("conv",), 2: ("dense",)}.get(tensor.shape.rank, ())
 
 
-def _add_pre_relu_concats(graph: tf.Graph, scope: str) -> None:
-    """Lucid's InceptionV1 ``post_import``: ``<x>_pre_relu`` for each top-level concat ``<x>``.
+_CONCATS = ("Concat", "ConcatV2")
 
-    The new concat joins the branches' inputs to their final ``Relu`` (branches without a
-    Relu are taken as they are) along the original concat axis.
+
+def _behind_identities(nodes: dict, name: str):
+    """The node computing tensor `name` (``"x"`` or ``"x:0"``), skipping Identity nodes."""
+    node = nodes.get(name.lstrip("^").split(":")[0])
+    while node is not None and node.op == "Identity":
+        node = nodes.get(node.input[0].split(":")[0])
+    return node
+
+
+def _pre_relu_concat(nodes: dict, concat, name: str):
+    """A copy of `concat` named `name` whose Relu branches (maybe behind Identity nodes) are
+    replaced by the Relu inputs; None if no branch ends in a Relu."""
+    count = concat.attr["N"].i
+    first = 1 if concat.op == "Concat" else 0  # legacy Concat: input 0 is concat_dim
+    inputs = list(concat.input)
+    for i in range(first, first + count):
+        source = _behind_identities(nodes, inputs[i])
+        if source is not None and source.op == "Relu":
+            inputs[i] = source.input[0]
+    if inputs == list(concat.input):
+        return None
+    node = tf.compat.v1.NodeDef()
+    node.CopyFrom(concat)
+    node.name = name
+    node.input[:] = inputs
+    return node
+
+
+def add_pre_relu_concats(graph_def: tf.compat.v1.GraphDef, layer_names: Iterable[str] = ()) -> list[str]:
+    """Add Lucid's ``<x>_pre_relu`` concats to `graph_def` (in place); return their names.
+
+    ``<x>`` is every top-level concat node (Lucid's InceptionV1 ``post_import``) and every
+    name in `layer_names` whose tensor is a concat behind Identity nodes (Keras exports:
+    ``mixed3b`` -> Identity -> ``functional/mixed3b/concat``). ``<x>_pre_relu`` joins the
+    branches' inputs to their final ``Relu`` (branches without a Relu are taken as they
+    are) along the same axis; concats without Relu branches and names the graph already
+    has are skipped.
     """
-    prefix = f"{scope}/"
-    for op in graph.get_operations():
-        base = op.name[len(prefix):]
-        if op.type not in ("Concat", "ConcatV2") or not op.name.startswith(prefix) or "/" in base:
-            continue
-        if op.type == "Concat":  # legacy: input 0 is concat_dim
-            axis, values = op.inputs[0], list(op.inputs[1:])
-        else:
-            axis, values = op.inputs[-1], list(op.inputs[:-1])
-        if not any(v.op.type == "Relu" for v in values):
-            continue
+    nodes = {n.name: n for n in graph_def.node}
+    concats = {n.name: n for n in graph_def.node if n.op in _CONCATS and "/" not in n.name}
+    for name in layer_names:
+        base, _, index = name.partition(":")
+        node = _behind_identities(nodes, base) if index in ("", "0") else None
+        if node is not None and node.op in _CONCATS:
+            concats.setdefault(base, node)
+    added = []
+    for base, concat in concats.items():
         name = f"{base}_pre_relu"
-        try:
-            graph.get_operation_by_name(prefix + name)
-            continue  # the graph has its own
-        except KeyError:
-            pass
-        pre_relus = [v.op.inputs[0] if v.op.type == "Relu" else v for v in values]
-        with tf.compat.v1.name_scope(prefix):
-            tf.concat(pre_relus, axis, name=name)
+        node = None if name in nodes else _pre_relu_concat(nodes, concat, name)
+        if node is not None:
+            added.append(node)
+            nodes[name] = node
+    graph_def.node.extend(added)
+    return [n.name for n in added]
 
 
 class GraphModel(Model):
@@ -182,6 +215,7 @@ class GraphModel(Model):
         self.graph_def = lucid_format.strip_metadata(graph_def)
         for node in self.graph_def.node:
             node.device = ""
+        add_pre_relu_concats(self.graph_def, [d.name for d in metadata.layers])
         self._check_input_node()
         spec = tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")
         self._function = tf.compat.v1.wrap_function(self._import, [spec])
@@ -194,7 +228,6 @@ class GraphModel(Model):
         tf.compat.v1.import_graph_def(
             self.graph_def, input_map={f"{self.input_name}:0": images}, name=SCOPE
         )
-        _add_pre_relu_concats(tf.compat.v1.get_default_graph(), SCOPE)
 
     def _check_input_node(self) -> None:
         nodes = {n.name: n for n in self.graph_def.node}

@@ -88,6 +88,41 @@ def test_prior_aware_exact_on_constructed_model():
         np.testing.assert_allclose(result.prior_weights[b, 0], lam * s / np.linalg.norm(v), rtol=1e-3)
 
 
+@pytest.mark.parametrize("method", ["anchored", "nonneg"])
+def test_anchored_solves_on_constructed_model(method):
+    """The model of the previous test: anchored least squares returns the same (t, lam). The
+    exact targets there have negative entries, so the non-negative solve must miss them and
+    its verdict must say so (its residual is large)."""
+    rng = np.random.default_rng(3)
+    D = 4
+    W = np.abs(rng.normal(size=(D, D))) + 0.1
+    c = np.abs(rng.normal(size=D)) + 0.5
+    model = affine_model(W, c)
+    par = param.image(2, batch=2, fft=False, channels=1, seed=1)
+    z = [rng.normal(size=v.shape).astype(np.float32) for v in par.variables]
+    exact = ifv.invert(model, "features", z, param=par, prior=obj.params_L2(), method="prior_aware")
+    result = ifv.invert(model, "features", z, param=par, prior=obj.params_L2(), method=method)
+    assert result.solve_method == method and (exact.target < 0).any(axis=1).all()
+    assert (exact.verdicts() == "identified").all()
+    if method == "anchored":
+        assert angle(result.target, exact.target).max() < 0.01
+        np.testing.assert_allclose(result.prior_weights, exact.prior_weights, rtol=1e-3)
+        assert (result.verdicts() == "identified").all()
+    else:
+        assert (result.target >= 0).all() and angle(result.target, exact.target).min() > 10
+        assert (result.residual > 0.3).all() and (result.verdicts() == "not stationary").all()
+
+
+def test_package_keeps_the_module_api():
+    """`lucid_ifv.ifv` became a package; every name of the former module is still there."""
+    names = ["clear_cache", "resolve_realization", "feature_jacobian", "prior_gradients", "significance_matrix",
+             "SampleInversion", "InversionResult", "GramStatistics", "gram_statistics", "solve", "solve_gram",
+             "jacobian_spectra", "angle_modulo_trivial", "invert", "_flatten", "_unflatten", "_jacobian_fn",
+             "_JACOBIAN_FNS", "_critical_basis", "_restrict", "_eigh_psd"]
+    assert [n for n in names if not hasattr(ifv, n)] == []
+    assert ifv.solve.__module__ == "lucid_ifv.ifv.solve" and ifv.invert.__module__ == "lucid_ifv.ifv.invert"
+
+
 def test_prior_weight_recovered_after_rendering(small_model):
     """FV with a known L2 weight: the prior-aware solve estimates that weight."""
     t = np.abs(np.random.default_rng(0).normal(size=(2, 6)))

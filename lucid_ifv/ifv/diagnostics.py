@@ -1,0 +1,206 @@
+"""How far to trust a solve: residuals, near-null directions, dead features and a verdict.
+
+One sample's stationarity equation (see `lucid_ifv.ifv.solve`) is ``H x = 0`` with
+``H = [J^T A B | -g_1 ... -g_n]`` (``[D, d + n]``; ``n = 0`` for the paper's solve) and
+``x = (v; mu)``. Everything here works on the Gram matrix ``H^T H`` (``[d + n, d + n]``) and
+on the stored fields of an `InversionResult`, so experiments can recompute it offline.
+
+The *equilibrated* stationarity matrix scales every column of ``H`` to unit norm (zero
+columns stay zero). Its singular values do not depend on the units of the prior
+gradients or on how strong single features are, so relative thresholds on them mean the
+same thing for every method, layer and prior; they are the spectrum the diagnostics use.
+
+Dead features (``dead_tol="auto"``): a feature whose Jacobian row norm ``r_j`` is below
+the noise level of the stationarity equation cannot change its residual by more than the
+noise, so its target weight is not identifiable, and an eigenvector solve would rather
+land on it (``J^T A e_j`` is almost zero: a trivial solution). The rule:
+1. ``r_j <= DEAD_FLOOR * max_i r_i`` is dead (numerically zero rows; they would make the
+   equilibration divide by zero);
+2. on the remaining features, the smallest singular value ``sigma_1`` of the equilibrated
+   stationarity matrix is the noise level (its columns have unit norm, so it is
+   relative; unlike the residual of the answer itself it cannot collapse onto a tiny
+   row, because equilibration makes tiny rows as long as the others);
+3. ``r_j <= tol * max_i r_i`` with ``tol = min(max(DEAD_FLOOR, DEAD_NOISE_FACTOR * sigma_1),
+   DEAD_MAX_TOL)`` is dead too; the method then solves without the dead features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+DEAD_FLOOR = 1e-6  # relative row norm that is always dead (the former fixed tolerance)
+DEAD_NOISE_FACTOR = 1.0  # rows below this many times the relative noise level are dead
+DEAD_MAX_TOL = 0.1  # the noise rule never drops rows above this (beyond, the verdict fails anyway)
+NULL_RTOL = 1e-3  # singular values of the equilibrated matrix <= NULL_RTOL * largest are near-null
+
+VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
+
+
+# -- spectra and residuals -----------------------------------------------------------------
+def equilibrated_spectrum(gram: np.ndarray) -> np.ndarray:
+    """Ascending singular values of ``H`` with unit-norm columns, from ``H^T H`` ``[m, m]`` -> ``[m]``."""
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)  # zero columns stay zero
+    values = np.linalg.eigvalsh(gram * scale[:, None] * scale[None, :])
+    return np.sqrt(np.clip(values, 0.0, None))
+
+
+def noise_level(spectrum: np.ndarray) -> float:
+    """The relative noise of a stationarity equation: the smallest equilibrated singular value."""
+    return float(spectrum[0])
+
+
+def dead_tolerance(noise: float, floor: float = DEAD_FLOOR, factor: float = DEAD_NOISE_FACTOR,
+                   cap: float = DEAD_MAX_TOL) -> float:
+    """Relative row-norm tolerance for the noise level ``noise`` (see the module docstring)."""
+    return float(min(max(floor, factor * noise), cap))
+
+
+def dead_features(row_norms: np.ndarray, tol: float) -> np.ndarray:
+    """``[k]`` bool: Jacobian row norms ``<= tol`` times the largest (all, if every row is zero)."""
+    return row_norms <= tol * max(float(row_norms.max()), np.finfo(float).tiny)
+
+
+def stationarity_residual(gram: np.ndarray, v: np.ndarray, mu: np.ndarray, p_norm: float) -> float:
+    """Relative residual of ``x = (v; mu)`` in ``H x = 0`` (Gram ``[d + n, d + n]``).
+
+    With a prior (``n > 0``): ``|J^T A B v - g mu| / |J^T A B v|``, scale-free (``inf`` when
+    ``J^T A B v = 0``). Without (the paper's solve): ``|J^T A B v| / (|J^T A B|_2 |v|)`` with
+    ``p_norm = |J^T A B|_2``.
+    """
+    x = np.concatenate([v, mu])
+    error = np.sqrt(max(float(x @ gram @ x), 0.0))
+    d = v.size
+    scale = p_norm * np.linalg.norm(v) if mu.size == 0 else np.sqrt(max(float(v @ gram[:d, :d] @ v), 0.0))
+    return error / scale if scale > 0 else np.inf
+
+
+def null_space_dim(spectra: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
+    """Near-null directions: singular values ``<= rtol`` times the largest, per row of
+    ``spectra`` ``[..., m]`` (ascending, NaN-padded) -> int ``[...]``."""
+    spectra = np.asarray(spectra, np.float64)
+    top = np.max(np.where(np.isnan(spectra), -np.inf, spectra), axis=-1, keepdims=True)
+    return np.sum(spectra <= rtol * top, axis=-1)
+
+
+def spectral_gap(spectra: np.ndarray) -> np.ndarray:
+    """``(sigma_2 - sigma_1) / sigma_max`` per row of ``spectra`` ``[..., m]`` (ascending,
+    NaN-padded); 0 with fewer than two values or ``sigma_max = 0``, NaN for an all-NaN row."""
+    spectra = np.asarray(spectra, np.float64)
+    top = np.max(np.where(np.isnan(spectra), -np.inf, spectra), axis=-1)
+    if spectra.shape[-1] < 2:
+        return np.where(np.isfinite(top), 0.0, np.nan)
+    second = np.nan_to_num(spectra[..., 1], nan=spectra[..., 0])  # one value: gap 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(top > 0, (second - spectra[..., 0]) / np.where(top > 0, top, 1.0), 0.0)
+    return np.where(np.isfinite(top), gap, np.nan)
+
+
+def weight_warning(weights, expected, ratio: float) -> np.ndarray:
+    """``[B]`` bool: some estimated prior weight (``[B, n]``) is below ``ratio`` times the
+    expected one (``[n]``); all False without weights or expectation."""
+    if weights is None or expected is None:
+        return np.zeros(0 if weights is None else len(weights), bool)
+    with np.errstate(invalid="ignore"):
+        return np.any(np.asarray(weights) < ratio * np.asarray(expected)[None], axis=1)
+
+
+# -- the verdict ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class VerdictRule:
+    """Thresholds of the verdict (defaults are ours, to be calibrated on runs with known targets).
+
+    Attributes:
+      max_residual: prior-aware solves (``prior_aware``, ``anchored``, ``nonneg``): a relative
+        stationarity residual ``|J^T A t - lam g| / |J^T A t|`` above this is "not stationary".
+        Measured: ~0.007 on stationary smooth-surrogate realizations, 0.15-0.98 on ReLU kinks.
+      max_residual_paper: the paper's solve: ``|J^T A t| / |J^T A|_2`` above this is "not
+        stationary" (a different normalization, hence its own threshold; uncalibrated).
+      null_rtol: equilibrated singular values ``<= null_rtol * sigma_max`` are near-null.
+      max_null_dim: more near-null directions than this (the answer's own is one) is "ambiguous".
+      max_noise_mass: more of ``|t*|^2`` than this on features below the noise level is
+        "ambiguous" (the answer is a trivial one; see ``InversionResult.noise_mass``).
+      min_gap: a gap ``(sigma_2 - sigma_1) / sigma_max`` of the equilibrated matrix below this
+        is "ambiguous" (a second direction fits almost as well as the answer).
+      weight_ratio: an estimated prior weight below ``weight_ratio`` times the expected one
+        (``expected_prior_weight=``) is "not stationary": the solve fit noise (measured
+        failures: 1e-11..1e-7 for a true 1e-4).
+    """
+
+    max_residual: float = 0.05
+    max_residual_paper: float = 0.01
+    null_rtol: float = NULL_RTOL
+    max_null_dim: int = 1
+    max_noise_mass: float = 0.1
+    min_gap: float = 1e-3
+    weight_ratio: float = 1e-2
+
+
+def _rule(rule) -> VerdictRule:
+    if rule is None:
+        return VerdictRule()
+    if not isinstance(rule, VerdictRule):
+        raise ValueError(f"rule must be a VerdictRule or None, got {type(rule).__name__}")
+    return rule
+
+
+def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
+    """One verdict per sample of an `InversionResult` -> ``[B]`` str, checked in this order:
+
+    1. "no signal": nothing was solved (every feature dead, or no critical direction left);
+    2. "ambiguous": more than ``max_null_dim`` near-null directions (several exact answers:
+       the residual of the one returned says nothing), or more than ``max_noise_mass`` of the
+       answer on features below the noise (a trivial answer);
+    3. "not stationary": residual above ``max_residual`` (``max_residual_paper``), or an
+       estimated prior weight far below the expected one;
+    4. "ambiguous": gap below ``min_gap``;
+    5. "identified".
+    """
+    rule = _rule(rule)
+    residual = np.asarray(result.residual, np.float64)
+    no_signal = np.isnan(residual)
+    limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
+    spectra = result.stationarity_singular_values
+    many_null = (np.zeros(residual.shape, bool) if spectra is None
+                 else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim)
+    mass = result.noise_mass
+    if mass is not None:
+        with np.errstate(invalid="ignore"):
+            many_null = many_null | (np.asarray(mass) > rule.max_noise_mass)
+    warned = weight_warning(result.prior_weights, result.expected_prior_weight, rule.weight_ratio)
+    if warned.size == 0:
+        warned = np.zeros(residual.shape, bool)
+    with np.errstate(invalid="ignore"):
+        not_stationary = (residual > limit) | warned
+        small_gap = np.asarray(result.gap, np.float64) < rule.min_gap
+    return np.select([no_signal, many_null, not_stationary, small_gap],
+                     ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
+
+
+def describe(result, i: int, rule: VerdictRule | None = None) -> str:
+    """One line on sample ``i`` of an `InversionResult`: verdict and the diagnostics behind it."""
+    rule = _rule(rule)
+    verdict = verdicts(result, rule)[i]
+    k = result.dead_features.shape[1]
+    dead = int(result.dead_features[i].sum())
+    dead_text = f"{dead} of {k} features dead (their weights are not identifiable)"
+    if verdict == "no signal":
+        return f"no signal: {dead_text}, nothing left to solve ({result.solve_method} solve)"
+    parts = [f"residual {result.residual[i]:.3g}", f"gap {result.gap[i]:.3g}"]
+    if result.stationarity_singular_values is not None:
+        near_null = int(null_space_dim(result.stationarity_singular_values[i], rule.null_rtol))
+        parts.append(f"{max(near_null - 1, 0)} other near-null direction{'' if near_null == 2 else 's'}")
+    parts.append(dead_text)
+    mass = None if result.noise_mass is None else float(result.noise_mass[i])
+    if mass is not None and mass >= 0.005:
+        parts.append(f"{100 * mass:.0f}% of the answer on features below the noise")
+    if result.prior_weights is not None:
+        lam = ", ".join(f"{w:.2g}" for w in result.prior_weights[i])
+        if result.expected_prior_weight is not None:
+            expected = ", ".join(f"{w:.2g}" for w in result.expected_prior_weight)
+            warned = weight_warning(result.prior_weights[i:i + 1], result.expected_prior_weight, rule.weight_ratio)[0]
+            lam += f" (expected {expected}{': far below, the solve may have fit noise' if warned else ''})"
+        parts.append(f"lambda {lam}")
+    return f"{verdict}: {', '.join(parts)} ({result.solve_method} solve)"

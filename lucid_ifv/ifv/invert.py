@@ -1,0 +1,100 @@
+"""Grad-IFV end to end (`invert`), spectra for Algorithm 1, and angles modulo the trivial space."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
+from lucid_ifv.ifv.solve import GramStatistics, InversionResult, gram_statistics, significance_matrix, solve
+from lucid_ifv.param import Param
+
+
+def jacobian_spectra(f, jac, cossim_pow: float = 1, with_significance: bool = False) -> list:
+    """Per-sample spectra for Algorithm 1 (`lucid_ifv.critical_space`): of ``J_i`` (default)
+    or of ``A_i J_i`` (``with_significance=True``).
+
+    The default is our choice. A trivial solution is a ``t`` with ``A_i t`` in the
+    cokernel ``N`` of ``J_i``; structural cokernels (dead features, softmax's shift) are the
+    same for every sample, while those of ``A_i J_i`` (``A_i^-1 N``) turn with ``f_i``.
+    And ``S = N^perp`` already excludes every trivial solution for any positive definite
+    ``A``: ``t`` in ``S`` with ``A t`` in ``N`` gives ``t^T A t = 0``, so ``t = 0``.
+
+    Args:
+      f: ``[B, k]`` responses.
+      jac: ``[B, k, D]`` Jacobians (from `feature_jacobian`) or their `GramStatistics`.
+    Returns:
+      list of ``SampleSpectrum`` (singular values ascending), one per sample.
+    """
+    from lucid_ifv.critical_space import SampleSpectrum
+
+    jjt = jac.jjt if isinstance(jac, GramStatistics) else gram_statistics(jac).jjt
+    if with_significance:
+        A = significance_matrix(f, cossim_pow)
+        jjt = A @ jjt @ A
+    values, vectors = np.linalg.eigh(jjt)  # ascending
+    return [SampleSpectrum(np.sqrt(np.clip(v, 0, None)), u) for v, u in zip(values, vectors)]
+
+
+def angle_modulo_trivial(predicted, target, response, trivial_basis, cossim_pow: float = 1) -> np.ndarray:
+    """Angles (degrees) between predicted and true objectives modulo the trivial space.
+
+    Objectives ``t`` and ``t + A_i^-1 n`` (``n`` in the trivial space ``T``) are equally
+    stationary for sample ``i`` (``J_i^T n = 0``), so both are projected onto the
+    orthogonal complement of ``A_i^-1 T`` before measuring. For ``p = 0`` (``A = I``) this is
+    the paper's comparison after projecting onto ``S = T^perp``; for ``p > 0`` that
+    comparison is only approximate and this one is exact.
+
+    Args:
+      predicted, target, response: ``[B, k]``; trivial_basis: ``[k, r]`` orthonormal.
+    Returns:
+      ``[B]`` angles in degrees (NaN where ``predicted`` is NaN: nothing was solved).
+    """
+    from lucid_ifv.metrics import angle_deg
+
+    predicted, target = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
+    response = np.asarray(response, np.float64)
+    trivial_basis = np.asarray(trivial_basis, np.float64).reshape(predicted.shape[1], -1)
+    solved = np.all(np.isfinite(predicted), axis=1)
+    angles = np.full(predicted.shape[0], np.nan)
+    if not solved.any():
+        return angles
+    predicted, target, response = predicted[solved], target[solved], response[solved]
+    if trivial_basis.shape[1] == 0:
+        angles[solved] = angle_deg(predicted, target)
+        return angles
+    shifted = np.linalg.solve(significance_matrix(response, cossim_pow), trivial_basis[None])  # [B, k, r]
+    q = np.linalg.qr(shifted)[0]
+    project = lambda v: v - np.einsum("bkr,br->bk", q, np.einsum("bkr,bk->br", q, v))  # noqa: E731
+    angles[solved] = angle_deg(project(predicted), project(target))
+    return angles
+
+
+def invert(model, layer: str, realization, param: Param | None = None, cossim_pow: float = 1,
+           aggregation=None, critical_space=None, features=None, prior=None, wrt: str = "params",
+           chunk: int | None = None, dead_tol="auto", method: str | None = None,
+           expected_prior_weight=None) -> InversionResult:
+    """Grad-IFV: the target objectives a batch of realizations was optimized for.
+
+    Args:
+      model, layer: the network and the studied layer.
+      realization: images ``[B, H, W, C]`` (e.g. loaded from files), parameter arrays, or a
+        `RenderResult`.
+      param: the FV's parametrization (needed for parameter arrays; images are mapped to
+        its parameters by its inverse; default the render default for the model).
+      cossim_pow: the FV's ``p`` (0 drops the cosine term, A = I).
+      aggregation, features: the FV's aggregation and feature subset.
+      critical_space: orthonormal ``[k, d]`` basis (or `critical_space` result); None: R^k.
+      prior: the FV's prior term(s) (e.g. ``params_L2()``), whose weights need not be
+        known; None: no prior (only ``method="paper"`` is possible then).
+      wrt: differentiate w.r.t. ``"params"`` (default) or ``"pixels"``.
+      chunk: features per vectorized Jacobian block.
+      dead_tol, method, expected_prior_weight: see `solve` (default: auto tolerance; the
+        prior-aware solve with a prior, the paper's without).
+    Returns:
+      `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
+      ``.describe(i)`` say how far to trust each answer).
+    """
+    param, params = resolve_realization(model, realization, param, wrt)
+    f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
+    grads = None if prior is None else prior_gradients(model, prior, params, param)
+    return solve(f, jac, cossim_pow, critical_space, grads, dead_tol, method, expected_prior_weight)

@@ -1,0 +1,468 @@
+"""The closed-form solves of Grad-IFV, from the small Gram statistics of the Jacobians.
+
+For a realization with feature response ``f`` (``[k]``), Jacobian ``J`` (``[k, D]``) and prior
+gradients ``g = [g_1 ... g_n]`` (``[D, n]``), an FV optimum of ``m(f, t) - sum_j lam_j R_j``
+satisfies ``s J^T A t = sum_j lam_j g_j`` with ``A = (p+1) I - p f f^T / |f|^2`` and
+``s = (<f, t> / |f|)^p`` (unit ``t``). With an orthonormal basis ``B`` (``[k, d]``) of the
+critical space, ``t = B v / |v|``, this is the homogeneous linear equation
+``H x = 0``, ``H = [J^T A B | -g]`` (``[D, d + n]``), ``x = (v; mu)``, and then
+``lam_j = mu_j s / |v|`` (from ``v = s t / lam_1`` when ``mu_1 = 1``). Methods (``method=``):
+
+- ``"paper"``: ``J^T A B v = 0`` (the prior is ignored): ``v`` is the eigenvector of the
+  smallest eigenvalue of ``M = B^T A J J^T A B``; sign so that ``<f, t> > 0``.
+- ``"prior_aware"``: the smallest right-singular vector ``(v; mu)`` of ``H``, ``sum mu > 0``.
+- ``"anchored"``: ``mu_1 = 1``; ``min |J^T A B v - g_1 - sum_{j>1} mu_j g_j|`` over
+  ``(v, mu_2 ...)`` (least squares). ``lam`` only scales ``v``, so the answer cannot
+  collapse onto a trivial one (``v -> 0``).
+- ``"nonneg"``: ``"anchored"`` with ``v >= 0`` (NNLS; for non-negative target families, in
+  feature coordinates only). With the Gram matrix ``Q^T Q = L L`` of the least-squares
+  design ``Q`` and ``b = Q^T g_1``, ``|Q y - g_1|^2 = |L y - L^+ b|^2 + const`` (``L`` the
+  symmetric PSD square root, pseudo-inverted on its range: rank deficiency is fine).
+
+Everything needs only ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g`` ``[n, n]`` per sample
+(`GramStatistics`), in float64: ``M`` squares the singular values of ``J^T A B``, so float32
+would lose the small ones that tell the solution and its reliability apart. Dead features
+and the diagnostics are `lucid_ifv.ifv.diagnostics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import scipy.optimize
+
+from lucid_ifv.ifv import diagnostics as dg
+from lucid_ifv.validation import check_finite
+
+METHODS = ("paper", "prior_aware", "anchored", "nonneg")
+PRIOR_METHODS = ("prior_aware", "anchored", "nonneg")
+DEFAULT_METHOD_WITH_PRIOR = "prior_aware"  # method=None / "auto" with a prior (without one: "paper")
+
+
+def significance_matrix(f: np.ndarray, cossim_pow: float) -> np.ndarray:
+    """``A(f) = (p+1) I - p f f^T / |f|^2`` for each row of ``f`` ``[B, k]`` -> ``[B, k, k]``."""
+    f = np.asarray(f, np.float64)
+    k = f.shape[-1]
+    outer = np.einsum("bi,bj->bij", f, f) / np.sum(f * f, axis=-1)[:, None, None]
+    return (cossim_pow + 1) * np.eye(k)[None] - cossim_pow * outer
+
+
+# -- results -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SampleInversion:
+    """The inversion of one realization (see `InversionResult` for the fields)."""
+
+    target: np.ndarray
+    response: np.ndarray
+    singular_values: np.ndarray
+    left_vectors: np.ndarray
+    gap: float
+    residual: float
+    prior_weights: np.ndarray | None
+    dead_features: np.ndarray
+    null_dim: int | None = None
+    dead_tol: float | None = None
+    weight_warning: bool | None = None
+    verdict: str = ""
+    description: str = ""
+
+
+@dataclasses.dataclass
+class InversionResult:
+    """Grad-IFV's answer for a batch of B realizations (k features, d critical dims, n prior terms).
+
+    Attributes:
+      target: predicted objectives ``t*`` ``[B, k]``, unit (``<f, t*> > 0`` for the paper's
+        solve; NaN rows where nothing could be solved, see `verdicts`).
+      response: feature responses ``f`` ``[B, k]``.
+      singular_values: singular values of ``B^T A J`` ``[B, d]``, ascending (after the
+        per-sample removal of dead features, their slots are NaN at the end).
+      left_vectors: the matching left-singular vectors mapped to feature space
+        ``[B, k, d]`` (column i belongs to singular value i).
+      gap: ``(sigma_2 - sigma_1) / sigma_max`` of the equilibrated stationarity matrix
+        ``[B]`` (`diagnostics`): near 0 means the answer is not determined.
+      residual: relative stationarity residual ``[B]``: ``|J^T A t* - lam g| / |J^T A t*|``
+        for the prior methods (scale-free; ``inf`` if ``J^T A t* = 0``), ``|J^T A t*| / |J^T A|_2``
+        for the paper's solve; NaN where nothing was solved.
+      prior_weights: estimated ``lam_j`` ``[B, n]`` (None for the paper's solve).
+      dead_features: ``[B, k]`` bool, features left out of the solve (their target entry is
+        0 and not identifiable: see ``dead_tol``).
+      solve_method: the solve used (one of `METHODS`).
+      null_dim: ``[B]`` near-null singular values of the equilibrated stationarity matrix
+        (``<= NULL_RTOL`` of the largest; 1 when the answer is determined).
+      stationarity_singular_values: ``[B, d + n]`` that matrix's singular values, ascending,
+        NaN-padded (to recompute ``null_dim`` / verdicts with other thresholds).
+      dead_tol: ``[B]`` the relative row-norm tolerance that decided ``dead_features``.
+      weight_warning: ``[B]`` bool, an estimated prior weight is far below
+        ``expected_prior_weight`` (default `VerdictRule`); all False without expectation.
+      expected_prior_weight: ``[n]`` the caller's expectation of ``lam`` (or None).
+      noise_mass: ``[B]`` share of ``|t*|^2`` on live features whose Jacobian row is below
+        the noise level (the ``"auto"`` rule applied to the final solve): near 1 means the
+        answer is a trivial one (only possible with a numeric ``dead_tol``, or marginally).
+    """
+
+    target: np.ndarray
+    response: np.ndarray
+    singular_values: np.ndarray
+    left_vectors: np.ndarray
+    gap: np.ndarray
+    residual: np.ndarray
+    prior_weights: np.ndarray | None
+    dead_features: np.ndarray
+    solve_method: str = "paper"
+    null_dim: np.ndarray | None = None
+    stationarity_singular_values: np.ndarray | None = None
+    dead_tol: np.ndarray | None = None
+    weight_warning: np.ndarray | None = None
+    expected_prior_weight: np.ndarray | None = None
+    noise_mass: np.ndarray | None = None
+
+    def __len__(self):
+        return self.target.shape[0]
+
+    @property
+    def n_dead(self) -> np.ndarray:
+        """``[B]`` number of dead features per sample."""
+        return self.dead_features.sum(axis=1)
+
+    def verdicts(self, rule: dg.VerdictRule | None = None) -> np.ndarray:
+        """``[B]`` str verdicts (see `diagnostics.verdicts`)."""
+        return dg.verdicts(self, rule)
+
+    def describe(self, i: int, rule: dg.VerdictRule | None = None) -> str:
+        """One-line human summary of sample ``i`` (see `diagnostics.describe`)."""
+        return dg.describe(self, i, rule)
+
+    def __getitem__(self, i) -> SampleInversion:
+        return SampleInversion(
+            self.target[i], self.response[i], self.singular_values[i], self.left_vectors[i],
+            float(self.gap[i]), float(self.residual[i]),
+            None if self.prior_weights is None else self.prior_weights[i], self.dead_features[i],
+            *(None if x is None else x[i].item() for x in (self.null_dim, self.dead_tol, self.weight_warning)),
+            str(self.verdicts()[i]), self.describe(i),
+        )
+
+
+@dataclasses.dataclass
+class GramStatistics:
+    """What the solve needs of a batch of Jacobians (and prior gradients), in float64.
+
+    Attributes:
+      jjt: ``J J^T`` ``[B, k, k]``.
+      jg: ``J g_j`` ``[B, k, n]`` for the n prior terms (None without a prior).
+      gg: ``g_i . g_j`` ``[B, n, n]`` (None without a prior).
+    These are small (k x k per sample) and suffice for every solve, with any critical
+    space, so experiments store them and re-solve offline (`solve_gram`).
+    """
+
+    jjt: np.ndarray
+    jg: np.ndarray | None = None
+    gg: np.ndarray | None = None
+
+
+def gram_statistics(jac, prior_grads=None) -> GramStatistics:
+    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``."""
+    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    if jac.ndim != 3:
+        raise ValueError(f"Jacobians of shape {jac.shape}; expected [B, k, D]")
+    if prior_grads is None:
+        return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac))
+    grads = check_finite(np.asarray(prior_grads, np.float64), "prior gradients")
+    if grads.ndim != 3 or grads.shape[0] != jac.shape[0] or grads.shape[2] != jac.shape[2]:
+        raise ValueError(f"prior gradients of shape {grads.shape}; expected [{jac.shape[0]}, n_terms, {jac.shape[2]}]")
+    return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac), np.einsum("bkd,bnd->bkn", jac, grads),
+                          np.einsum("bnd,bmd->bnm", grads, grads))
+
+
+# -- critical bases ------------------------------------------------------------------------
+def _critical_basis(critical_space, k: int) -> np.ndarray:
+    if critical_space is None:
+        return np.eye(k)
+    basis = getattr(critical_space, "critical_basis", critical_space)
+    basis = basis() if callable(basis) else basis
+    basis = check_finite(np.asarray(basis, np.float64), "critical space basis")
+    if basis.ndim != 2 or basis.shape[0] != k:
+        raise ValueError(f"critical space basis of shape {basis.shape}; expected [{k}, d] for {k} features")
+    if basis.shape[1] == 0:
+        raise ValueError("the critical space is empty (d = 0): every direction is trivial, nothing can be recovered")
+    if not np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-6):
+        raise ValueError("critical space basis must have orthonormal columns")
+    return basis
+
+
+def _is_coordinate_basis(basis: np.ndarray) -> bool:
+    """Every column is a canonical vector ``e_j`` (so ``u >= 0`` means ``t = B u >= 0``)."""
+    ones = np.isclose(basis, 1.0, atol=1e-12)
+    return bool(np.all(ones | np.isclose(basis, 0.0, atol=1e-12)) and np.all(ones.sum(axis=0) == 1))
+
+
+def _restrict(basis: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of ``{B u : (B u)_j = 0 for dead j}`` (a coordinate basis stays one)."""
+    if not dead.any():
+        return basis
+    if _is_coordinate_basis(basis):
+        return basis[:, ~dead[np.argmax(basis, axis=0)]]
+    rows = basis[dead]  # [n_dead, d]
+    _, s, vt = np.linalg.svd(rows, full_matrices=True)
+    rank = int(np.sum(s > 1e-10))
+    return basis @ vt[rank:].T
+
+
+# -- linear algebra on PSD Gram matrices ---------------------------------------------------
+def _eigh_psd(gram: np.ndarray):
+    """Ascending eigenvalues (clipped at 0) and eigenvectors of a symmetric PSD matrix."""
+    values, vectors = np.linalg.eigh(gram)
+    return np.clip(values, 0.0, None), vectors
+
+
+def _psd_sqrt(gram: np.ndarray):
+    """Symmetric square root ``L`` (``L L = gram``) and its pseudo-inverse ``L^+``; eigenvalues
+    below ``m * eps * lambda_max`` count as zero (rank deficiency is fine)."""
+    values, vectors = _eigh_psd(gram)
+    keep = values > gram.shape[0] * np.finfo(float).eps * max(values[-1], np.finfo(float).tiny)
+    root = np.sqrt(values)
+    inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
+    return (vectors * root) @ vectors.T, (vectors * inv_root) @ vectors.T
+
+
+# -- one sample's stationarity equation and the methods ------------------------------------
+@dataclasses.dataclass
+class _Equation:
+    """``H = [J^T A B | -g]`` (``[D, d + n]``) of one sample, held as its Gram matrix ``H^T H``."""
+
+    basis: np.ndarray  # [k, d]
+    gram: np.ndarray  # [d + n, d + n]
+
+    @property
+    def d(self) -> int:
+        return self.basis.shape[1]
+
+    @property
+    def n(self) -> int:
+        return self.gram.shape[0] - self.d
+
+    @functools.cached_property
+    def eig_m(self):
+        """Eigenvalues (ascending) and eigenvectors of ``M = B^T A J J^T A B`` (shared by the
+        paper's solve and the ``singular_values`` field)."""
+        return _eigh_psd(self.gram[: self.d, : self.d])
+
+
+def _equation(A, jjt, jg, gg, basis) -> _Equation:
+    """From one sample's ``A`` ``[k, k]``, ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g``."""
+    C = A @ basis
+    M = C.T @ jjt @ C
+    if jg is None:
+        return _Equation(basis, M)
+    cross = -C.T @ jg
+    return _Equation(basis, np.block([[M, cross], [cross.T, gg]]))
+
+
+def _solve_paper(eq: _Equation):
+    return eq.eig_m[1][:, 0], np.zeros(0)
+
+
+def _solve_prior_aware(eq: _Equation):
+    x = _eigh_psd(eq.gram)[1][:, 0]
+    v, mu = x[: eq.d], x[eq.d:]
+    return (-v, -mu) if mu.sum() < 0 else (v, mu)
+
+
+def _anchored_system(eq: _Equation):
+    """Normal equations ``Q^T Q y = Q^T g_1`` of ``min |Q y - g_1|``, ``Q = [J^T A B | -g_2 ...]``,
+    ``y = (v; mu_2 ...)``: both read off the Gram matrix of ``H = [J^T A B | -g_1 | -g_2 ...]``."""
+    free = np.r_[np.arange(eq.d), eq.d + 1 + np.arange(eq.n - 1)]
+    return eq.gram[np.ix_(free, free)], -eq.gram[free, eq.d]
+
+
+def _anchored_solution(eq: _Equation, y: np.ndarray):
+    return y[: eq.d], np.r_[1.0, y[eq.d:]]
+
+
+def _solve_anchored(eq: _Equation):
+    normal, rhs = _anchored_system(eq)
+    inv_root = _psd_sqrt(normal)[1]
+    return _anchored_solution(eq, inv_root @ (inv_root @ rhs))
+
+
+def _solve_nonneg(eq: _Equation):
+    normal, rhs = _anchored_system(eq)
+    root, inv_root = _psd_sqrt(normal)
+    m = root.shape[1]
+    design = np.concatenate([root, -root[:, eq.d:]], axis=1)  # other prior weights: any sign, as w+ - w-
+    goal = inv_root @ rhs
+    y, _ = scipy.optimize.nnls(design, goal, maxiter=50 * design.shape[1])
+    support = y > 0  # polish: plain least squares on NNLS's active set, at full precision
+    polished = np.linalg.lstsq(design[:, support], goal, rcond=None)[0]
+    if np.all(polished >= 0):
+        y[support] = polished
+    return _anchored_solution(eq, np.r_[y[: eq.d], y[eq.d: m] - y[m:]])
+
+
+_SOLVERS = {"paper": _solve_paper, "prior_aware": _solve_prior_aware, "anchored": _solve_anchored,
+            "nonneg": _solve_nonneg}
+
+
+def resolve_method(method, with_prior: bool) -> str:
+    """``None`` / ``"auto"`` -> `DEFAULT_METHOD_WITH_PRIOR` with a prior, ``"paper"`` without; checks the rest."""
+    if method is None or method == "auto":
+        return DEFAULT_METHOD_WITH_PRIOR if with_prior else "paper"
+    if method not in METHODS:
+        raise ValueError(f"method must be None, 'auto' or one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    if method in PRIOR_METHODS and not with_prior:
+        raise ValueError(f"method {method!r} needs the FV's prior gradients (prior=..., prior_grads=... or "
+                         "GramStatistics with jg and gg); none were given")
+    return method
+
+
+def _check_dead_tol(dead_tol):
+    if isinstance(dead_tol, str) and dead_tol == "auto":
+        return dead_tol
+    if isinstance(dead_tol, str) or not np.isscalar(dead_tol) or not 0 <= float(dead_tol) < 1:
+        raise ValueError(f"dead_tol must be 'auto' or a number in [0, 1); got {dead_tol!r}")
+    return float(dead_tol)
+
+
+def _check_expected(expected, n: int, method: str):
+    if expected is None:
+        return None
+    if method == "paper":
+        raise ValueError("expected_prior_weight needs a prior-aware method; got method 'paper' (no weights estimated)")
+    values = np.asarray(expected, np.float64)
+    values = np.full(n, float(values)) if values.ndim == 0 else values
+    if values.shape != (n,) or not np.all(np.isfinite(values)) or not np.all(values > 0):
+        raise ValueError(f"expected_prior_weight must be a positive number or {n} positive numbers; got {expected!r}")
+    return values.copy()
+
+
+def _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol):
+    """Dead features (`diagnostics`) and the equation without them -> (dead, tol, eq, spectrum);
+    eq and spectrum are None when no critical direction is left."""
+
+    def without(dead):
+        eq = _equation(A, jjt, jg, gg, _restrict(basis, dead))
+        return (eq, dg.equilibrated_spectrum(eq.gram)) if eq.d else (None, None)
+
+    tol = dg.DEAD_FLOOR if dead_tol == "auto" else dead_tol
+    dead = dg.dead_features(row_norms, tol)
+    eq, spectrum = without(dead)
+    if dead_tol == "auto" and eq is not None:  # the floor first, then the noise rule on what is left
+        tol = dg.dead_tolerance(dg.noise_level(spectrum))
+        noisy = dead | dg.dead_features(row_norms, tol)
+        if (noisy != dead).any():
+            dead = noisy
+            eq, spectrum = without(dead)
+    return dead, tol, eq, spectrum
+
+
+def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_pow):
+    """One sample -> dict of its fields (NaN where nothing is left to solve)."""
+    k, d = basis.shape
+    n = 0 if jg is None else jg.shape[1]
+    out = dict(target=np.full(k, np.nan), sv=np.full(d, np.nan), vectors=np.full((k, d), np.nan),
+               residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan)
+    dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol)
+    out.update(dead=dead, tol=tol)
+    if eq is None:
+        return out
+    values, vectors = eq.eig_m
+    out["sv"][: eq.d] = np.sqrt(values)
+    out["vectors"][:, : eq.d] = eq.basis @ vectors
+    out["spectrum"][: spectrum.size] = spectrum
+    v, mu = _SOLVERS[method](eq)
+    norm = np.linalg.norm(v)
+    out["residual"] = dg.stationarity_residual(eq.gram, v, mu, np.sqrt(values[-1]))
+    if not norm > 0:  # e.g. NNLS: no non-negative target explains the prior gradient
+        return out
+    target = eq.basis @ v / norm
+    if method == "paper" and f @ target < 0:
+        target = -target
+    s = (max(f @ target, 0.0) / np.linalg.norm(f)) ** cossim_pow
+    below_noise = dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum))) & ~dead
+    out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)))
+    return out
+
+
+def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=None, dead_tol="auto",
+               method: str | None = None, expected_prior_weight=None) -> InversionResult:
+    """`solve` from `GramStatistics` (no Jacobian needed): see `solve` for the arguments.
+
+    Per sample: dead features leave the critical basis (``B_b``), the chosen method solves
+    the stationarity equation ``[J^T A B_b | -g] (v; mu) = 0`` through its Gram matrix
+    ``[[B^T A JJ^T A B, -B^T A Jg], [., gg]]``, and the diagnostics are read off the same
+    matrix. The prior blocks are ignored by ``method="paper"``.
+    """
+    f = check_finite(np.asarray(f, np.float64), "feature responses")
+    jjt = check_finite(np.asarray(stats.jjt, np.float64), "J J^T")
+    if f.ndim != 2 or jjt.shape != f.shape + (f.shape[1],):
+        raise ValueError(f"responses {f.shape} and J J^T {jjt.shape} do not match: expected [B, k] and [B, k, k]")
+    norms = np.linalg.norm(f, axis=1)
+    if not (norms > 0).all():
+        bad = np.flatnonzero(norms == 0).tolist()
+        raise ValueError(
+            f"sample(s) {bad} have an all-zero feature response: no target objective can be "
+            "recovered from them (the significance and its gradient vanish)"
+        )
+    batch, k = f.shape
+    method = resolve_method(method, stats.jg is not None)
+    jg = gg = None
+    if method != "paper":
+        jg = check_finite(np.asarray(stats.jg, np.float64), "J g")
+        gg = check_finite(np.asarray(stats.gg, np.float64), "g g")
+        n = jg.shape[-1] if jg.ndim == 3 else -1
+        if jg.shape != (batch, k, n) or gg.shape != (batch, n, n) or n < 1:
+            raise ValueError(f"J g {jg.shape} and g g {gg.shape} do not fit {batch} samples of {k} features: "
+                             "expected [B, k, n] and [B, n, n]")
+    expected = _check_expected(expected_prior_weight, 0 if jg is None else jg.shape[-1], method)
+    dead_tol = _check_dead_tol(dead_tol)
+    basis = _critical_basis(critical_space, k)
+    if method == "nonneg" and not _is_coordinate_basis(basis):
+        raise ValueError(f"method 'nonneg' constrains t >= 0 in feature coordinates; a critical space of shape "
+                         f"{basis.shape} not spanned by canonical vectors cannot be used with it (pass None)")
+    A = significance_matrix(f, cossim_pow)
+    row_norms = np.sqrt(np.clip(np.diagonal(jjt, axis1=1, axis2=2), 0, None))
+    samples = [_solve_sample(f[b], A[b], jjt[b], None if jg is None else jg[b], None if gg is None else gg[b],
+                             basis, row_norms[b], method, dead_tol, cossim_pow) for b in range(batch)]
+    field = lambda name: np.array([s[name] for s in samples])  # noqa: E731
+    spectra = field("spectrum")
+    weights = None if method == "paper" else field("weights")
+    return InversionResult(
+        target=field("target"), response=f, singular_values=field("sv"), left_vectors=field("vectors"),
+        gap=dg.spectral_gap(spectra), residual=field("residual").astype(np.float64), prior_weights=weights,
+        dead_features=field("dead"), solve_method=method, null_dim=dg.null_space_dim(spectra),
+        stationarity_singular_values=spectra, dead_tol=field("tol").astype(np.float64),
+        weight_warning=(dg.weight_warning(weights, expected, dg.VerdictRule().weight_ratio) if expected is not None
+                        else np.zeros(batch, bool)),
+        expected_prior_weight=expected, noise_mass=field("noise_mass").astype(np.float64),
+    )
+
+
+def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, dead_tol="auto",
+          method: str | None = None, expected_prior_weight=None) -> InversionResult:
+    """The closed-form solve on precomputed responses and Jacobians.
+
+    Args:
+      f: ``[B, k]`` feature responses; jac: ``[B, k, D]`` Jacobians.
+      cossim_pow: ``p`` the FV used.
+      critical_space: ``[k, d]`` orthonormal basis (or an object with ``critical_basis``);
+        None: all of R^k.
+      prior_grads: ``[B, n, D]`` gradients of the FV's prior terms, or None.
+      dead_tol: ``"auto"`` (default): a feature is dead when its Jacobian row norm is below
+        the noise level of the stationarity equation (`diagnostics`); a number: below
+        ``dead_tol`` times the largest row norm of its sample. Dead features leave that
+        sample's solve (their target entry is 0).
+      method: ``None`` / ``"auto"`` (``"prior_aware"`` with a prior, ``"paper"`` without),
+        ``"paper"``, ``"prior_aware"``, ``"anchored"`` or ``"nonneg"`` (module docstring).
+      expected_prior_weight: the FV's ``lam`` (a number, or one per prior term) if known:
+        an estimate far below it sets ``weight_warning`` (the solve fit noise).
+    Returns:
+      `InversionResult`.
+    """
+    f = check_finite(np.asarray(f, np.float64), "feature responses")
+    jac = np.asarray(jac)
+    if f.ndim != 2 or jac.ndim != 3 or jac.shape[:2] != f.shape:
+        raise ValueError(f"responses {f.shape} and Jacobians {jac.shape} do not match: expected [B, k] and [B, k, D]")
+    return solve_gram(f, gram_statistics(jac, prior_grads), cossim_pow, critical_space, dead_tol, method,
+                      expected_prior_weight)

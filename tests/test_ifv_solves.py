@@ -1,0 +1,279 @@
+"""The solves (`method=`), the auto dead-feature tolerance, diagnostics and verdicts.
+
+Synthetic problems with a known answer: random Jacobians J [k, D] with dead (zero) rows and
+tiny-but-nonzero rows, a non-negative unit target t, and prior gradients built so that
+``s J^T A t = sum_j lam_j g_j`` holds exactly; then controlled noise on g (or J).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lucid_ifv import ifv
+from lucid_ifv import objectives as obj
+from lucid_ifv import param
+from lucid_ifv.render import render_vis
+
+K, D, N_DEAD, N_TINY = 12, 60, 2, 2
+PRIOR_METHODS = ("prior_aware", "anchored", "nonneg")
+
+
+def angle(a, b):
+    cos = np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def problem(seed, batch=4, p=1, lam=(1e-2,), noise=0.0, jac_noise=0.0, tiny=1e-3, cokernel=0, paper=False, dim=D):
+    """Features 0..N_DEAD-1 are dead (zero rows, zero response), the next N_TINY have rows and
+    responses scaled by ``tiny``; t is sparse, non-negative, zero on both. ``paper=True``
+    removes ``A t`` from J's row space (then J^T A t = 0 and g is left out); ``cokernel``
+    removes that many more random live directions (ambiguity). ``noise`` is relative to
+    each prior gradient, ``jac_noise`` to each live Jacobian row; ``dim`` parameters."""
+    rng = np.random.default_rng(seed)
+    J = rng.normal(size=(batch, K, dim))
+    f = np.abs(rng.normal(size=(batch, K))) + 0.5
+    for arr in (J, f):
+        arr[:, :N_DEAD] = 0
+        arr[:, N_DEAD:N_DEAD + N_TINY] *= tiny
+    t = np.abs(rng.normal(size=(batch, K))) * (rng.uniform(size=(batch, K)) < 0.5)
+    t[:, :N_DEAD + N_TINY] = 0
+    t[:, -1] += 0.5
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    A = ifv.significance_matrix(f, p)
+    live = np.arange(K) >= N_DEAD + N_TINY
+    for b in range(batch):
+        removed = ([A[b] @ t[b]] if paper else []) + [rng.normal(size=K) * live for _ in range(cokernel)]
+        if removed:
+            q = np.linalg.qr(np.array(removed).T)[0]
+            J[b] -= q @ (q.T @ J[b])
+    s = (np.sum(f * t, 1) / np.linalg.norm(f, axis=1)) ** p
+    stationary = s[:, None] * np.einsum("bkd,bkl,bl->bd", J, A, t)  # s J^T A t = sum_j lam_j g_j
+    lam = np.asarray(lam, np.float64)
+    others = rng.normal(size=(batch, lam.size - 1, dim))
+    first = (stationary - np.einsum("n,bnd->bd", lam[1:], others)) / lam[0]
+    g = np.concatenate([first[:, None], others], axis=1)
+    if noise:
+        e = rng.normal(size=g.shape)
+        g = g + noise * e * np.linalg.norm(g, axis=2, keepdims=True) / np.linalg.norm(e, axis=2, keepdims=True)
+    if jac_noise:
+        e = rng.normal(size=J.shape)
+        scale = live[:, None] * np.linalg.norm(J, axis=2, keepdims=True) / np.linalg.norm(e, axis=2, keepdims=True)
+        J = J + jac_noise * e * scale
+    return dict(f=f, jac=J, grads=None if paper else g, t=t, lam=lam, p=p)
+
+
+def run(P, method, **kw):
+    return ifv.solve(P["f"], P["jac"], P["p"], prior_grads=P["grads"], method=method, **kw)
+
+
+# -- exact recovery ------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [0, 1, 2])
+@pytest.mark.parametrize("method", ifv.METHODS)
+def test_every_method_recovers_the_target_noise_free(method, p):
+    P = problem(p, p=p, paper=method == "paper")
+    result = run(P, method)
+    assert result.solve_method == method
+    assert angle(result.target, P["t"]).max() < 1e-6
+    assert (result.verdicts() == "identified").all()
+    assert (result.residual < 1e-6).all() and (result.null_dim == 1).all()
+    dead = np.zeros(K, bool)
+    dead[:N_DEAD] = True
+    assert (result.dead_features == dead).all()  # tiny rows are live without noise
+    if method == "paper":
+        assert result.prior_weights is None
+    else:
+        np.testing.assert_allclose(result.prior_weights[:, 0], P["lam"][0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", PRIOR_METHODS)
+def test_several_prior_terms_and_their_weights(method):
+    """Anchored: lam_1's weight is fixed at 1, the others' ratios are least-squares unknowns."""
+    lam = (1e-2, 3e-3, 5e-2)
+    P = problem(5, lam=lam)
+    result = run(P, method)
+    assert angle(result.target, P["t"]).max() < 1e-6
+    np.testing.assert_allclose(result.prior_weights, np.broadcast_to(lam, (4, 3)), rtol=1e-6)
+
+
+def test_solve_and_solve_gram_agree():
+    P = problem(6, noise=1e-2)
+    stats = ifv.gram_statistics(P["jac"], P["grads"])
+    for method in ifv.METHODS:
+        a = run(P, method)
+        b = ifv.solve_gram(P["f"], stats, P["p"], method=method)
+        np.testing.assert_array_equal(a.target, b.target)
+        np.testing.assert_array_equal(a.residual, b.residual)
+        np.testing.assert_array_equal(a.dead_features, b.dead_features)
+
+
+def test_default_method_is_todays():
+    P = problem(7, noise=1e-2)
+    assert run(P, None).solve_method == run(P, "auto").solve_method == ifv.DEFAULT_METHOD_WITH_PRIOR == "prior_aware"
+    np.testing.assert_array_equal(run(P, None).target, run(P, "prior_aware").target)
+    paper = ifv.solve(P["f"], P["jac"], P["p"])
+    assert paper.solve_method == "paper"
+    np.testing.assert_array_equal(paper.target, run(P, "paper").target)  # the paper's solve ignores g
+
+
+# -- the auto dead-feature tolerance -------------------------------------------------------
+@pytest.mark.parametrize("method", ifv.METHODS)
+def test_auto_dead_tolerance_drops_rows_below_the_noise(method):
+    """Rows 1e-3 of the others, 1% noise: a fixed 1e-6 tolerance keeps them and the answer
+    lands on them (up to 90 degrees off); the auto tolerance (about the noise level) drops them."""
+    P = problem(8, batch=6, tiny=1e-3, **({"jac_noise": 1e-2, "paper": True} if method == "paper" else {"noise": 1e-2}))
+    auto, fixed = run(P, method), run(P, method, dead_tol=1e-6)
+    tiny = slice(N_DEAD, N_DEAD + N_TINY)
+    assert auto.dead_features[:, tiny].all() and not fixed.dead_features[:, tiny].any()
+    assert ((auto.dead_tol > 1e-3) & (auto.dead_tol < 0.05)).all() and (fixed.dead_tol == 1e-6).all()
+    auto_angle, fixed_angle = np.median(angle(auto.target, P["t"])), np.median(angle(fixed.target, P["t"]))
+    assert auto_angle < 0.5 and fixed_angle > 15, (auto_angle, fixed_angle)
+    assert (auto.verdicts() == "identified").all() and (auto.noise_mass < 0.01).all()
+    wrong = angle(fixed.target, P["t"]) > 10  # answers on rows below the noise: flagged by noise_mass
+    assert (fixed.verdicts()[wrong] == "ambiguous").all() and (fixed.noise_mass[wrong] > 0.1).all()
+    if method in ("paper", "prior_aware"):  # the eigen solves collapse onto the tiny rows entirely
+        assert wrong.all() and (fixed.noise_mass > 0.9).all()
+
+
+def test_numeric_dead_tol_is_the_relative_row_norm():
+    P = problem(9)
+    result = run(P, "anchored", dead_tol=2e-3)  # tiny rows are ~1e-3 of the others
+    assert result.dead_features[:, : N_DEAD + N_TINY].all() and not result.dead_features[:, N_DEAD + N_TINY:].any()
+
+
+# -- non-negative least squares ------------------------------------------------------------
+def test_nonneg_stays_nonnegative_and_beats_unconstrained_under_noise():
+    """t >= 0 is a convex set holding the truth, so NNLS is never further from it than plain
+    least squares in the fit's own metric |J^T A (v - v_true)| (a projection), and on average
+    closer in angle too."""
+    P = problem(10, batch=16, noise=0.05, dim=20)
+    nonneg, anchored = run(P, "nonneg"), run(P, "anchored")
+    assert (nonneg.target >= 0).all() and (anchored.target < 0).any()
+    assert (nonneg.dead_features == anchored.dead_features).all()
+
+    def fit_error(result):  # v = s t / lam, from the result alone
+        s = (np.sum(P["f"] * result.target, 1) / np.linalg.norm(P["f"], axis=1)) ** P["p"]
+        v = result.target * (s / result.prior_weights[:, 0])[:, None]
+        s_true = (np.sum(P["f"] * P["t"], 1) / np.linalg.norm(P["f"], axis=1)) ** P["p"]
+        v_true = P["t"] * (s_true / P["lam"][0])[:, None]
+        A = ifv.significance_matrix(P["f"], P["p"])
+        return np.linalg.norm(np.einsum("bkd,bkl,bl->bd", P["jac"], A, v - v_true), axis=1)
+
+    assert (fit_error(nonneg) <= fit_error(anchored) * (1 + 1e-9)).all()
+    a_nonneg, a_anchored = np.median(angle(nonneg.target, P["t"])), np.median(angle(anchored.target, P["t"]))
+    assert a_nonneg < 0.9 * a_anchored, (a_nonneg, a_anchored)  # measured 1.63 vs 2.05 degrees
+
+
+def test_nonneg_accepts_coordinate_critical_spaces_and_refuses_others():
+    P = problem(11)
+    coordinate = np.eye(K)[:, N_DEAD:]  # the critical space without the dead features
+    result = run(P, "nonneg", critical_space=coordinate)
+    assert angle(result.target, P["t"]).max() < 1e-6 and (result.target >= 0).all()
+    rotated = np.linalg.qr(np.random.default_rng(0).normal(size=(K, K - 1)))[0]
+    with pytest.raises(ValueError, match=r"method 'nonneg' constrains t >= 0 in feature coordinates.*\(12, 11\)"):
+        run(P, "nonneg", critical_space=rotated)
+
+
+def test_nonneg_with_a_rank_deficient_system():
+    P = problem(12, cokernel=2)  # the normal matrix is singular: the PSD square root copes
+    result = run(P, "nonneg")
+    assert np.isfinite(result.target).all() and (result.target >= 0).all()
+    assert (result.verdicts() == "ambiguous").all()
+
+
+# -- diagnostics and verdicts --------------------------------------------------------------
+@pytest.mark.parametrize("method", PRIOR_METHODS)
+def test_random_prior_gradient_is_not_stationary(method):
+    P = problem(13)
+    P["grads"] = np.random.default_rng(1).normal(size=P["grads"].shape)
+    result = run(P, method)
+    assert (result.residual > 0.5).all()
+    assert (result.verdicts() == "not stationary").all()
+
+
+@pytest.mark.parametrize("method", ifv.METHODS)
+def test_two_dimensional_cokernel_is_ambiguous(method):
+    result = run(problem(14, cokernel=2, paper=method == "paper"), method)
+    assert (result.null_dim == 3).all()  # the answer and two more exact solutions
+    assert (result.verdicts() == "ambiguous").all()
+
+
+def test_weight_warning_and_verdict_rule():
+    P = problem(15, noise=1e-2)
+    plain = run(P, "anchored")
+    assert not plain.weight_warning.any() and (plain.verdicts() == "identified").all()
+    warned = run(P, "anchored", expected_prior_weight=10.0)  # estimates ~1e-2: far below
+    assert warned.weight_warning.all() and (warned.verdicts() == "not stationary").all()
+    assert "(expected 10: far below, the solve may have fit noise)" in warned.describe(0)
+    np.testing.assert_array_equal(warned.target, plain.target)  # the expectation changes no answer
+    strict = ifv.VerdictRule(max_residual=plain.residual.min() / 2)
+    assert (plain.verdicts(strict) == "not stationary").all()
+    assert (plain.verdicts(ifv.VerdictRule(null_rtol=0.9)) == "ambiguous").all()
+    assert (ifv.verdicts(plain, ifv.VerdictRule(min_gap=1.0)) == "ambiguous").all()
+
+
+def test_no_signal_when_every_feature_is_dead():
+    P = problem(16)
+    P["jac"][1] = 0.0
+    result = run(P, "prior_aware")
+    assert list(result.verdicts()) == ["identified", "no signal", "identified", "identified"]
+    assert np.isnan(result.target[1]).all() and np.isnan(result.residual[1]) and result.n_dead[1] == K
+    assert result.describe(1).startswith(f"no signal: {K} of {K} features dead")
+
+
+def test_describe_one_line():
+    result = run(problem(17, noise=1e-2), "anchored")
+    line = result.describe(0)
+    assert line.startswith("identified: residual ") and "\n" not in line
+    assert f"{N_DEAD + N_TINY} of {K} features dead (their weights are not identifiable)" in line
+    assert "0 other near-null directions" in line and "lambda 0.01 " in line and line.endswith("(anchored solve)")
+    one = result[0]
+    assert one.verdict == "identified" and one.description == line and one.null_dim == result.null_dim[0]
+
+
+def test_bad_arguments():
+    P = problem(18)
+    stats = ifv.gram_statistics(P["jac"])
+    with pytest.raises(ValueError, match=r"method must be None, 'auto' or one of 'paper', 'prior_aware', 'anchored', "
+                                         r"'nonneg'; got 'lsq'"):
+        run(P, "lsq")
+    for method in PRIOR_METHODS:
+        with pytest.raises(ValueError, match=f"method '{method}' needs the FV's prior gradients"):
+            ifv.solve_gram(P["f"], stats, method=method)
+    with pytest.raises(ValueError, match=r"dead_tol must be 'auto' or a number in \[0, 1\); got 'fixed'"):
+        run(P, "anchored", dead_tol="fixed")
+    with pytest.raises(ValueError, match="expected_prior_weight needs a prior-aware method; got method 'paper'"):
+        run(P, "paper", expected_prior_weight=1e-4)
+    with pytest.raises(ValueError, match=r"expected_prior_weight must be a positive number or 1 positive numbers"):
+        run(P, "anchored", expected_prior_weight=-1)
+    full = ifv.gram_statistics(P["jac"], P["grads"])
+    with pytest.raises(ValueError, match=r"J g \(4, 12, 1\) and g g \(4, 2, 2\) do not fit"):
+        ifv.solve_gram(P["f"], ifv.GramStatistics(full.jjt, full.jg, np.ones((4, 2, 2))), method="anchored")
+    with pytest.raises(ValueError, match="rule must be a VerdictRule or None, got dict"):
+        run(P, "anchored").verdicts({"max_residual": 1})
+
+
+# -- end to end ----------------------------------------------------------------------------
+def test_invert_with_each_method(small_model):
+    """FV with a known L2 weight on the ReLU net (stationary only up to kinks): the prior methods
+    agree with each other and estimate the weight; the paper's solve, blind to the prior, fails."""
+    t = np.abs(np.random.default_rng(0).normal(size=(2, 6)))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    lam = 1e-3
+    par = param.image(16, batch=2, fft=False, seed=2)
+    rendered = render_vis(small_model, obj.feature_objective("conv2_relu", t) - lam * obj.params_L2(), par,
+                          transforms=[], thresholds=(200,), lbfgs_steps=200, progress=False)
+    results = {m: ifv.invert(small_model, "conv2_relu", rendered, prior=None if m == "paper" else obj.params_L2(),
+                             method=m, **({} if m == "paper" else {"expected_prior_weight": lam}))
+               for m in ifv.METHODS}
+    for method, result in results.items():
+        assert result.solve_method == method
+        assert set(result.verdicts()) <= set(ifv.VERDICTS)
+        np.testing.assert_allclose(np.linalg.norm(result.target, axis=1), 1, rtol=1e-9)
+    for method in PRIOR_METHODS:
+        np.testing.assert_allclose(results[method].prior_weights[:, 0], lam, rtol=0.35)
+        assert not results[method].weight_warning.any()
+        assert angle(results[method].target, results["prior_aware"].target).max() < 1.0
+        assert angle(results[method].target[1], t[1]) < 3.0  # sample 0 stalls further from stationarity
+    assert (results["nonneg"].target >= 0).all()
+    assert (angle(results["paper"].target, t) > 20).all()

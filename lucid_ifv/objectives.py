@@ -8,7 +8,8 @@ An `Objective` wraps ``func(T) -> scalar`` where ``T(name)`` gives
 
 Objectives are maximized (as in Lucid). They combine with ``+``, ``-``, unary ``-``,
 ``*`` by numbers or by other objectives, and `Objective.sum`; real Lucid objectives mix
-in freely (anything callable on ``T``). Lucid's formulas are kept exactly, including
+in freely (anything callable on ``T``). A sum keeps its additive terms (`Objective.terms`),
+which `render_vis` uses to judge stationarity. Lucid's formulas are kept exactly, including
 ``direction``'s cosine floor at 0.1 and 1e-4 on the norms; `feature_objective` is the
 paper's unclamped significance ``m(f, t) = <f, t> cos(f, t)^p`` that Grad-IFV inverts.
 """
@@ -23,33 +24,51 @@ import numpy as np
 import tensorflow as tf
 
 from lucid_ifv.aggregation import get_aggregation
+from lucid_ifv.param import Param, image_for_model
 from lucid_ifv.validation import check_finite
 
 __all__ = [
     "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
     "direction_neuron", "deepdream", "total_variation", "L1", "L2", "params_L2", "diversity",
-    "class_logit", "feature_response", "significance", "feature_objective",
+    "class_logit", "feature_response", "significance", "feature_objective", "terms_of",
+    "response_scale", "relative_prior",
 ]
 
 
 class Objective:
-    """A maximized objective ``func(T) -> scalar`` with a name and a description."""
+    """A maximized objective ``func(T) -> scalar`` with a name and a description.
 
-    def __init__(self, objective_func: Callable, name: str = "", description: str = ""):
+    Attributes:
+      terms: the top-level additive terms, ``((factor, objective), ...)``: the objective is
+        ``sum_j factor_j * objective_j(T)`` plus numeric constants (which have no gradient
+        and are not terms). ``+``, ``-`` and `Objective.sum` concatenate the terms of their
+        operands, a number times an objective scales the factors, and anything else (a
+        plain objective, a product of two objectives) is its own single term
+        ``((1.0, self),)``. E.g. ``feature_objective(l, t) - 1e-4 * params_L2()`` has the
+        terms ``((1.0, feature_objective(l, t)), (-1e-4, params_L2()))``.
+    """
+
+    def __init__(self, objective_func: Callable, name: str = "", description: str = "", terms=None):
         self.objective_func = objective_func
         self.name = name
         self.description = description
+        self._terms = None if terms is None else tuple((float(f), o) for f, o in terms)
+
+    @property
+    def terms(self) -> tuple:
+        return ((1.0, self),) if self._terms is None else self._terms
 
     def __call__(self, T):
         return self.objective_func(T)
 
     def __add__(self, other):
         if isinstance(other, (int, float)):
-            return Objective(lambda T: other + self(T), self.name, self.description)
+            return Objective(lambda T: other + self(T), self.name, self.description, self.terms)
         return Objective(
             lambda T: self(T) + other(T),
             ", ".join([self.name, _name(other)]),
             "Sum(" + " +\n".join([self.description, _description(other)]) + ")",
+            self.terms + terms_of(other),
         )
 
     __radd__ = __add__
@@ -65,23 +84,30 @@ class Objective:
 
     def __mul__(self, other):
         if isinstance(other, (int, float)):
-            return Objective(lambda T: other * self(T), self.name, self.description)
+            return Objective(lambda T: other * self(T), self.name, self.description,
+                             tuple((other * f, o) for f, o in self.terms))
         return Objective(lambda T: self(T) * other(T), self.name, self.description)
 
     __rmul__ = __mul__
 
     @staticmethod
     def sum(objs):
-        """Sum of objectives (Lucid's `Objective.sum`)."""
+        """Sum of objectives (Lucid's `Objective.sum`); its terms are all the operands' terms."""
         objs = list(objs)
         return Objective(
             lambda T: sum(obj(T) for obj in objs),
             ", ".join(_name(o) for o in objs),
             "Sum(" + " +\n".join(_description(o) for o in objs) + ")",
+            tuple(term for o in objs for term in terms_of(o)),
         )
 
     def __repr__(self):
         return f"Objective({self.description or self.name!r})"
+
+
+def terms_of(obj) -> tuple:
+    """``obj.terms`` for our `Objective`s; any other callable (a Lucid objective) is one term."""
+    return obj.terms if isinstance(obj, Objective) else ((1.0, obj),)
 
 
 def _name(obj) -> str:
@@ -379,3 +405,59 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
 
     desc = f"Feature_objective [{layer}, p={cossim_pow}, {targets.shape[0] if targets.ndim == 2 else 1} target(s)]"
     return Objective(inner, "feature_objective", desc)
+
+
+# -- prior weights relative to the objective's scale ---------------------------------------
+def response_scale(model, layer, aggregation=None, features=None, param=None, n=16, seed=0) -> float:
+    """RMS feature-response norm ``sqrt(mean_b |f_b|^2)`` over the images FV starts from.
+
+    `feature_objective` scales like ``|f|``, so ``lam_rel * response_scale(...)`` is a prior
+    weight that means the same on models whose activations differ by orders of magnitude
+    (see `relative_prior`).
+
+    Args:
+      model: a `lucid_ifv.model.Model`.
+      layer: layer name.
+      aggregation, features: as in `feature_objective`.
+      param: None for ``image_for_model(model, batch=n, seed=seed)`` (``n`` seeded start
+        images), a `Param` (its current images ``[B, H, W, C]``; ``n`` and ``seed`` unused)
+        or a factory ``param(batch=n, seed=seed) -> Param``.
+      n: number of start images for the default or a factory (>= 1).
+      seed: their seed.
+    Returns:
+      The scale, a float > 0.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1 (the number of start images), got {n!r}")
+    model.layer(layer)  # KeyError naming the known layers
+    if param is None:
+        param = image_for_model(model, batch=int(n), seed=seed)
+    elif not isinstance(param, Param):
+        if not callable(param):
+            raise TypeError(f"param must be None, a Param or a factory param(batch, seed), got {type(param).__name__}")
+        param = param(batch=int(n), seed=seed)
+    feats = None if features is None else np.asarray(features, dtype=np.int32)
+    f = feature_response(model(param(), [layer])[layer], aggregation, feats).numpy().astype(np.float64)
+    check_finite(f, f"feature responses of layer {layer!r}")
+    scale = float(np.sqrt(np.mean(np.sum(f * f, axis=-1))))
+    if not scale > 1e-30:
+        raise ValueError(
+            f"layer {layer!r} gives an all-zero feature response on {f.shape[0]} start image(s) "
+            f"(RMS |f| = {scale:.3g}); expected a non-zero response to scale the prior weight by"
+        )
+    return scale
+
+
+def relative_prior(model, layer, weight, aggregation=None, features=None, param=None, n=16, seed=0) -> float:
+    """Absolute prior weight ``weight * response_scale(model, layer, ...)``.
+
+    Use it as ``feature_objective(layer, t) - relative_prior(model, layer, 1e-3) * params_L2()``:
+    the relative ``weight`` balances the prior against the objective the same way on every
+    model, whereas an absolute weight (Lucid's ``- 1e-4 * params_L2()``, still the default
+    everywhere) means less on a model whose responses are large. Arguments as in
+    `response_scale`; ``weight`` must be finite and >= 0.
+    """
+    number = isinstance(weight, (int, float, np.number)) and not isinstance(weight, bool)
+    if not (number and np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight must be a finite number >= 0 (the relative prior weight), got {weight!r}")
+    return float(weight) * response_scale(model, layer, aggregation, features, param, n, seed)

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from lucid_ifv import objectives as obj
 from lucid_ifv import param
+from lucid_ifv import render
 from lucid_ifv.render import render_vis
 
 
@@ -55,6 +56,27 @@ def test_lbfgs_improves_on_adam_and_reduces_gradient(small_model):
     assert result.objective[-1] > result.objective[39]
     assert result.lbfgs["nit"] > 5
     assert np.isfinite(result.lbfgs["grad_norm"])
+    assert result.residual.shape == (2,) and np.isfinite(result.residual).all() and result.converged is None
+
+
+def test_interrupted_lbfgs_keeps_its_last_iterate(small_model, monkeypatch):
+    seen = {}
+
+    def minimize_then_interrupt(fun, x0, jac, method, callback, options):
+        _, grad = fun(x0)
+        seen["adam"], seen["x"] = x0, x0 - grad / np.linalg.norm(grad)
+        callback(seen["x"])  # one iteration, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render.scipy.optimize, "minimize", minimize_then_interrupt)
+    p = param.image(16, batch=1, fft=False, seed=3)
+    with pytest.warns(UserWarning, match="interrupted after 4 evaluations"):
+        result = render_vis(small_model, "conv2:1", p, transforms=[], thresholds=(3,), lbfgs_steps=5, progress=False)
+    assert result.interrupted and result.steps == [3, "interrupted@4"] and len(result.objective) == 4
+    assert result.lbfgs is None and result.residual.shape == (1,) and np.isfinite(result.residual).all()
+    # the variables hold the L-BFGS iterate the callback saw, not the Adam result
+    np.testing.assert_allclose(result.params[0].ravel(), seen["x"], rtol=1e-6, atol=1e-7)
+    assert np.abs(seen["x"] - seen["adam"]).max() > 1e-2
 
 
 def test_standard_transforms_run_and_are_seeded(small_model):
@@ -85,6 +107,8 @@ def test_bad_inputs(small_model):
         render_vis(small_model, "conv2:0", param.image(8), thresholds=(1,), progress=False)
     with pytest.raises(ValueError, match="transforms=\\[\\]"):
         render_vis(small_model, "conv2:0", param.image(16), thresholds=(1,), lbfgs_steps=3, progress=False)
+    with pytest.raises(ValueError, match="transforms=\\[\\]"):
+        render_vis(small_model, "conv2:0", param.image(16), thresholds=(1,), converge=1e-3, progress=False)
     with pytest.raises(ValueError, match="2 targets for a batch of 1"):
         render_vis(small_model, obj.feature_objective("conv2", np.ones((2, 6))), param.image(16),
                    transforms=[], thresholds=(1,), progress=False)

@@ -1,8 +1,12 @@
-"""Collect experiment summaries into one Markdown table (for docs/results.md).
+"""Collect experiment folders into the Markdown tables of docs/results.md.
 
-    python experiments/collect_results.py runs/*  > table.md
+    python experiments/collect_results.py runs/*/ > table.md
 
-Each run folder is a `lucid-ifv experiment --out` folder (settings.json, records.jsonl).
+Each run folder is a `lucid-ifv experiment --out` folder (settings.json, records.jsonl). The
+tables report, per run, the angle of the predicted objective t* to the target on the
+features alive at the realization (identifiable), the overall angle, the dead count, the
+feature-response baseline and a random direction; then every solve side by side; then how
+well the verdict "identified" predicts a good answer (angle on live features < 5 deg).
 """
 
 from __future__ import annotations
@@ -12,64 +16,116 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
 from lucid_ifv import experiment as ex
+
+GOOD_DEG = 5.0  # an answer within this angle of the live target counts as right
 
 
 def describe(settings: dict) -> str:
     c = settings["config"]
-    par = ("Fourier" + (" + decorrelated" if c["decorrelate"] else "") if c["fft"] else "pixel") + " + sigmoid"
-    prior = f"L2 on params {c['prior_weight']:g}" if c["prior_weight"] else "none (paper's)"
-    agg = "" if c["aggregation"] == "max_pool_mean" else f", aggregation {c['aggregation']}"
-    return f"{settings['model']} `{c['layer']}`, p={c['cossim_pow']:g}{agg}, {par}, prior: {prior}"
+    par = ("Fourier" + (" + decorr." if c["decorrelate"] else "") if c["fft"] else "pixel")
+    net = "smooth" if c.get("smooth") else "ReLU"
+    prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
+    agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"
+    conv = f", conv. {c['converge']:g}" if c.get("converge") else f", {c['lbfgs_steps']} L-BFGS"
+    return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}"
 
 
-def fmt(stats: dict | None) -> str:
-    if stats is None:
+def values(records, key) -> np.ndarray:
+    return np.array([r[key] for r in records if r.get(key) is not None], dtype=np.float64)
+
+
+def fmt(x: np.ndarray, p90: bool = False) -> str:
+    if x.size == 0:
         return "-"
-    return f"{stats['median']:.1f} [{stats['q1']:.1f}, {stats['q3']:.1f}]"
+    q1, med, q3, p = np.percentile(x, [25, 50, 75, 90])
+    return f"{med:.2f} [{q1:.2f}, {q3:.2f}]" + (f", p90 {p:.2f}" if p90 else "")
 
 
 def load_runs(folders):
-    """(settings, records) of every experiment folder that has records."""
+    """(folder, settings, records) of every experiment folder that has records; each solve's
+    fields are recomputed from the saved Gram statistics (`experiment.resolve_records`)."""
     runs = []
     for folder in map(Path, folders):
         if (folder / "records.jsonl").exists():
-            runs.append((json.loads((folder / "settings.json").read_text()), ex.load_records(folder / "records.jsonl")))
+            records = ex.load_records(folder / "records.jsonl")
+            if records and "solve" in records[0]:  # older folders lack the per-solve records
+                runs.append((folder, json.loads((folder / "settings.json").read_text()), ex.resolve_records(folder)))
     return runs
+
+
+def critical_angles(folder: Path) -> str:
+    """Median [q1, q3] angle modulo the trivial space Algorithm 1 selects (runs analysed with
+    `lucid-ifv critical`), else '-'."""
+    if not (folder / "critical_space.md").exists():
+        return "-"
+    rows = [r for r in ex.critical_space_analysis(folder, eps_hi=0.1) if r["selected"]]
+    return "-" if not rows else f"{rows[0]['median_angle']:.2f} [{rows[0]['q1']:.2f}, {rows[0]['q3']:.2f}] (dim {rows[0]['dim']})"
+
+
+def headline_table(runs) -> list:
+    lines = ["| setting | n | solve | t* on live features | t* overall | dead features | in the critical space "
+             "| feature response f | random | identified |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for folder, settings, records in runs:
+        solve = records[0].get("solve", "paper")
+        dead = values(records, f"dead_{solve}")
+        verdicts = [r.get(f"verdict_{solve}") for r in records]
+        lines.append(
+            f"| {describe(settings)} | {len(records)} | {solve} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
+            f"{fmt(values(records, f'angle_{solve}'))} | {np.median(dead):.0f} (max {dead.max():.0f}) | "
+            f"{critical_angles(folder)} | {fmt(values(records, 'angle_response'))} | "
+            f"{fmt(values(records, 'angle_random'))} | {verdicts.count('identified')} of {len(records)} |")
+    return lines
+
+
+def solves_table(runs) -> list:
+    lines = ["| setting | " + " | ".join(ex.SOLVES) + " |", "|---|" + "---|" * len(ex.SOLVES)]
+    for _, settings, records in runs:
+        cells = [fmt(values(records, f"angle_alive_{m}")) for m in ex.SOLVES]
+        lines.append(f"| {describe(settings)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_quality(runs, solve: str) -> dict:
+    """Precision and recall of the verdict "identified" for "angle on live features < GOOD_DEG",
+    pooled over the runs' samples."""
+    pairs = [(r[f"verdict_{solve}"] == "identified", r[f"angle_alive_{solve}"] < GOOD_DEG)
+             for _, _, records in runs for r in records
+             if r.get(f"verdict_{solve}") is not None and r.get(f"angle_alive_{solve}") is not None]
+    if not pairs:
+        return {}
+    said, good = np.array(pairs).T
+    return {"n": len(pairs), "identified": int(said.sum()), "good": int(good.sum()),
+            "precision": float((said & good).sum() / said.sum()) if said.any() else None,
+            "recall": float((said & good).sum() / good.sum()) if good.any() else None}
+
+
+def verdict_table(runs) -> list:
+    lines = [f"| runs | solve | samples | said identified | angle on live features < {GOOD_DEG:g} deg "
+             "| precision | recall |", "|---|---|---|---|---|---|---|"]
+    groups = {"smooth": [r for r in runs if r[1]["config"].get("smooth")],
+              "ReLU": [r for r in runs if not r[1]["config"].get("smooth")], "all": runs}
+    for name, group in groups.items():
+        for solve in ex.SOLVES:
+            q = verdict_quality(group, solve)
+            if q:
+                rate = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+                lines.append(f"| {name} | {solve} | {q['n']} | {q['identified']} | {q['good']} | "
+                             f"{rate(q['precision'])} | {rate(q['recall'])} |")
+    return lines
 
 
 def main(folders):
     runs = load_runs(folders)
-    print("| setting | n | angle(t, t*) prior-aware | angle(t, t*) paper's solve | angle(t, f) | angle(t, random) "
-          "| unsaturated pixels | dead features |")
-    print("|---|---|---|---|---|---|---|---|")
-    for settings, records in runs:
-        s = ex.summarize(records)
-        unsat = s.get("unsaturated_pixels")
-        dead = s.get("dead_features")
-        print(f"| {describe(settings)} | {s['n']} | {fmt(s.get('angle_prior_aware'))} | {fmt(s.get('angle_paper'))} | "
-              f"{fmt(s.get('angle_response'))} | {fmt(s.get('angle_random'))} | "
-              f"{unsat['min']:.0f}-{unsat['max']:.0f} (median {unsat['median']:.0f}) | "
-              f"{dead['median']:.0f} (max {dead['max']:.0f}) |")
-    print("\nCells: median [first quartile, third quartile] in degrees.")
-    print("\nWhat the error of the solve that was used (prior-aware if any) goes with: Spearman rank "
-          "correlations over the samples of each run, and medians modulo the structurally dead features.\n")
-    print("| setting | angle modulo dead features | rho(angle, unsaturated pixels) | rho(angle, target sparseness) "
-          "| rho(angle, gap) | rho(angle, dead target mass) |")
-    print("|---|---|---|---|---|---|")
-    for settings, records in runs:
-        solve = "prior_aware" if "angle_prior_aware" in records[0] else "paper"
-        angle = np.array([r[f"angle_{solve}"] for r in records])
-        alive = np.array([r[f"angle_alive_{solve}"] for r in records if r.get(f"angle_alive_{solve}") is not None])
-
-        def rho(key):
-            values = np.array([r[key] for r in records], dtype=float)
-            return "-" if np.ptp(values) == 0 else f"{scipy.stats.spearmanr(angle, values)[0]:+.2f}"
-
-        print(f"| {describe(settings)} | {np.median(alive):.1f} | {rho('unsaturated_pixels')} | {rho('sparseness')} | "
-              f"{rho(f'gap_{solve}')} | {rho('dead_target_mass')} |")
+    out = ["Angles in degrees: median [first quartile, third quartile] (p90: 90th percentile) over the "
+           "samples of each run. 'Live' features are those whose Jacobian row is above the solve's "
+           "noise level at the realization; a dead feature's target weight cannot be recovered from "
+           "the image.", "", *headline_table(runs), "",
+           "Every solve on the same realizations (angle on live features):", "", *solves_table(runs), "",
+           "The verdict: how often 'identified' is right (precision) and how many right answers it "
+           "catches (recall):", "", *verdict_table(runs)]
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -69,11 +69,46 @@ def add_fv_options(p, render=True):
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1)")
     p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "mean", "center", "identity"])
     p.add_argument("--prior", type=float, default=1e-4,
-                   help="weight of the L2 prior on the parameters (default 1e-4; 0: the paper's setting)")
+                   help="weight of the L2 prior on the parameters, relative to the layer's response scale "
+                        "(default 1e-4; 0: the paper's setting; see --prior-absolute)")
+    p.add_argument("--prior-absolute", action="store_true",
+                   help="--prior is an absolute weight, as in Lucid's `- w * L2()` (default: relative)")
+    p.add_argument("--smooth", action="store_true",
+                   help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
+                        "visualizations rendered on it are invertible by construction")
+    p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
+    p.add_argument("--pool-temperature", type=float, default=0.05,
+                   help="log-sum-exp pool temperature of --smooth (default 0.05)")
     if render:
         p.add_argument("--adam", type=int, default=512, help="Adam steps")
         p.add_argument("--lbfgs", type=int, default=200, help="L-BFGS steps after Adam")
+        p.add_argument("--converge", type=float, default=None,
+                       help="continue L-BFGS until each sample's relative stationarity residual is below this "
+                            "(e.g. 1e-3; docs/rendering.md)")
+        p.add_argument("--max-lbfgs", type=int, default=10000, help="step cap of --converge (default 10000)")
         p.add_argument("--seed", type=int, default=0)
+    else:
+        p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",
+                       help="the solve (default auto: docs/ifv.md, 'Which solve')")
+
+
+def prepared_model(args):
+    """The model of ``--model`` (its smooth surrogate with ``--smooth``), its aggregation and
+    the absolute prior weight of ``--prior``."""
+    from lucid_ifv import objectives as obj
+    from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
+    from lucid_ifv.smooth import smooth_model
+
+    model = load_any_model(args.model)
+    layer = args.layer or studied_layer(args.model, model)
+    aggregation = get_aggregation(args.aggregation)
+    if args.smooth:
+        model = smooth_model(model, args.relu_beta, args.pool_temperature)
+        aggregation = smooth_aggregation(args.aggregation, args.pool_temperature)
+    prior = args.prior
+    if prior and not args.prior_absolute:
+        prior = obj.relative_prior(model, layer, prior, aggregation)
+    return model, layer, aggregation, prior
 
 
 def make_param(model, args, batch):
@@ -89,8 +124,7 @@ def cmd_render(args) -> int:
     from lucid_ifv.imageio import save_png
     from lucid_ifv.render import render_vis
 
-    model = load_any_model(args.model)
-    layer = args.layer or studied_layer(args.model, model)
+    model, layer, aggregation, prior = prepared_model(args)
     k = model.layer(layer).depth
     if args.channel is not None:
         targets = np.eye(k)[[args.channel]]
@@ -98,20 +132,24 @@ def cmd_render(args) -> int:
     else:
         targets = np.load(args.targets) if args.targets else sampling.sample_hoyer_targets(k, args.batch, args.seed)[0]
         targets = np.atleast_2d(targets)
-        objective = obj.feature_objective(layer, targets, args.cossim_pow, args.aggregation, model=model)
-    if args.prior:
-        objective = objective - args.prior * obj.params_L2()
+        objective = obj.feature_objective(layer, targets, args.cossim_pow, aggregation, model=model)
+    if prior:
+        objective = objective - prior * obj.params_L2()
     param = make_param(model, args, len(targets))
     transforms = None if args.transforms == "standard" else []
+    deterministic = transforms is not None
     result = render_vis(model, objective, param, transforms=transforms, thresholds=(args.adam,),
-                        lbfgs_steps=0 if transforms is None else args.lbfgs, seed=args.seed)
+                        lbfgs_steps=args.lbfgs if deterministic else 0, seed=args.seed,
+                        converge=args.converge if deterministic else None, max_lbfgs_steps=args.max_lbfgs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "realization.npz", images=result.final, targets=targets,
                         **{f"param_{i}": p for i, p in enumerate(result.params)})
     for i, img in enumerate(result.final):
         save_png(img, out / f"realization_{i:03d}.png")
-    print(f"objective {result.objective[0]:.4g} -> {result.objective[-1]:.4g}; wrote {len(targets)} image(s) to {out}")
+    residual = "" if result.residual is None else f"; stationarity residual {np.max(result.residual):.2g} (max)"
+    print(f"objective {result.objective[0]:.4g} -> {result.objective[-1]:.4g}{residual}; "
+          f"wrote {len(targets)} image(s) to {out}")
     return 0
 
 
@@ -119,24 +157,30 @@ def cmd_invert(args) -> int:
     from lucid_ifv import ifv, metrics, objectives as obj
     from lucid_ifv.imageio import load_images
 
-    model = load_any_model(args.model)
-    layer = args.layer or studied_layer(args.model, model)
+    model, layer, aggregation, prior_weight = prepared_model(args)
     images = load_images(args.images, channels=model.image_shape[-1])
     param = make_param(model, args, len(images))
-    prior = obj.params_L2() if args.prior else None
-    result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow,
-                        aggregation=args.aggregation, prior=prior)
+    prior = obj.params_L2() if prior_weight else None
+    result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
+                        prior=prior, method=None if args.method == "auto" else args.method,
+                        expected_prior_weight=prior_weight or None)
     targets = None
     if len(args.images) == 1 and args.images[0].endswith(".npz"):
         with np.load(args.images[0]) as data:
             targets = data["targets"] if "targets" in data else None
+    verdicts = result.verdicts()
     rows = []
     for i in range(len(result)):
+        print(f"sample {i}: {result.describe(i)}")
         top = np.argsort(-result.target[i])[:5]
-        row = {"sample": i, "top_features": top.tolist(), "weights": result.target[i][top].round(3).tolist(),
-               "gap": float(result.gap[i]), "residual": float(result.residual[i])}
+        row = {"sample": i, "verdict": str(verdicts[i]), "top_features": top.tolist(),
+               "weights": result.target[i][top].round(3).tolist(), "solve": result.solve_method,
+               "gap": float(result.gap[i]), "residual": float(result.residual[i]),
+               "dead_features": int(result.dead_features[i].sum())}
         if targets is not None:
+            alive = targets[i] * ~result.dead_features[i]
             row["angle_to_target"] = float(metrics.angle_deg(result.target[i], targets[i]))
+            row["angle_to_target_live"] = float(metrics.angle_deg(result.target[i], alive)) if alive.any() else None
             row["angle_response_to_target"] = float(metrics.angle_deg(result.response[i], targets[i]))
         rows.append(row)
         print(json.dumps(row))
@@ -154,8 +198,10 @@ def cmd_experiment(args) -> int:
         layer=args.layer or studied_layer(args.model, model), n_hoyer=args.n_hoyer, n_canonical=args.n_canonical,
         seed=args.seed, cossim_pow=args.cossim_pow, aggregation=args.aggregation, fft=args.param == "fft",
         decorrelate=not args.no_decorrelate, decay_power=args.decay_power, adam_steps=args.adam,
-        lbfgs_steps=args.lbfgs, prior_weight=args.prior, batch_size=args.batch_size,
-        reoptimize_steps=args.reoptimize, features=args.features, invert_8bit=args.invert_8bit,
+        lbfgs_steps=args.lbfgs, prior_weight=args.prior, prior_relative=not args.prior_absolute,
+        batch_size=args.batch_size, reoptimize_steps=args.reoptimize, features=args.features,
+        invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
+        pool_temperature=args.pool_temperature, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
     )
     out = Path(args.out)
     records = ex.run_experiment(model, config, out)
@@ -187,43 +233,54 @@ def cmd_critical(args) -> int:
     return 0
 
 
+def _demo_rows(records, solve) -> list:
+    """Markdown rows of the demo table, one per sample."""
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    return [f"| {i} | {r[f'verdict_{solve}']} | {fmt(r[f'angle_alive_{solve}'])} | {fmt(r[f'angle_{solve}'])} | "
+            f"{r[f'dead_{solve}']} | {r['angle_response']:.2f} | {r['angle_random']:.2f} |"
+            for i, r in enumerate(records)]
+
+
 def cmd_demo(args) -> int:
-    """Render a few Hoyer targets with a small prior, invert them, print the table."""
-    from lucid_ifv import experiment as ex, metrics
+    """Render a few Hoyer targets with a small prior on the smooth surrogate and on the plain
+    ReLU model, invert both, print each verdict and angle beside the feature response."""
+    from lucid_ifv import experiment as ex
     from lucid_ifv.imageio import save_png
     from lucid_ifv.plots import plot_images
 
     model = load_any_model(args.model)
     layer = args.layer or studied_layer(args.model, model)
-    config = ex.ExperimentConfig(layer=layer, n_hoyer=args.n, seed=args.seed, adam_steps=args.adam,
-                                 lbfgs_steps=args.lbfgs, prior_weight=args.prior, batch_size=args.n,
-                                 fft=args.param == "fft")
     out = Path(args.out)
-    k = config.feature_count(model)
-    targets, _ = ex.make_targets(config, k)
-    records, arrays = ex.run_batch(model, config, targets, batch_seed=args.seed)
-    images = arrays["images"]
-    for i, img in enumerate(images):
-        save_png(img, out / f"realization_{i:02d}.png")
-    plot_images(images, out / "realizations.png",
-                titles=[f"t*: {r.get('angle_prior_aware', r['angle_paper']):.1f} deg" for r in records])
-    aware = "angle_prior_aware" in records[0]
-    header = ("| sample | angle(t, t*) | same, on features alive at the realization | angle(t, t*) paper's solve "
-              "| angle(t, f) | gap | unsaturated px |")
-    lines = [f"Model {model.name}, layer {layer} ({k} features), {args.param} parametrization, {args.n} Hoyer targets, "
-             f"{args.adam} Adam + {args.lbfgs} L-BFGS steps, L2 prior {args.prior:g} on the parameters",
-             "", header, "|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(records):
-        best = r["angle_prior_aware"] if aware else r["angle_paper"]
-        gap = r["gap_prior_aware"] if aware else r["gap_paper"]
-        alive = r["angle_alive_prior_aware"] if aware else r["angle_alive_paper"]
-        alive = "-" if alive is None else f"{alive:.2f}"
-        lines.append(f"| {i} | {best:.2f} | {alive} | {r['angle_paper']:.2f} | {r['angle_response']:.2f} | {gap:.3g} | "
-                     f"{r['unsaturated_pixels']} |")
-    summary = metrics.summary([r["angle_prior_aware"] if aware else r["angle_paper"] for r in records])
-    lines.append(f"\nmedian angle(t, t*) = {summary['median']:.2f} deg; median angle(t, f) = "
-                 f"{np.median([r['angle_response'] for r in records]):.2f} deg")
+    header = ["| sample | verdict | angle(t, t*) on live features | overall | dead features | angle(t, f) "
+              "| angle(t, random) |", "|---|---|---|---|---|---|---|"]
+    lines = [f"Model {model.name}, layer {layer}, {args.param} parametrization, {args.n} Hoyer targets, "
+             f"{args.adam} Adam + L-BFGS steps until stationary (relative residual {args.converge:g}, at most "
+             f"{args.max_lbfgs}), L2 prior {args.prior:g} (relative) on the parameters; angles in degrees."]
+    medians = {}
+    for mode, smooth in (("smooth surrogate", True), ("plain ReLU network", False)):
+        config = ex.ExperimentConfig(layer=layer, n_hoyer=args.n, seed=args.seed, adam_steps=args.adam,
+                                     lbfgs_steps=0, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+                                     prior_weight=args.prior, prior_relative=True, batch_size=args.n,
+                                     fft=args.param == "fft", decorrelate=args.param == "fft", smooth=smooth)
+        targets, _ = ex.make_targets(config, config.feature_count(model))
+        records, arrays = ex.run_batch(model, config, targets, batch_seed=args.seed)
+        solve = records[0]["solve"]
+        folder = out / ("smooth" if smooth else "relu")
+        for i, img in enumerate(arrays["images"]):
+            save_png(img, folder / f"realization_{i:02d}.png")
+        plot_images(arrays["images"], folder / "realizations.png",
+                    titles=[f"{r[f'verdict_{solve}']}, {r[f'angle_alive_{solve}'] or float('nan'):.1f} deg"
+                            for r in records])
+        alive = [r[f"angle_alive_{solve}"] for r in records if r[f"angle_alive_{solve}"] is not None]
+        medians[mode] = (np.median(alive), np.median([r["angle_response"] for r in records]),
+                         sum(r[f"verdict_{solve}"] == "identified" for r in records))
+        lines += ["", f"### {mode} ({solve} solve)", "", *header, *_demo_rows(records, solve)]
+    lines.append("")
+    for mode, (angle, response, identified) in medians.items():
+        lines.append(f"{mode}: median angle on live features {angle:.2f} deg (feature response {response:.2f} deg); "
+                     f"{identified} of {args.n} identified")
     text = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text + "\n")
     print(text)
     print(f"\nimages and summary in {out}")
@@ -280,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=6, help="number of Hoyer targets")
     p.add_argument("--param", choices=["fft", "pixel"], default="fft", help="parametrization (default fft)")
     p.add_argument("--adam", type=int, default=400)
-    p.add_argument("--lbfgs", type=int, default=300)
-    p.add_argument("--prior", type=float, default=1e-4)
+    p.add_argument("--converge", type=float, default=1e-3, help="relative stationarity tolerance (default 1e-3)")
+    p.add_argument("--max-lbfgs", type=int, default=2000, help="L-BFGS step cap (default 2000)")
+    p.add_argument("--prior", type=float, default=1e-4, help="relative L2 prior weight (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out/demo")
     p.set_defaults(func=cmd_demo)

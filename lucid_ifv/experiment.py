@@ -51,6 +51,12 @@ class ExperimentConfig:
     adam_steps: int = 800
     lbfgs_steps: int = 300
     prior_weight: float = 0.0  # lambda of params_L2; 0 is the paper's setting
+    prior_relative: bool = False  # prior_weight is relative to the layer's response scale (`obj.relative_prior`)
+    smooth: bool = False  # render and invert on the smooth surrogate (`lucid_ifv.smooth`)
+    relu_beta: float = 10.0
+    pool_temperature: float = 0.05
+    converge: float | None = None  # continue L-BFGS until each sample's relative residual <= this
+    max_lbfgs_steps: int = 10000  # step cap of the convergence phase
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
     invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
@@ -68,8 +74,15 @@ class ExperimentConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.adam_steps < 1:
             raise ValueError(f"adam_steps must be >= 1, got {self.adam_steps}")
-        if self.prior_weight < 0:
-            raise ValueError(f"prior_weight must be >= 0, got {self.prior_weight}")
+        for name in ("prior_weight", "relu_beta", "pool_temperature", "max_lbfgs_steps", "cossim_pow"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.smooth and not (self.relu_beta > 0 and self.pool_temperature > 0):
+            raise ValueError(f"smooth mode needs relu_beta > 0 and pool_temperature > 0, got "
+                             f"{self.relu_beta} and {self.pool_temperature}")
+        if self.converge is not None and not (np.isfinite(self.converge) and self.converge > 0):
+            raise ValueError(f"converge must be a relative tolerance > 0 or None, got {self.converge}")
 
     def feature_count(self, model) -> int:
         return len(self.features) if self.features is not None else model.layer(self.layer).depth
@@ -92,102 +105,166 @@ def make_targets(config: ExperimentConfig, k: int):
     return np.concatenate(parts), np.concatenate(sparse)
 
 
+SOLVES = ("paper", "prior_aware", "anchored", "nonneg")  # every solve a run reports (those that apply)
+
+
+@dataclasses.dataclass
+class Setup:
+    """What a config makes of a model: the network FV and IFV run on (the smooth surrogate
+    in smooth mode), the aggregation (its max-pool smoothed too) and the absolute prior weight."""
+
+    model: object
+    aggregation: object
+    prior_weight: float
+
+
+def prepare(model, config: ExperimentConfig) -> Setup:
+    """`Setup` of ``config`` for ``model`` (checks the config first)."""
+    from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
+    from lucid_ifv.smooth import smooth_model
+
+    config.validate(model)
+    aggregation = get_aggregation(config.aggregation)
+    if config.smooth:
+        model = smooth_model(model, config.relu_beta, config.pool_temperature)
+        aggregation = smooth_aggregation(config.aggregation, config.pool_temperature)
+    weight = config.prior_weight
+    if config.prior_relative and weight:
+        weight = obj.relative_prior(model, config.layer, weight, aggregation, config.features)
+    return Setup(model, aggregation, float(weight))
+
+
 def _param(model, config, batch, seed):
     return image_for_model(model, batch=batch, fft=config.fft, decorrelate=config.decorrelate,
                            decay_power=config.decay_power, seed=seed)
 
 
-def _objective(config, targets):
-    objective = obj.feature_objective(config.layer, targets, config.cossim_pow, config.aggregation, config.features)
-    if config.prior_weight:
-        objective = objective - config.prior_weight * obj.params_L2()
+def _objective(config, setup, targets):
+    objective = obj.feature_objective(config.layer, targets, config.cossim_pow, setup.aggregation, config.features)
+    if setup.prior_weight:
+        objective = objective - setup.prior_weight * obj.params_L2()
     return objective
 
 
-def _reoptimize_ssim(model, config, param, params, objectives_by_name):
+def _reoptimize_ssim(setup, config, param, params, objectives_by_name):
     """SSIM between the realization and the result of re-optimizing it towards each objective."""
     before = param(params).numpy()
     out = {}
     for name, targets in objectives_by_name.items():
         param.assign(params)
-        result = render_vis(model, _objective(config, targets), param, transforms=[],
+        result = render_vis(setup.model, _objective(config, setup, targets), param, transforms=[],
                             thresholds=(config.reoptimize_steps,), progress=False)
         out[name] = metrics.ssim(before, result.final)
     param.assign(params)
     return out
 
 
-def _invert_8bit(model, config, param, images):
+def _invert_8bit(setup, config, param, images, method):
     """Invert the realizations as an 8-bit file would hold them (through the parametrization's
-    inverse), with the same solve as the float realization (prior-aware if there is a prior)."""
+    inverse), with the run's default solve."""
     from lucid_ifv.imageio import quantize_8bit
 
-    prior = obj.params_L2() if config.prior_weight else None
-    return ifv.invert(model, config.layer, quantize_8bit(images), param=param, cossim_pow=config.cossim_pow,
-                      aggregation=config.aggregation, features=config.features, prior=prior)
+    prior = obj.params_L2() if setup.prior_weight else None
+    return ifv.invert(setup.model, config.layer, quantize_8bit(images), param=param, cossim_pow=config.cossim_pow,
+                      aggregation=setup.aggregation, features=config.features, prior=prior, method=method)
 
 
 def _angle_or_none(a, b):
-    return float(metrics.angle_deg(a, b)) if np.linalg.norm(b) > 0 else None
+    return float(metrics.angle_deg(a, b)) if np.linalg.norm(b) > 0 and np.all(np.isfinite(a)) else None
 
 
-def run_batch(model, config: ExperimentConfig, targets, batch_seed: int):
-    """Realize and invert one batch of targets; returns (records, arrays to save)."""
+def solves_for(config) -> list:
+    """The solves that apply to a run: the paper's always; the prior methods with a prior."""
+    return list(SOLVES) if config.prior_weight else ["paper"]
+
+
+def default_solve(config) -> str:
+    """The solve a run's headline figures use (`docs/ifv.md`, "Which solve")."""
+    return ifv.DEFAULT_METHOD_WITH_PRIOR if config.prior_weight else "paper"
+
+
+def _solve_records(result, targets, expected_weight, rule=None) -> list:
+    """Per-sample angle (overall and on live features), verdict (by ``rule``, default the
+    library's) and diagnostics of one solve."""
+    verdicts = result.verdicts(rule)
+    alive_targets = targets * ~result.dead_features  # what a realization can still tell about t
+    rows = []
+    for i in range(len(targets)):
+        row = {
+            "angle": _angle_or_none(result.target[i], targets[i]),
+            "angle_alive": _angle_or_none(result.target[i], alive_targets[i]),
+            "verdict": str(verdicts[i]), "residual": float(result.residual[i]), "gap": float(result.gap[i]),
+            "null_dim": None if result.null_dim is None else int(result.null_dim[i]),
+            "dead": int(result.dead_features[i].sum()),
+            "dead_target_mass": float(np.sum(targets[i][result.dead_features[i]] ** 2)),
+        }
+        if result.prior_weights is not None:
+            row["prior_weight_estimate"] = float(result.prior_weights[i, 0])
+            row["prior_weight_ratio"] = float(result.prior_weights[i, 0] / expected_weight) if expected_weight else None
+        rows.append(row)
+    return rows
+
+
+def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: Setup | None = None):
+    """Realize and invert one batch of targets; returns (records, arrays to save).
+
+    ``model`` is the plain model; ``setup`` (default ``prepare(model, config)``) what the run
+    renders and inverts on.
+    """
+    setup = setup or prepare(model, config)
     k = targets.shape[1]
-    param = _param(model, config, len(targets), batch_seed)
+    param = _param(setup.model, config, len(targets), batch_seed)
     started = time.perf_counter()
-    rendered = render_vis(model, _objective(config, targets), param, transforms=[],
+    rendered = render_vis(setup.model, _objective(config, setup, targets), param, transforms=[],
                           thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps,
-                          seed=batch_seed, progress=False)
+                          seed=batch_seed, progress=False, converge=config.converge,
+                          max_lbfgs_steps=config.max_lbfgs_steps)
     fv_time = time.perf_counter() - started
     images = rendered.final
     started = time.perf_counter()
-    f, jac = ifv.feature_jacobian(model, config.layer, rendered.params, param, config.aggregation, config.features)
+    f, jac = ifv.feature_jacobian(setup.model, config.layer, rendered.params, param, setup.aggregation, config.features)
     jac_time = time.perf_counter() - started
-    grads = ifv.prior_gradients(model, obj.params_L2(), rendered.params, param) if config.prior_weight else None
+    grads = ifv.prior_gradients(setup.model, obj.params_L2(), rendered.params, param) if setup.prior_weight else None
     started = time.perf_counter()
     stats = ifv.gram_statistics(jac, grads)
-    paper = ifv.solve_gram(f, ifv.GramStatistics(stats.jjt), config.cossim_pow)
+    results = {method: ifv.solve_gram(f, stats, config.cossim_pow, method=method,
+                                      expected_prior_weight=None if method == "paper" else setup.prior_weight)
+               for method in solves_for(config)}
     solve_time = time.perf_counter() - started
-    aware = ifv.solve_gram(f, stats, config.cossim_pow) if config.prior_weight else None
-    chosen = aware if aware is not None else paper
-    from_8bit = _invert_8bit(model, config, param, images) if config.invert_8bit else None
+    default = default_solve(config)
+    from_8bit = _invert_8bit(setup, config, param, images, default) if config.invert_8bit else None
     rng = np.random.default_rng(batch_seed + 7)
     random = sampling.random_unit_vectors(k, len(targets), rng, nonneg=True)
     ssim = {}
     if config.reoptimize_steps:
-        ssim = _reoptimize_ssim(model, config, param, rendered.params,
-                                {"predicted": chosen.target, "response": f / np.linalg.norm(f, axis=1, keepdims=True),
+        ssim = _reoptimize_ssim(setup, config, param, rendered.params,
+                                {"predicted": results[default].target,
+                                 "response": f / np.linalg.norm(f, axis=1, keepdims=True),
                                  "target": targets, "random": random})
-    alive_targets = targets * ~paper.dead_features  # what a realization can still tell about t
+    per_solve = {method: _solve_records(result, targets, setup.prior_weight) for method, result in results.items()}
     saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
     records = []
     for i in range(len(targets)):
         rec = {
-            "angle_paper": float(metrics.angle_deg(paper.target[i], targets[i])),
+            "solve": default, "prior_weight_abs": setup.prior_weight,
             "angle_response": float(metrics.angle_deg(f[i], targets[i])),
             "angle_random": float(metrics.angle_deg(random[i], targets[i])),
-            "gap_paper": float(paper.gap[i]), "residual_paper": float(paper.residual[i]),
             "saturated_fraction": float(saturated[i].mean()),
             "unsaturated_pixels": int((~saturated[i]).sum()),
-            "dead_features": int(paper.dead_features[i].sum()),
-            "dead_target_mass": float(np.sum(targets[i][paper.dead_features[i]] ** 2)),
-            "angle_alive_paper": _angle_or_none(paper.target[i], alive_targets[i]),
+            "render_residual": None if rendered.residual is None else float(rendered.residual[i]),
             "lbfgs_grad_norm": None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"],
-            "target": targets[i].tolist(), "predicted_paper": paper.target[i].tolist(), "response": f[i].tolist(),
+            "target": targets[i].tolist(), "response": f[i].tolist(),
             "seconds_fv": fv_time / len(targets), "seconds_jacobian": jac_time / len(targets),
             "seconds_solve": solve_time / len(targets),
         }
-        if aware is not None:
-            rec.update({
-                "angle_prior_aware": float(metrics.angle_deg(aware.target[i], targets[i])),
-                "angle_alive_prior_aware": _angle_or_none(aware.target[i], alive_targets[i]),
-                "gap_prior_aware": float(aware.gap[i]), "residual_prior_aware": float(aware.residual[i]),
-                "prior_weight_estimate": float(aware.prior_weights[i, 0]),
-                "predicted_prior_aware": aware.target[i].tolist(),
-            })
+        for method, rows in per_solve.items():
+            rec.update({f"{key}_{method}": value for key, value in rows[i].items()})
+            rec[f"predicted_{method}"] = results[method].target[i].tolist()
+        rec["dead_features"] = rec[f"dead_{default}"]
         if from_8bit is not None:
-            rec["angle_8bit"] = float(metrics.angle_deg(from_8bit.target[i], targets[i]))
+            rec["angle_8bit"] = _angle_or_none(from_8bit.target[i], targets[i])
+            rec["angle_alive_8bit"] = _angle_or_none(from_8bit.target[i], targets[i] * ~from_8bit.dead_features[i])
+            rec["verdict_8bit"] = str(from_8bit.verdicts()[i])
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
         records.append(rec)
@@ -216,7 +293,7 @@ def load_records(path: Path) -> list:
 
 def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = True) -> list:
     """Run (or resume) an experiment in ``out_dir``; returns all records so far."""
-    config.validate(model)
+    setup = prepare(model, config)
     out = Path(out_dir)
     (out / "realizations").mkdir(parents=True, exist_ok=True)
     settings = {"model": model.name, "config": dataclasses.asdict(config)}
@@ -238,7 +315,7 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
         for start in range(0, len(todo), config.batch_size):
             idx = todo[start : start + config.batch_size]
             batch_seed = config.seed * 100003 + idx[0]
-            batch_records, arrays = run_batch(model, config, targets[idx], batch_seed)
+            batch_records, arrays = run_batch(model, config, targets[idx], batch_seed, setup)
             np.savez_compressed(out / "realizations" / f"batch_{idx[0]:04d}.npz", indices=np.array(idx), **arrays)
             for i, rec in zip(idx, batch_records):
                 rec.update({"index": i, "sparseness": float(sparseness[i]), "kind": "hoyer" if i < config.n_hoyer else "canonical"})
@@ -251,22 +328,30 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
     return sorted(records, key=lambda r: r["index"])
 
 
-ANGLE_COLUMNS = ("angle_prior_aware", "angle_paper", "angle_response", "angle_random",
-                 "angle_alive_prior_aware", "angle_alive_paper", "angle_8bit")
+SUMMARY_COLUMNS = (
+    [f"{key}_{method}" for method in SOLVES
+     for key in ("angle", "angle_alive", "residual", "gap", "null_dim", "dead", "prior_weight_estimate")]
+    + ["angle_response", "angle_random", "angle_8bit", "angle_alive_8bit", "dead_features", "render_residual",
+       "lbfgs_grad_norm", "saturated_fraction", "unsaturated_pixels", "ssim_predicted", "ssim_response",
+       "ssim_target", "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"]
+)
 
 
 def summarize(records: list) -> dict:
-    """Distribution summaries (median, quartiles...) of the angles and diagnostics."""
+    """Distribution summaries (median, quartiles...) of the angles and diagnostics, and the
+    share of each verdict per solve."""
     if not records:
         raise ValueError("no records to summarize")
     summary = {"n": len(records)}
-    for column in ANGLE_COLUMNS + ("dead_features", "dead_target_mass", "lbfgs_grad_norm", "saturated_fraction", "unsaturated_pixels",
-                                   "gap_paper", "gap_prior_aware",
-                                   "prior_weight_estimate", "ssim_predicted", "ssim_response", "ssim_target",
-                                   "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"):
+    for column in SUMMARY_COLUMNS:
         values = [r[column] for r in records if r.get(column) is not None]
         if values:
             summary[column] = metrics.summary(np.asarray(values, dtype=np.float64))
+    for method in SOLVES:
+        verdicts = [r[f"verdict_{method}"] for r in records if f"verdict_{method}" in r]
+        if verdicts:
+            names, counts = np.unique(verdicts, return_counts=True)
+            summary[f"verdicts_{method}"] = {str(n): int(c) for n, c in zip(names, counts)}
     summary.update(gap_reliability(records))
     return summary
 
@@ -277,7 +362,7 @@ def gap_reliability(records: list) -> dict:
     import scipy.stats
 
     out = {}
-    for solve in ("prior_aware", "paper"):
+    for solve in SOLVES:
         pairs = [(r[f"gap_{solve}"], r[f"angle_{solve}"]) for r in records
                  if r.get(f"gap_{solve}") is not None and r.get(f"angle_{solve}") is not None]
         if len(pairs) < 4:
@@ -300,6 +385,10 @@ def markdown_table(summary: dict) -> str:
             rows.append(f"| {key} | {stats['median']:.4g} | {stats['q1']:.4g} | {stats['q3']:.4g} | "
                         f"{stats['min']:.4g} | {stats['max']:.4g} |")
     notes = [f"\nn = {summary['n']} samples"]
+    for key, counts in summary.items():
+        if key.startswith("verdicts_"):
+            notes.append(f"verdicts of the {key[len('verdicts_'):]} solve: "
+                         + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())))
     for key, rel in summary.items():
         if key.startswith("gap_reliability_"):
             notes.append(f"{key[len('gap_reliability_'):]} solve: median angle {rel['median_angle_large_gap']:.2f} deg "
@@ -318,6 +407,30 @@ def load_realizations(out_dir) -> dict:
     merged = {key: np.concatenate([p[key] for p in parts]) for key in keys}
     order = np.argsort(merged["indices"])
     return {key: value[order] for key, value in merged.items()}
+
+
+def resolve_records(out_dir, rule=None) -> list:
+    """An experiment's records with every solve's fields recomputed from the saved Gram
+    statistics by today's solves and verdict ``rule`` (`ifv.VerdictRule`; default the
+    library's): tables and verdict calibrations then reflect the current code, offline."""
+    out_dir = Path(out_dir)
+    settings = json.loads((out_dir / "settings.json").read_text())
+    config = ExperimentConfig(**settings["config"])
+    records = {r["index"]: r for r in load_records(out_dir / "records.jsonl")}
+    data = load_realizations(out_dir)
+    keep = np.isin(data["indices"], list(records))
+    indices, f, targets = data["indices"][keep], data["response"][keep], data["targets"][keep]
+    stats = ifv.GramStatistics(data["jjt"][keep], *(data[key][keep] if key in data else None for key in ("jg", "gg")))
+    expected = records[int(indices[0])].get("prior_weight_abs")  # absent in older records:
+    if expected is None and not config.prior_relative:
+        expected = config.prior_weight
+    expected = expected or None
+    for method in solves_for(config):
+        result = ifv.solve_gram(f, stats, config.cossim_pow, method=method,
+                                expected_prior_weight=None if method == "paper" else expected)
+        for index, row in zip(indices, _solve_records(result, targets, expected, rule)):
+            records[int(index)].update({f"{key}_{method}": value for key, value in row.items()})
+    return [records[i] for i in sorted(records)]
 
 
 def _trivial_directions(basis: np.ndarray, within_deg: float = 5.0) -> dict:

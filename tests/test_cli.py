@@ -9,6 +9,8 @@ import pytest
 
 from lucid_ifv.cli import main
 
+VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
+
 
 def test_models_lists_the_zoo(capsys):
     assert main(["models"]) == 0
@@ -25,8 +27,10 @@ def test_render_then_invert_npz_and_png(tmp_path, capsys):
     capsys.readouterr()
     assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--prior", "1e-3",
                  "--images", str(out / "realization.npz"), "--out", str(tmp_path / "inv.json")]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 2 and all(0 <= r["angle_to_target"] <= 180 for r in rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sample 0: ") and lines[0].split(": ")[1].split(":")[0] in VERDICTS  # verdict first
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(rows) == 2 and all(0 <= r["angle_to_target"] <= 180 and r["verdict"] in VERDICTS for r in rows)
     saved = json.loads((tmp_path / "inv.json").read_text())
     assert np.asarray(saved["predicted"]).shape == (2, 32)
     assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--images",
@@ -42,7 +46,9 @@ def test_experiment_writes_summary(tmp_path, capsys):
     out = tmp_path / "e"
     assert main(["experiment", "--model", "mnist_small", "--n-hoyer", "2", "--adam", "20", "--lbfgs", "5",
                  "--param", "pixel", "--batch-size", "2", "--out", str(out)]) == 0
-    assert "| angle_prior_aware |" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "| angle_prior_aware |" in out_text and "| angle_alive_nonneg |" in out_text
+    assert "verdicts of the prior_aware solve" in out_text
     for name in ("summary.md", "summary.json", "angles.png", "records.jsonl"):
         assert (out / name).exists()
     assert "Command: `lucid-ifv" in (out / "summary.md").read_text()
@@ -50,11 +56,17 @@ def test_experiment_writes_summary(tmp_path, capsys):
     assert "| trivial dim |" in capsys.readouterr().out and (out / "critical_space.md").exists()
 
 
-def test_demo(tmp_path, capsys):
-    assert main(["demo", "--model", "mnist_small", "--n", "2", "--adam", "20", "--lbfgs", "5",
-                 "--out", str(tmp_path)]) == 0
-    assert "median angle(t, t*)" in capsys.readouterr().out
-    assert (tmp_path / "realizations.png").exists() and (tmp_path / "summary.md").exists()
+def test_demo_shows_smooth_and_plain_with_verdicts(tmp_path, capsys):
+    assert main(["demo", "--model", "mnist_small", "--param", "pixel", "--n", "2", "--adam", "20",
+                 "--max-lbfgs", "10", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "### smooth surrogate" in out and "### plain ReLU network" in out
+    assert "smooth surrogate: median angle on live features" in out and "(feature response" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert len(rows) == 4 and all(row.split(" | ")[1] in VERDICTS for row in rows)
+    for mode in ("smooth", "relu"):
+        assert (tmp_path / mode / "realizations.png").exists()
+    assert (tmp_path / "summary.md").exists()
 
 
 def test_errors(tmp_path, capsys):

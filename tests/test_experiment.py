@@ -80,3 +80,20 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     assert by_dim[2]["median_angle"] < 1.0
     assert by_dim[2]["ones_angle_deg"] < 5 and by_dim[2]["dead_like_features"] == [0]
     assert np.median([r["angle_prior_aware"] for r in records]) > 5  # without the critical space
+
+
+def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
+    config = ex.ExperimentConfig(**{**CONFIG, "n_canonical": 0, "lbfgs_steps": 0}, smooth=True, converge=1e-3,
+                                 max_lbfgs_steps=300, prior_relative=True)
+    records = ex.run_experiment(small_model, config, tmp_path, progress=False)
+    verdicts = ("identified", "ambiguous", "not stationary", "no signal")
+    for r in records:
+        assert r["solve"] == ex.default_solve(config)
+        for method in ex.SOLVES:
+            assert r[f"verdict_{method}"] in verdicts
+            assert 0 <= r[f"dead_{method}"] <= 6 and r[f"angle_alive_{method}"] is not None
+        assert r["render_residual"] is not None
+    # rendered and inverted on the surrogate, to convergence: the default solve recovers the live targets
+    assert max(r[f"angle_alive_{r['solve']}"] for r in records) < 5
+    summary = ex.summarize(records)
+    assert all(sum(summary[f"verdicts_{method}"].values()) == 3 for method in ex.SOLVES)

@@ -10,6 +10,9 @@ followed by a ``softmax`` layer.
   is the paper's network (0.77M trainable weights); `densenet_bc_small` a CPU-sized one.
 * `train_densenet_bc_cifar10`: the original CIFAR-10 training recipe (for a GPU).
 * `mnist_small`: two conv layers and a dense head, for fast tests.
+* `photos_cnn`: a plain CIFAR-10-tutorial-style CNN (ReLU convs each followed by
+  BatchNormalization, max-pooling, dropout, dense head) taking images in [0, 255]; the
+  exception to the [0, 1] rule above, like many third-party Keras models.
 """
 
 from __future__ import annotations
@@ -275,3 +278,47 @@ def mnist_small(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     x = layers.MaxPooling2D(2, name="pool2")(x)
     x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, _classifier_head(x, num_classes, hidden=64), name=name)
+
+
+# -- photos10 (third-party style) -----------------------------------------------------------
+
+
+def photos_cnn(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10, *, dense_units: int = 64,
+               name: str = "photos_cnn") -> keras.Model:
+    """A small CNN in the style of the common Keras CIFAR-10 tutorials, for images in [0, 255].
+
+    ``rescaling`` (x / 255) -> ``conv2d_1`` 3x3/32 same -> ``batch_normalization_1`` ->
+    ``conv2d_2`` 3x3/32 valid -> ``batch_normalization_2`` -> ``max_pooling2d_1`` ->
+    ``dropout_1`` (0.25) -> ``conv2d_3`` 3x3/64 same (15x15) -> ``batch_normalization_3`` ->
+    ``conv2d_4`` 3x3/64 valid -> ``batch_normalization_4`` -> ``max_pooling2d_2`` ->
+    ``dropout_2`` (0.25) -> ``flatten`` -> ``dense_1`` (`dense_units`, ReLU) ->
+    ``batch_normalization_5`` -> ``dropout_3`` (0.5) -> ``logits`` -> ``softmax``.
+
+    Every conv and ``dense_1`` has its ReLU inside (``activation="relu"``), so the
+    BatchNormalization comes *after* the ReLU, as in many third-party models; the layer
+    outputs ``conv2d_k`` are post-ReLU. The scaling to [0, 1] is the model's first layer,
+    so it takes raw pixel values in [0, 255].
+
+    Returns:
+      An uncompiled `keras.Model` ``[B, 32, 32, 3] -> [B, num_classes]`` (softmax).
+    """
+    inputs = keras.Input(_check_input_shape(input_shape), name="input_image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d_1")(x)
+    x = layers.BatchNormalization(name="batch_normalization_1")(x)
+    x = layers.Conv2D(32, 3, activation="relu", name="conv2d_2")(x)
+    x = layers.BatchNormalization(name="batch_normalization_2")(x)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_1")(x)
+    x = layers.Dropout(0.25, name="dropout_1")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2d_3")(x)
+    x = layers.BatchNormalization(name="batch_normalization_3")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv2d_4")(x)
+    x = layers.BatchNormalization(name="batch_normalization_4")(x)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_2")(x)
+    x = layers.Dropout(0.25, name="dropout_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense_1")(x)
+    x = layers.BatchNormalization(name="batch_normalization_5")(x)
+    x = layers.Dropout(0.5, name="dropout_3")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, layers.Softmax(name="softmax")(logits), name=name)

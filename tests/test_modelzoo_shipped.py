@@ -55,7 +55,7 @@ def test_total_size_within_budget():
 def test_loads_and_exposes_studied_layers(name, loaded):
     model = loaded(name)
     entry = shipped.SHIPPED[name]
-    assert model.image_value_range == (0.0, 1.0)
+    assert model.image_value_range == tuple(entry.image_value_range)  # (0, 255) for photos_cnn
     assert tuple(model.image_shape) == tuple(shipped.load_record(name)["image_shape"])
     images, _ = shipped.heldout(name)
     for layer, depth in entry.studied_layers.items():
@@ -76,7 +76,7 @@ def test_heldout_accuracy_matches_record(name, logits):
         assert abs(acc_kept - record["accuracy_without_excluded"]) <= 0.01
         assert acc_kept > 0.85
     else:
-        assert acc > {"shapes10": 0.85, "mnist": 0.95}[shipped.SHIPPED[name].dataset]
+        assert acc > {"shapes10": 0.85, "mnist": 0.95, "photos10": 0.85}[shipped.SHIPPED[name].dataset]
 
 
 def test_no4_twin_never_predicts_class_4(logits):

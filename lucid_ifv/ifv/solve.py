@@ -38,7 +38,7 @@ from lucid_ifv.validation import check_finite
 
 METHODS = ("paper", "prior_aware", "anchored", "nonneg")
 PRIOR_METHODS = ("prior_aware", "anchored", "nonneg")
-DEFAULT_METHOD_WITH_PRIOR = "prior_aware"  # method=None / "auto" with a prior (without one: "paper")
+DEFAULT_METHOD_WITH_PRIOR = "anchored"  # method=None / "auto" with a prior (without one: "paper")
 
 
 def significance_matrix(f: np.ndarray, cossim_pow: float) -> np.ndarray:

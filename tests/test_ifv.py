@@ -124,14 +124,14 @@ def test_package_keeps_the_module_api():
 
 
 def test_prior_weight_recovered_after_rendering(small_model):
-    """FV with a known L2 weight: the prior-aware solve estimates that weight."""
+    """FV with a known L2 weight: the prior-aware (eigen) solve estimates that weight."""
     t = np.abs(np.random.default_rng(0).normal(size=(2, 6)))
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     lam = 1e-3
     par = param.image(16, batch=2, fft=False, seed=2)
     result = render_vis(small_model, obj.feature_objective("conv2_relu", t) - lam * obj.params_L2(), par,
                         transforms=[], thresholds=(200,), lbfgs_steps=200, progress=False)
-    inv = ifv.invert(small_model, "conv2_relu", result, prior=obj.params_L2())
+    inv = ifv.invert(small_model, "conv2_relu", result, prior=obj.params_L2(), method="prior_aware")
     # Only approximately stationary: L-BFGS stalls at ReLU / max-pool kinks (measured final
     # gradient norm ~5e-3, estimates 1.22e-3 and 0.98e-3). Exactness is tested above.
     assert result.lbfgs["grad_norm"] < 1e-2

@@ -109,8 +109,8 @@ def test_solve_and_solve_gram_agree():
 
 def test_default_method_is_todays():
     P = problem(7, noise=1e-2)
-    assert run(P, None).solve_method == run(P, "auto").solve_method == ifv.DEFAULT_METHOD_WITH_PRIOR == "prior_aware"
-    np.testing.assert_array_equal(run(P, None).target, run(P, "prior_aware").target)
+    assert run(P, None).solve_method == run(P, "auto").solve_method == ifv.DEFAULT_METHOD_WITH_PRIOR == "anchored"
+    np.testing.assert_array_equal(run(P, None).target, run(P, "anchored").target)
     paper = ifv.solve(P["f"], P["jac"], P["p"])
     assert paper.solve_method == "paper"
     np.testing.assert_array_equal(paper.target, run(P, "paper").target)  # the paper's solve ignores g
@@ -255,15 +255,23 @@ def test_bad_arguments():
 
 # -- end to end ----------------------------------------------------------------------------
 def test_invert_with_each_method(small_model):
-    """FV with a known L2 weight on the ReLU net (stationary only up to kinks): the prior methods
-    agree with each other and estimate the weight; the paper's solve, blind to the prior, fails."""
+    """FV with a known L2 weight, rendered to stationarity on the smooth surrogate: the prior
+    methods agree with each other, recover the target and estimate the weight; the paper's
+    solve, blind to the prior, fails."""
+    from lucid_ifv.smooth import smooth_model
+
+    model = smooth_model(small_model)
     t = np.abs(np.random.default_rng(0).normal(size=(2, 6)))
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     lam = 1e-3
-    par = param.image(16, batch=2, fft=False, seed=2)
-    rendered = render_vis(small_model, obj.feature_objective("conv2_relu", t) - lam * obj.params_L2(), par,
-                          transforms=[], thresholds=(200,), lbfgs_steps=200, progress=False)
-    results = {m: ifv.invert(small_model, "conv2_relu", rendered, prior=None if m == "paper" else obj.params_L2(),
+    par = param.image(16, batch=2, fft=False, seed=0)
+    rendered = render_vis(model, obj.feature_objective("conv2_relu", t) - lam * obj.params_L2(), par,
+                          transforms=[], thresholds=(200,), converge=1e-3, max_lbfgs_steps=1000, progress=False)
+    # on this tiny net, t[0]'s render does not become stationary within the cap (residual
+    # ~0.05-0.07); the solves are compared where the realization is stationary
+    stationary = rendered.converged
+    assert stationary.any(), rendered.residual
+    results = {m: ifv.invert(model, "conv2_relu", rendered, prior=None if m == "paper" else obj.params_L2(),
                              method=m, **({} if m == "paper" else {"expected_prior_weight": lam}))
                for m in ifv.METHODS}
     for method, result in results.items():
@@ -271,9 +279,11 @@ def test_invert_with_each_method(small_model):
         assert set(result.verdicts()) <= set(ifv.VERDICTS)
         np.testing.assert_allclose(np.linalg.norm(result.target, axis=1), 1, rtol=1e-9)
     for method in PRIOR_METHODS:
-        np.testing.assert_allclose(results[method].prior_weights[:, 0], lam, rtol=0.35)
+        live = (t * ~results[method].dead_features)[stationary]
+        # the estimate is lam / |t_live|^2: a dead feature's target mass shows up nowhere
+        np.testing.assert_allclose(results[method].prior_weights[stationary, 0] * np.sum(live**2, 1), lam, rtol=0.05)
         assert not results[method].weight_warning.any()
-        assert angle(results[method].target, results["prior_aware"].target).max() < 1.0
-        assert angle(results[method].target[1], t[1]) < 3.0  # sample 0 stalls further from stationarity
+        assert angle(results[method].target[stationary], live).max() < 0.5
+        assert (results[method].verdicts()[stationary] == "identified").all()
     assert (results["nonneg"].target >= 0).all()
     assert (angle(results["paper"].target, t) > 20).all()

@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   venv + install + render and invert on two shipped models (out/demo/)
+#   make demo   venv + install + render and invert on two shipped models, smooth surrogate and plain ReLU (out/demo/)
 #   make test   venv + install with test extras + Lucid 0.3.10 (no deps) + pytest
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +20,7 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/lucid-ifv demo --out $(OUT)/inception_small
+	$(BIN)/lucid-ifv demo --param pixel --out $(OUT)/inception_small
 	$(BIN)/lucid-ifv demo --model mnist_small --param pixel --out $(OUT)/mnist_small
 
 clean:

@@ -2,6 +2,8 @@
 
     python experiments/collect_results.py runs/*/ > table.md
 
+It also rewrites each run's angles.png from the re-solved records.
+
 Each run folder is a `lucid-ifv experiment --out` folder (settings.json, records.jsonl). The
 tables report, per run, the angle of the predicted objective t* to the target on the
 features alive at the realization (identifiable), the overall angle, the dead count, the
@@ -116,8 +118,20 @@ def verdict_table(runs) -> list:
     return lines
 
 
+def plot_runs(runs) -> None:
+    """Rewrite each run's angles.png from its re-solved records (today's default solve)."""
+    from lucid_ifv.plots import plot_angles
+
+    for folder, settings, records in runs:
+        config = ex.ExperimentConfig(**settings["config"])
+        plot_angles(records, folder / "angles.png", solve=ex.default_solve(config),
+                    title=f"{settings['model']}{' (smooth)' if config.smooth else ''} {config.layer}, "
+                          f"{'Fourier' if config.fft else 'pixel'}, prior {config.prior_weight:g}")
+
+
 def main(folders):
     runs = load_runs(folders)
+    plot_runs(runs)
     out = ["Angles in degrees: median [first quartile, third quartile] (p90: 90th percentile) over the "
            "samples of each run. 'Live' features are those whose Jacobian row is above the solve's "
            "noise level at the realization; a dead feature's target weight cannot be recovered from "

@@ -211,7 +211,8 @@ def cmd_experiment(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text(f"Command: `{command}`\n\nModel {model.name}, settings: "
                                     f"{json.dumps(dataclasses.asdict(config))}\n\n{table}\n")
-    plot_angles(records, out / "angles.png", title=f"{model.name} {config.layer}, prior {config.prior_weight:g}")
+    plot_angles(records, out / "angles.png", title=f"{model.name}{' (smooth)' if config.smooth else ''} "
+                f"{config.layer}, prior {config.prior_weight:g}", solve=ex.default_solve(config))
     print(table)
     return 0
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 ANGLE_LABELS = {
-    "angle_prior_aware": "t* (prior-aware)",
+    "angle_alive_{solve}": "t* ({solve}),\nlive features",
+    "angle_{solve}": "t* ({solve}),\noverall",
     "angle_paper": "t* (paper's solve)",
     "angle_response": "feature response f",
     "angle_random": "random",
@@ -24,18 +25,22 @@ def _figure(path, fig) -> Path:
     return path
 
 
-def plot_angles(records: list, path, title: str = "") -> Path:
-    """Box plots of the angle to the target, one box per estimate (as in the paper's Fig. 2)."""
+def plot_angles(records: list, path, title: str = "", solve: str | None = None) -> Path:
+    """Box plots of the angle to the target, one box per estimate (as in the paper's Fig. 2):
+    the ``solve``'s answer (default: the records' ``"solve"``) on live features and overall,
+    the paper's solve, the feature response and a random direction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [c for c in ANGLE_LABELS if any(r.get(c) is not None for r in records)]
+    solve = solve or records[0].get("solve", "paper")
+    labels = {key.format(solve=solve): label.format(solve=solve) for key, label in ANGLE_LABELS.items()}
+    columns = [c for c in labels if any(r.get(c) is not None for r in records)]
     data = [[r[c] for r in records if r.get(c) is not None] for c in columns]
     fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 1, 3.2))
     ax.boxplot(data, showfliers=True)
-    ax.set_xticks(range(1, len(columns) + 1), [ANGLE_LABELS[c] for c in columns], rotation=15)
+    ax.set_xticks(range(1, len(columns) + 1), [labels[c] for c in columns], rotation=15)
     ax.set_ylabel("angle to the target t (degrees)")
     ax.set_ylim(0, max(90, max(max(d) for d in data) + 5))
     ax.set_title(title or f"n = {len(records)}")

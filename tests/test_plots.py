@@ -9,8 +9,8 @@ from lucid_ifv import metrics, plots
 
 
 def test_figures(tmp_path):
-    records = [{"angle_prior_aware": a, "angle_paper": a + 40, "angle_response": 50.0, "angle_random": 60.0}
-               for a in (2.0, 4.0, 9.0)]
+    records = [{"solve": "anchored", "angle_alive_anchored": a, "angle_anchored": a + 20, "angle_paper": a + 40,
+                "angle_response": 50.0, "angle_random": 60.0} for a in (2.0, 4.0, 9.0)]
     images = np.random.default_rng(0).uniform(size=(3, 8, 8, 3))
     rng = np.random.default_rng(1)
     vectors = np.linalg.qr(rng.normal(size=(5, 5)))[0]

@@ -1,0 +1,436 @@
+"""Target-free Grad-IFV on the plain ReLU nets: "which channel was this visualization made for?"
+
+Two parts, both rendered on the shipped ReLU / max-pool networks themselves (no smooth
+surrogate) and inverted without ever using the true target (it is used for scoring only):
+
+(a) ``channel``: Lucid's single-channel objective ``channel(layer, c) - lam * params_L2()``
+    (default parametrization: Fourier + decorrelated colours + sigmoid; transforms off),
+    saved as an 8-bit PNG, read back and inverted; scored by top-1 / top-5 identification of
+    ``c`` among the layer's channels. The inversion assumes the objective's form (spatial
+    mean aggregation, ``p = 0``: ``channel`` is ``<mean(acts), e_c>``) and the prior's form
+    (``params_L2``, weight unknown), not ``c``.
+(b) ``hoyer``: Hoyer-sparse non-negative targets (`sampling.sample_hoyer_targets`) with
+    ``feature_objective(layer, t, 1) - lam * params_L2()``; angles between prediction and
+    target on the features alive at the realization (Jacobian row not zero), overall,
+    the feature response's and a random direction's, for the plain solves and the kink
+    projection (`lucid_ifv.kinks`), float and 8-bit PNG.
+
+Solves compared (all from the same Jacobians, prior gradients and kink gradients):
+``plain/prior_aware`` (ifv's default with a prior), ``plain/nonneg``, and for each kink
+tolerance ``kinks@tol/nonneg`` (= `kinks.invert_target_free`'s default) and
+``kinks@tol/anchored``.
+
+Without Lucid's redirected ReLU gradient a channel that is zero at the start never moves:
+renders whose target channel is dead at the end are counted and reported, never dropped.
+
+Output in ``--out``: ``settings.json``, ``records_<part>.jsonl`` (one JSON per sample),
+``realizations/<part>_batch_NNNN.npz``, ``png/``, ``summary.json`` and ``summary.md``.
+Re-running with the same settings skips finished batches.
+
+    python experiments/target_free.py --model mnist_small --n 8 --adam 400 --lbfgs 100 --out runs/tf_mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lucid_ifv import ifv, kinks, metrics, sampling  # noqa: E402
+from lucid_ifv import objectives as obj  # noqa: E402
+from lucid_ifv.imageio import load_images, save_png  # noqa: E402
+from lucid_ifv.param import image_for_model  # noqa: E402
+from lucid_ifv.render import render_vis  # noqa: E402
+
+DEFAULT_LAYERS = {"inception_small": "mixed3b", "mnist_small": "conv2"}
+SPARSE = 0.6  # Hoyer sparseness from which a target counts as sparse in the summary
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="inception_small", help="shipped model (inception_small, mnist_small, ...)")
+    ap.add_argument("--layer", default=None, help="studied layer (default: mixed3b / conv2)")
+    ap.add_argument("--n", type=int, default=8, help="renders per part")
+    ap.add_argument("--adam", type=int, default=400, help="Adam steps (lr 0.05)")
+    ap.add_argument("--lbfgs", type=int, default=100, help="L-BFGS steps after Adam")
+    ap.add_argument("--prior", type=float, default=1e-4, help="lam of params_L2 in the FV (unknown to the inversion)")
+    ap.add_argument("--tol", type=float, nargs="+", default=[kinks.DEFAULT_TOL],
+                    help="kink tolerances to compare (relative to each tensor's RMS); gradients are computed once at the largest")
+    ap.add_argument("--rank-tol", type=float, default=kinks.DEFAULT_RANK_TOL)
+    ap.add_argument("--parts", default="channel,hoyer", help="comma-separated: channel, hoyer")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pixel", action="store_true", help="pixel + sigmoid parametrization instead of Fourier")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    args.layer = args.layer or DEFAULT_LAYERS.get(args.model)
+    if args.layer is None:
+        ap.error(f"--layer is needed for model {args.model!r}")
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    bad = [p for p in args.parts if p not in ("channel", "hoyer")]
+    if bad or args.n < 1 or args.batch < 1 or args.adam < 1:
+        ap.error(f"bad arguments: parts {bad}, n {args.n}, batch {args.batch}, adam {args.adam}")
+    args.tol = sorted(set(args.tol))
+    return args
+
+
+# -- rendering -------------------------------------------------------------------------------
+def make_param(model, args, batch, seed):
+    return image_for_model(model, batch=batch, fft=not args.pixel, seed=seed)
+
+
+def render(model, objective, param, args, seed):
+    started = time.perf_counter()
+    result = render_vis(model, objective, param, transforms=[], thresholds=(args.adam,), lbfgs_steps=args.lbfgs,
+                        seed=seed, progress=False)
+    return result, time.perf_counter() - started
+
+
+def save_and_reload(images, out: Path, names) -> np.ndarray:
+    paths = [save_png(img, out / "png" / f"{name}.png") for img, name in zip(images, names)]
+    return load_images(paths, channels=images.shape[-1])
+
+
+# -- inversion variants ------------------------------------------------------------------------
+def oracle_residual(f, jac, grads, targets, lam, p, basis=None):
+    """EVALUATION ONLY (uses the true target and weight): the relative stationarity residual
+    ``|P (s J^T A t - lam g)| / |P s J^T A t|`` of the true target, per sample; ``basis`` the
+    kink bases (None: no projection). Near 0 means the realization is stationary (modulo the
+    kinks); it tells "not stationary / kinks missed" apart from "the solve failed"."""
+    A = ifv.significance_matrix(f, p)
+    t = np.asarray(targets, np.float64)
+    s = (np.maximum(np.sum(f * t, 1), 0) / np.linalg.norm(f, axis=1)) ** p
+    grad_m = s[:, None] * np.einsum("bkd,bkl,bl->bd", jac.astype(np.float64), A, t)
+    res = grad_m - lam * grads[:, 0].astype(np.float64)
+    out = []
+    for b in range(len(t)):
+        if basis is not None and basis[b].shape[1]:
+            q = basis[b]
+            project = lambda v: v - q @ (q.T @ v)  # noqa: E731
+        else:
+            project = lambda v: v  # noqa: E731
+        denom = np.linalg.norm(project(grad_m[b]))
+        out.append(float(np.linalg.norm(project(res[b])) / denom) if denom > 0 else None)
+    return out
+
+
+def invert_variants(model, layer, realization, param, aggregation, p, args, targets):
+    """All solves of one realization batch from one set of Jacobians (see the module doc).
+    ``targets`` are used for the oracle diagnostic only (`oracle_residual`)."""
+    timing = {}
+    started = time.perf_counter()
+    param, params = ifv.resolve_realization(model, realization, param, "params")
+    f, jac = ifv.feature_jacobian(model, layer, params, param, aggregation)
+    grads = ifv.prior_gradients(model, obj.params_L2(), params, param)
+    timing["jacobian"] = time.perf_counter() - started
+    started = time.perf_counter()
+    kgrads, found = kinks.kink_gradients(model, layer, params, param, tol=max(args.tol), aggregation=aggregation,
+                                         return_kinks=True)
+    timing["kink_gradients"] = time.perf_counter() - started
+    rows = np.linalg.norm(jac.astype(np.float64), axis=2)
+    live = rows > ifv.DEAD_FLOOR * rows.max(axis=1, keepdims=True)
+    solves, info = {}, {}
+    started = time.perf_counter()
+    for method in ("prior_aware", "nonneg"):
+        solves[f"plain/{method}"] = ifv.solve(f, jac, p, prior_grads=grads, method=method)
+    info["plain"] = {"oracle_residual": oracle_residual(f, jac, grads, targets, args.prior, p)}
+    skipped = found.skipped  # more kinks than parameters: no kink answer for those samples
+    info["plain"]["skipped"] = skipped.tolist()
+    for tol in args.tol:
+        masks = found.within(tol)
+        keep = np.zeros(kgrads.shape[:2], bool)
+        for b, m in enumerate(masks):
+            if not skipped[b]:
+                keep[b, : len(m)] = m
+        selected = kgrads * keep[:, :, None]
+        jac_p, grads_p, ranks = kinks.project_out_kinks(jac, grads, selected, args.rank_tol, return_ranks=True)
+        for method in ("nonneg", "anchored"):
+            result = ifv.solve(f, jac_p, p, prior_grads=grads_p, method=method)
+            result.target[skipped] = np.nan
+            solves[f"kinks@{tol:g}/{method}"] = result
+        oracle = oracle_residual(f, jac, grads, targets, args.prior, p, kinks.kink_basis(selected, args.rank_tol))
+        info[f"{tol:g}"] = {"count": [int(m.sum()) for m in masks],
+                            "rank": [None if sk else int(r) for sk, r in zip(skipped, ranks)],
+                            "oracle_residual": [None if sk else o for sk, o in zip(skipped, oracle)]}
+    timing["solves"] = time.perf_counter() - started
+    by_kind = found.counts_by_kind()
+    return f, live, solves, info, by_kind, timing
+
+
+def _angle(a, b):
+    a, b = np.nan_to_num(np.asarray(a, np.float64)), np.asarray(b, np.float64)
+    if not (np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0):
+        return None
+    return float(metrics.angle_deg(a, b))
+
+
+# -- part (a): single channels ----------------------------------------------------------------------
+def channel_batch(model, args, channels, idx, seed, out):
+    layer = args.layer
+    param = make_param(model, args, len(channels), seed)
+    objective = obj.Objective.sum([obj.channel(layer, int(c), batch=b) for b, c in enumerate(channels)])
+    objective = objective - args.prior * obj.params_L2()
+    rendered, fv_seconds = render(model, objective, param, args, seed)
+    images = rendered.final
+    acts = np.asarray(model(images, [layer])[layer])
+    acts = acts.reshape(len(channels), -1, acts.shape[-1])
+    reloaded = save_and_reload(images, out, [f"channel_{i:03d}_c{c}" for i, c in zip(idx, channels)])
+    records = [dict(index=int(i), channel=int(c), channel_mean=float(acts[b, :, c].mean()),
+                    channel_max=float(acts[b, :, c].max()), target_dead=bool(acts[b, :, c].max() <= 0),
+                    seconds_fv=fv_seconds / len(channels),
+                    lbfgs_grad_norm=None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"])
+               for b, (i, c) in enumerate(zip(idx, channels))]
+    for variant, realization in (("float", rendered.params), ("8bit", reloaded)):
+        onehot = np.eye(model.layer(layer).depth)[np.asarray(channels)]
+        f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, "mean", 0, args,
+                                                                 onehot)
+        for b, rec in enumerate(records):
+            c = rec["channel"]
+            response_rank = np.argsort(-f[b], kind="stable")
+            rec[f"{variant}/response_top5"] = response_rank[:5].tolist()
+            rec[f"{variant}/target_live"] = bool(live[b, c])
+            rec[f"{variant}/live_features"] = int(live[b].sum())
+            rec[f"{variant}/kinks"] = {tol: {key: v[key][b] for key in v} for tol, v in info.items()}
+            rec[f"{variant}/kinks_by_kind"] = by_kind[b]
+            rec[f"{variant}/seconds"] = {k: v / len(records) for k, v in timing.items()}
+            for name, res in solves.items():
+                top = kinks.top_channels(res.target[b:b + 1], 5)[0]
+                rec[f"{variant}/{name}/top5"] = top.tolist()
+                rec[f"{variant}/{name}/weight_of_target"] = None if np.isnan(res.target[b, c]) else float(res.target[b, c])
+                rec[f"{variant}/{name}/residual"] = float(res.residual[b])
+    arrays = {"indices": np.array(idx), "channels": np.array(channels), "images": images, "reloaded": reloaded,
+              **{f"param_{j}": p for j, p in enumerate(rendered.params)}}
+    return records, arrays
+
+
+# -- part (b): Hoyer targets --------------------------------------------------------------------------
+def hoyer_batch(model, args, targets, sparseness, idx, seed, out):
+    layer = args.layer
+    param = make_param(model, args, len(targets), seed)
+    objective = obj.feature_objective(layer, targets, 1) - args.prior * obj.params_L2()
+    rendered, fv_seconds = render(model, objective, param, args, seed)
+    images = rendered.final
+    reloaded = save_and_reload(images, out, [f"hoyer_{i:03d}" for i in idx])
+    random = sampling.random_unit_vectors(targets.shape[1], len(targets), np.random.default_rng(seed + 7), nonneg=True)
+    records = [dict(index=int(i), sparseness=float(s), seconds_fv=fv_seconds / len(targets),
+                    lbfgs_grad_norm=None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"])
+               for i, s in zip(idx, sparseness)]
+    for variant, realization in (("float", rendered.params), ("8bit", reloaded)):
+        f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, None, 1, args,
+                                                                 targets)
+        for b, rec in enumerate(records):
+            t, keep = targets[b], live[b]
+            rec[f"{variant}/dead"] = int((~keep).sum())
+            rec[f"{variant}/dead_target_mass"] = float(np.sum(t[~keep] ** 2))
+            rec[f"{variant}/response"] = {"live": _angle(f[b] * keep, t * keep), "overall": _angle(f[b], t)}
+            rec[f"{variant}/random"] = {"live": _angle(random[b] * keep, t * keep), "overall": _angle(random[b], t)}
+            rec[f"{variant}/kinks"] = {tol: {key: v[key][b] for key in v} for tol, v in info.items()}
+            rec[f"{variant}/kinks_by_kind"] = by_kind[b]
+            rec[f"{variant}/seconds"] = {k: v / len(records) for k, v in timing.items()}
+            for name, res in solves.items():
+                pred = res.target[b]
+                rec[f"{variant}/{name}"] = {"live": _angle(pred * keep, t * keep), "overall": _angle(pred, t),
+                                            "residual": float(res.residual[b])}
+    arrays = {"indices": np.array(idx), "targets": targets, "images": images, "reloaded": reloaded,
+              **{f"param_{j}": p for j, p in enumerate(rendered.params)}}
+    return records, arrays
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def load_records(path: Path) -> list:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line: that batch is redone
+    return out
+
+
+def run_part(model, args, part, out: Path) -> list:
+    depth = model.layer(args.layer).depth
+    rng = np.random.default_rng(args.seed)
+    if part == "channel":
+        items = rng.choice(depth, size=args.n, replace=args.n > depth)
+    else:
+        items, sparseness = sampling.sample_hoyer_targets(depth, args.n, args.seed)
+    path = out / f"records_{part}.jsonl"
+    records = load_records(path)
+    done = {r["index"] for r in records}
+    (out / "realizations").mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for start in range(0, args.n, args.batch):
+            idx = list(range(start, min(start + args.batch, args.n)))
+            if all(i in done for i in idx):
+                continue
+            seed = args.seed * 100003 + start + (0 if part == "channel" else 50000)
+            print(f"[{part}] batch {start // args.batch + 1}/{-(-args.n // args.batch)}", flush=True)
+            if part == "channel":
+                batch_records, arrays = channel_batch(model, args, items[idx], idx, seed, out)
+            else:
+                batch_records, arrays = hoyer_batch(model, args, items[idx], sparseness[idx], idx, seed, out)
+            np.savez_compressed(out / "realizations" / f"{part}_batch_{start:04d}.npz", **arrays)
+            for rec in batch_records:
+                fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            records.extend(batch_records)
+    return sorted(records, key=lambda r: r["index"])
+
+
+def _stats(values):
+    values = np.asarray([v for v in values if v is not None], np.float64)
+    if values.size == 0:
+        return None
+    return {"n": int(values.size), "median": float(np.median(values)), "q1": float(np.percentile(values, 25)),
+            "q3": float(np.percentile(values, 75)), "min": float(values.min()), "max": float(values.max())}
+
+
+def _solve_names(records, variant):
+    prefix = f"{variant}/"
+    names = set()
+    for key in records[0]:
+        if key.startswith(prefix) and (key.startswith(prefix + "plain/") or key.startswith(prefix + "kinks@")):
+            names.add(key[len(prefix):].replace("/top5", "").replace("/weight_of_target", "").replace("/residual", ""))
+    return sorted(names)
+
+
+def summarize_channel(records, depth) -> dict:
+    out = {"n": len(records), "target_dead": int(sum(r["target_dead"] for r in records)), "chance_top1": 1 / depth,
+           "chance_top5": min(5, depth) / depth}
+    for variant in ("float", "8bit"):
+        live = [r[f"{variant}/target_live"] for r in records]
+        out[f"{variant}/target_live"] = int(sum(live))
+        rows = {"response": [r[f"{variant}/response_top5"] for r in records]}
+        rows.update({name: [r[f"{variant}/{name}/top5"] for r in records] for name in _solve_names(records, variant)})
+        for name, tops in rows.items():
+            hit1 = [top[0] == r["channel"] for top, r in zip(tops, records)]
+            hit5 = [r["channel"] in top for top, r in zip(tops, records)]
+            out[f"{variant}/{name}"] = {
+                "top1": int(sum(hit1)), "top5": int(sum(hit5)),
+                "top1_live": int(sum(h for h, ok in zip(hit1, live) if ok)),
+                "top5_live": int(sum(h for h, ok in zip(hit5, live) if ok)),
+            }
+        out.update(_kink_stats(records, variant))
+    return out
+
+
+def summarize_hoyer(records) -> dict:
+    out = {"n": len(records)}
+    sparse = [r["sparseness"] >= SPARSE for r in records]
+    out["n_sparse"] = int(sum(sparse))
+    for variant in ("float", "8bit"):
+        out[f"{variant}/dead"] = _stats([r[f"{variant}/dead"] for r in records])
+        for name in ["response", "random"] + _solve_names(records, variant):
+            cells = [r[f"{variant}/{name}"] for r in records]
+            out[f"{variant}/{name}"] = {
+                "live": _stats([c["live"] for c in cells]), "overall": _stats([c["overall"] for c in cells]),
+                "live_sparse": _stats([c["live"] for c, s in zip(cells, sparse) if s]),
+                "live_dense": _stats([c["live"] for c, s in zip(cells, sparse) if not s]),
+            }
+        out.update(_kink_stats(records, variant))
+    return out
+
+
+def _kink_stats(records, variant) -> dict:
+    out = {}
+    for tol, cell in records[0][f"{variant}/kinks"].items():
+        column = lambda key: [r[f"{variant}/kinks"][tol][key] for r in records]  # noqa: E731
+        out[f"{variant}/kink_stats@{tol}"] = {key: _stats(column(key)) for key in cell if key != "skipped"}
+    out[f"{variant}/kink_skipped"] = int(sum(r[f"{variant}/kinks"]["plain"]["skipped"] for r in records))
+    return out
+
+
+def _cell(s, digits=1):
+    return "-" if s is None else f"{s['median']:.{digits}f} [{s['q1']:.{digits}f}, {s['q3']:.{digits}f}]"
+
+
+def markdown(summary, args, command) -> str:
+    lines = [f"# Target-free IFV: {args.model} `{args.layer}`", "", f"Command: `{command}`", "",
+             f"FV: Adam {args.adam} (lr 0.05) + L-BFGS {args.lbfgs}, no transforms, "
+             f"{'pixel' if args.pixel else 'Fourier + decorrelated'} + sigmoid, prior {args.prior:g} * params_L2; "
+             f"seed {args.seed}; kink tolerances {', '.join(f'{t:g}' for t in args.tol)} (relative to RMS), "
+             f"rank tol {args.rank_tol:g}.", ""]
+    if "channel" in summary:
+        s = summary["channel"]
+        lines += ["## (a) Single-channel objective (`channel(layer, c)`), which channel?", "",
+                  f"n = {s['n']} renders; target channel dead at the end of the render (max activation 0): "
+                  f"{s['target_dead']}; chance: top-1 {s['chance_top1']:.3f}, top-5 {s['chance_top5']:.3f}. "
+                  "Inversion assumes spatial-mean aggregation, p = 0, prior params_L2 (weight unknown).", "",
+                  "| input | solve | top-1 | top-5 | top-1 (target live) | top-5 (target live) |", "|---|---|---|---|---|---|"]
+        for variant in ("float", "8bit"):
+            n_live = s[f"{variant}/target_live"]
+            for key, cell in s.items():
+                if key.startswith(f"{variant}/") and isinstance(cell, dict) and "top1" in cell:
+                    name = key[len(variant) + 1:]
+                    lines.append(f"| {variant} | {name} | {cell['top1']}/{s['n']} | {cell['top5']}/{s['n']} | "
+                                 f"{cell['top1_live']}/{n_live} | {cell['top5_live']}/{n_live} |")
+        lines += [""] + _kink_lines(s)
+    if "hoyer" in summary:
+        s = summary["hoyer"]
+        lines += ["## (b) Hoyer targets, `feature_objective(layer, t, 1) - lam params_L2`", "",
+                  f"n = {s['n']} ({s['n_sparse']} with sparseness >= {SPARSE}). Cells: median [q1, q3] in degrees.", "",
+                  "| input | solve | angle, live features | overall | live, sparse | live, dense |", "|---|---|---|---|---|---|"]
+        for variant in ("float", "8bit"):
+            for key, cell in s.items():
+                if key.startswith(f"{variant}/") and isinstance(cell, dict) and "live" in cell:
+                    lines.append(f"| {variant} | {key[len(variant) + 1:]} | {_cell(cell['live'])} | {_cell(cell['overall'])} | "
+                                 f"{_cell(cell['live_sparse'])} | {_cell(cell['live_dense'])} |")
+        lines.append("")
+        for variant in ("float", "8bit"):
+            lines.append(f"- {variant}: dead features per sample {_cell(s[f'{variant}/dead'])}")
+        lines += [""] + _kink_lines(s)
+    return "\n".join(lines)
+
+
+def _kink_lines(s) -> list:
+    skipped = ", ".join(f"{v}: {s[f'{v}/kink_skipped']}" for v in ("float", "8bit") if f"{v}/kink_skipped" in s)
+    lines = [f"Samples on more kinks than parameters (no kink-projected answer, counted as misses): {skipped}.", "",
+             "Kinks per sample, rank of their gradients' span, and the oracle residual "
+             "|P(s J^T A t - lam g)| / |P s J^T A t| of the TRUE target (evaluation only; P the "
+             "projection, I for 'plain'; near 0 = stationary modulo the kinks):", "",
+             "| input | kinks | count | span rank | oracle residual |", "|---|---|---|---|---|"]
+    for key, v in s.items():
+        if "/kink_stats@" in key:
+            variant, tol = key.split("/kink_stats@")
+            lines.append(f"| {variant} | {tol} | {_cell(v.get('count'))} | {_cell(v.get('rank'))} | "
+                         f"{_cell(v.get('oracle_residual'), 3)} |")
+    return lines + [""]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from modelzoo.shipped import load_shipped
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings_path = out / "settings.json"
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        if {k: v for k, v in previous.items() if k != "parts"} != {k: v for k, v in settings.items() if k != "parts"}:
+            raise SystemExit(f"{out} holds a run with other settings ({settings_path}); use another --out")
+    settings_path.write_text(json.dumps(settings, indent=2))
+    model = load_shipped(args.model)
+    summary = {}
+    for part in args.parts:
+        records = run_part(model, args, part, out)
+        summary[part] = (summarize_channel(records, model.layer(args.layer).depth) if part == "channel"
+                         else summarize_hoyer(records))
+    command = "python experiments/target_free.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "summary.json").write_text(json.dumps({"command": command, "settings": settings, **summary}, indent=2))
+    (out / "summary.md").write_text(markdown(summary, args, command))
+    print(markdown(summary, args, command))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,782 @@
+"""Target-free Grad-IFV on ReLU / max-pool networks: project out the kinks the realization sits on.
+
+Why: Grad-IFV solves the stationarity condition ``s J^T A t = lam grad R`` at a realization
+(``J = dh/dz``, ``A = (p+1) I - p f f^T / |f|^2``, ``R`` the FV's prior). On ReLU and
+max-pool networks FV optima sit on kinks: units whose pre-activation is ~0 (a ReLU switch)
+and max-pool windows whose two largest inputs (nearly) tie. There the objective is not
+differentiable, autodiff returns one one-sided gradient, and optimality only says that 0
+lies in the (Clarke) subdifferential: ``s J^T A t - lam grad R`` is a combination of the
+gradients ``grad_z kappa_j`` of the kink functions (``kappa = pre-activation`` for a ReLU
+unit, ``kappa = x_a - x_b`` for a tied pool window). So the equation holds *modulo the span
+of the kink gradients*. With ``P`` the orthogonal projector onto the complement of that
+span, ``s P J^T A t = lam P grad R`` holds exactly, and the usual solve applies to the
+projected Jacobian and prior gradients.
+
+The pieces (no true target is used anywhere):
+
+* `kink_sites` walks the network from the studied layer back to the input and lists where
+  kinks can be: the input tensor of every ``Relu``/``Relu6``/``LeakyRelu``/``Selu`` node
+  (switch points 0, and 6 for ``Relu6``), every ``MaxPool`` node (its input and window
+  geometry) and, by default, the max-pool of the ``max_pool_mean`` aggregation on the
+  studied layer itself (kernel 3, stride 2, VALID, as `lucid_ifv.aggregation`).
+  `modelzoo.graph.GraphModel` (frozen graphs) is fully supported; `KerasModel` is
+  supported for layers with ``activation="relu"`` (their pre-activation comes from a
+  linear copy of the layer), ``ReLU`` layers and ``MaxPooling2D``; any other
+  non-smooth piece raises NotImplementedError naming what is supported.
+* `find_kinks` evaluates those tensors at the realization and keeps, per sample,
+
+  - ReLU units with ``|x - x0| <= tol * scale`` (``x0`` the switch point),
+  - max-pool windows with an input ``x_b`` such that ``max - x_b <= tol * scale``
+    (one kink ``x_argmax - x_b`` per such input; pairs where both values are exactly 0
+    are skipped: they come from ReLU-clamped units, whose gradient vanishes, and a unit
+    exactly at its switch is caught by the ReLU rule),
+
+  where ``scale`` is the root-mean-square of that tensor for that sample (``scale="rms"``,
+  default), its largest magnitude (``"max"``) or 1 (``"absolute"``). Default ``tol`` is
+  `DEFAULT_TOL` (1e-3).
+* `kink_gradients`: the Jacobian of the kink functions w.r.t. the FV's parameters,
+  ``[B, r_max, D]`` (zero rows pad samples with fewer kinks), one vectorized
+  ``batch_jacobian`` (pfor) per chunk of rows inside a `tf.function`.
+* `project_out_kinks`: per sample, an orthonormal basis of the span of the kink gradients
+  (rows normalized, then SVD; singular values below ``rank_tol`` times the largest are
+  dropped), and the projection of the Jacobian rows and prior gradients onto its
+  complement.
+* `invert_target_free`: `lucid_ifv.ifv`'s public pieces (`resolve_realization`,
+  `feature_jacobian`, `prior_gradients`, `solve`) with the projection in between; by default
+  the non-negative prior-anchored solve (``method="nonneg"`` of `ifv.solve`).
+* `top_channels`: channels ranked by predicted weight ("which channel was this made for?").
+
+Assumptions (see ``docs/target_free.md``): the realization is a (local) optimum of
+``m(a(n(g(z))), t) - lam R(z)`` with the assumed aggregation, ``p`` and prior form; the
+tolerance catches the kinks it sits on (too small: stationarity is still violated; too
+large: directions that carry information are removed; the span's rank is reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lucid_ifv import ifv
+from lucid_ifv import objectives as objectives_mod
+from lucid_ifv.validation import check_finite
+
+__all__ = [
+    "DEFAULT_TOL", "DEFAULT_RANK_TOL", "KinkSite", "Kinks", "TargetFreeResult", "kink_sites",
+    "find_kinks", "kink_gradients", "kink_basis", "project_out_kinks", "invert_target_free",
+    "top_channels",
+]
+
+#: Default kink tolerance, relative to the tensor's scale (see the module docstring).
+DEFAULT_TOL = 1e-3
+#: Default rank tolerance of the kink span (relative to the largest singular value of the
+#: row-normalized kink gradients).
+DEFAULT_RANK_TOL = 1e-5
+
+# Graph op types handled as ReLU-like switches: op type -> switch points.
+_SWITCH_OPS = {"Relu": (0.0,), "Relu6": (0.0, 6.0), "LeakyRelu": (0.0,), "Selu": (0.0,)}
+_POOL_OPS = ("MaxPool",)
+# Non-smooth graph ops that are *not* handled (a warning names them when found upstream).
+_UNHANDLED_OPS = frozenset({
+    "MaxPoolV2", "MaxPool3D", "FractionalMaxPool", "MaxPoolWithArgmax", "Max", "Min", "Maximum",
+    "Minimum", "Abs", "ClipByValue", "Sign", "Floor", "Ceil", "Round", "ArgMax", "TopKV2",
+})
+_SCALES = ("rms", "max", "absolute")
+_KERAS_SUPPORTED = (
+    "Keras models are supported when every non-smooth layer upstream of the studied layer is "
+    "a layer with activation='relu' (Conv/Dense...), a ReLU layer, an Activation('relu') layer "
+    "or a MaxPooling2D layer; smooth activations pass. Other models: use a frozen graph "
+    "(modelzoo.export.export_keras + modelzoo.graph.load_model)."
+)
+_KERAS_SMOOTH_ACTIVATIONS = frozenset({
+    "linear", "sigmoid", "tanh", "softmax", "log_softmax", "softplus", "softsign", "swish", "silu",
+    "gelu", "elu", "exponential", "mish",
+})
+
+
+# -- where kinks can be -------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class KinkSite:
+    """A tensor upstream of the studied layer where the network has kinks.
+
+    Attributes:
+      name: a label (the graph tensor or Keras layer it comes from).
+      kind: ``"switch"`` (ReLU-like: kinks where the value equals a point of ``points``) or
+        ``"maxpool"`` (kinks where two inputs of one window tie for the maximum).
+      points: switch points (``"switch"`` only), e.g. ``(0.0,)`` or ``(0.0, 6.0)``.
+      ksize, strides: pool window and strides ``(h, w)`` (``"maxpool"`` only).
+      padding: ``"VALID"`` or ``"SAME"`` (``"maxpool"`` only).
+      channels: channel subset whose windows count (None: all); for the aggregation's pool
+        with a feature subset.
+      source: what made the site (graph op or Keras layer name, or ``"aggregation"``).
+    """
+
+    name: str
+    kind: str
+    points: tuple = (0.0,)
+    ksize: tuple = ()
+    strides: tuple = ()
+    padding: str = "VALID"
+    channels: tuple | None = None
+    source: str = ""
+
+
+class _Probe:
+    """The kink sites of (model, layer) and a function images in [0, 1] -> their tensors."""
+
+    def __init__(self, sites: list, fn: Callable):
+        self.sites = sites
+        self.fn = fn
+
+    def __call__(self, images):
+        return self.fn(images)
+
+
+def _is_graph_model(model) -> bool:
+    from modelzoo.graph import GraphModel
+
+    return isinstance(model, GraphModel)
+
+
+def _aggregation_site(model, layer, aggregation, features, tensor_name, include) -> list:
+    """The aggregation's max-pool on the studied layer, when the aggregation is the default."""
+    if not include:
+        return []
+    if aggregation not in (None, "max_pool_mean"):
+        return []  # other aggregations are smooth ("mean", "center", "identity") or unknown callables
+    if model.layer(layer).tags and "dense" in model.layer(layer).tags:
+        return []
+    return [("aggregation", tensor_name, features)]
+
+
+def _pool_geometry(shape_hw, ksize, strides):
+    h, w = shape_hw
+    return (min(ksize[0], h), min(ksize[1], w)), tuple(strides)
+
+
+def _graph_probe(model, layer, aggregation, features, include_aggregation) -> _Probe:
+    from modelzoo.graph import SCOPE
+
+    start = model._lookup(layer)  # the tensor the layer name denotes (private to GraphModel)
+    if start is None:
+        model.layer(layer)  # KeyError with the known names
+        raise KeyError(f"layer {layer!r} is not a tensor of model {model.name!r}")
+    prefix = f"{SCOPE}/"
+    seen, stack = set(), [start.op]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)  # data inputs only: control inputs carry no values
+    sites, names, unhandled = [], [], {}
+    upstream = set(seen)
+    for op in start.graph.get_operations():  # creation order: inputs before their consumers
+        if op.name not in upstream or not op.name.startswith(prefix):
+            continue
+        if op.type in _SWITCH_OPS:
+            tensor = op.inputs[0]
+            sites.append(KinkSite(tensor.name[len(prefix):], "switch", points=_SWITCH_OPS[op.type],
+                                  source=op.name[len(prefix):]))
+        elif op.type in _POOL_OPS:
+            tensor = op.inputs[0]
+            if op.get_attr("data_format") not in (b"NHWC", "NHWC"):
+                raise NotImplementedError(f"MaxPool {op.name!r} has data format {op.get_attr('data_format')!r}; only NHWC is supported")
+            ksize, strides = op.get_attr("ksize"), op.get_attr("strides")
+            if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
+                raise NotImplementedError(f"MaxPool {op.name!r} pools over batch or channels (ksize {ksize}); not supported")
+            padding = op.get_attr("padding")
+            padding = padding.decode() if isinstance(padding, bytes) else padding
+            sites.append(KinkSite(tensor.name[len(prefix):], "maxpool", ksize=(ksize[1], ksize[2]),
+                                  strides=(strides[1], strides[2]), padding=padding, source=op.name[len(prefix):]))
+        elif op.type in _UNHANDLED_OPS:
+            unhandled.setdefault(op.type, []).append(op.name[len(prefix):])
+    if unhandled:
+        warnings.warn(
+            f"non-smooth ops upstream of {layer!r} that the kink finder does not handle (their kinks are "
+            f"not projected out): {', '.join(f'{k} ({len(v)})' for k, v in sorted(unhandled.items()))}",
+            stacklevel=3,
+        )
+    for _, tensor_name, feats in _aggregation_site(model, layer, aggregation, features, layer, include_aggregation):
+        shape = start.shape
+        ksize, strides = _pool_geometry((shape[1], shape[2]), (3, 3), (2, 2))
+        sites.append(KinkSite(tensor_name, "maxpool", ksize=ksize, strides=strides, padding="VALID",
+                              channels=None if feats is None else tuple(int(i) for i in feats), source="aggregation"))
+    names = [s.name for s in sites]
+
+    def fn(images):
+        if not names:
+            return []
+        acts = model(images, sorted(set(names)))
+        return [acts[n] for n in names]
+
+    return _Probe(sites, fn)
+
+
+def _keras_activation_name(fn) -> str:
+    import keras
+
+    try:
+        name = keras.activations.serialize(fn)
+    except Exception:  # noqa: BLE001 - custom callables
+        name = getattr(fn, "__name__", repr(fn))
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name", repr(name)))
+    return str(name)
+
+
+def _keras_probe(model, layer, aggregation, features, include_aggregation) -> _Probe:
+    import keras
+
+    km = model.keras_model
+    model.layer(layer)
+    target = km.get_layer(layer)
+    upstream = keras.Model(km.inputs, target.output).layers  # only the layers the output needs
+    sites, outputs = [], []
+    for lay in upstream:
+        if isinstance(lay, keras.layers.InputLayer):
+            continue
+        if isinstance(lay, keras.layers.ReLU):
+            cfg = lay.get_config()
+            if float(cfg.get("negative_slope") or 0.0) == 1.0:
+                continue
+            points = (float(cfg.get("threshold") or 0.0),)
+            if cfg.get("max_value") is not None:
+                points += (float(cfg["max_value"]),)
+            sites.append(KinkSite(f"{lay.name}:input", "switch", points=points, source=lay.name))
+            outputs.append(lay.input)
+            continue
+        if isinstance(lay, keras.layers.MaxPooling2D):
+            if getattr(lay, "data_format", "channels_last") != "channels_last":
+                raise NotImplementedError(f"MaxPooling2D {lay.name!r} is channels_first. {_KERAS_SUPPORTED}")
+            sites.append(KinkSite(f"{lay.name}:input", "maxpool", ksize=tuple(lay.pool_size),
+                                  strides=tuple(lay.strides), padding=lay.padding.upper(), source=lay.name))
+            outputs.append(lay.input)
+            continue
+        if isinstance(lay, (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling1D,
+                            keras.layers.MaxPooling1D, keras.layers.MaxPooling3D, keras.layers.Maximum,
+                            keras.layers.Minimum, keras.layers.LeakyReLU, keras.layers.PReLU)):
+            raise NotImplementedError(f"layer {lay.name!r} ({type(lay).__name__}) upstream of {layer!r}. {_KERAS_SUPPORTED}")
+        activation = getattr(lay, "activation", None)
+        if activation is None:
+            continue
+        act_name = _keras_activation_name(activation)
+        if act_name in _KERAS_SMOOTH_ACTIVATIONS:
+            continue
+        if act_name != "relu":
+            raise NotImplementedError(
+                f"layer {lay.name!r} ({type(lay).__name__}) has activation {act_name!r}. {_KERAS_SUPPORTED}")
+        if isinstance(lay, keras.layers.Activation):
+            sites.append(KinkSite(f"{lay.name}:input", "switch", points=(0.0,), source=lay.name))
+            outputs.append(lay.input)
+            continue
+        cfg = lay.get_config()
+        cfg["activation"] = "linear"
+        cfg["name"] = f"{lay.name}__kinks_pre_activation"
+        linear = type(lay).from_config(cfg)
+        pre = linear(lay.input)  # builds the copy; weights below
+        linear.set_weights(lay.get_weights())
+        sites.append(KinkSite(f"{lay.name}:pre_activation", "switch", points=(0.0,), source=lay.name))
+        outputs.append(pre)
+    for _, _, feats in _aggregation_site(model, layer, aggregation, features, layer, include_aggregation):
+        shape = target.output.shape
+        ksize, strides = _pool_geometry((shape[1], shape[2]), (3, 3), (2, 2))
+        sites.append(KinkSite(layer, "maxpool", ksize=ksize, strides=strides, padding="VALID",
+                              channels=None if feats is None else tuple(int(i) for i in feats), source="aggregation"))
+        outputs.append(target.output)
+    inputs = km.inputs[0] if len(km.inputs) == 1 else km.inputs
+    sub = keras.Model(inputs, outputs) if outputs else None
+
+    def fn(images):
+        if sub is None:
+            return []
+        out = sub(model.to_value_range(images), training=False)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    return _Probe(sites, fn)
+
+
+_PROBES: dict = {}
+
+
+def _probe(model, layer, aggregation=None, features=None, include_aggregation=True) -> _Probe:
+    from lucid_ifv.model import KerasModel
+
+    key = (id(model), layer, aggregation if isinstance(aggregation, (str, type(None))) else id(aggregation),
+           None if features is None else tuple(int(i) for i in features), bool(include_aggregation))
+    if key in _PROBES:
+        return _PROBES[key][0]
+    if _is_graph_model(model):
+        probe = _graph_probe(model, layer, aggregation, features, include_aggregation)
+    elif isinstance(model, KerasModel):
+        probe = _keras_probe(model, layer, aggregation, features, include_aggregation)
+    else:
+        raise NotImplementedError(
+            f"kinks of a {type(model).__name__} are not supported: use a modelzoo.graph.GraphModel "
+            f"(any frozen graph; Relu/Relu6/LeakyRelu/Selu and MaxPool nodes) or a "
+            f"lucid_ifv.model.KerasModel ({_KERAS_SUPPORTED})"
+        )
+    _PROBES[key] = (probe, model)  # keep the model alive so its id stays unique
+    return probe
+
+
+def clear_cache() -> None:
+    """Forget the cached probes and compiled kink Jacobians (they hold model references)."""
+    _PROBES.clear()
+    _JACOBIAN_FNS.clear()
+
+
+def kink_sites(model, layer: str, aggregation=None, features=None, include_aggregation: bool = True) -> list:
+    """The `KinkSite`s upstream of ``layer`` (see the module docstring)."""
+    return list(_probe(model, layer, aggregation, features, include_aggregation).sites)
+
+
+# -- which units sit on a kink --------------------------------------------------------------
+@dataclasses.dataclass
+class Kinks:
+    """The kinks a batch of realizations sits on.
+
+    Attributes:
+      sites: the `KinkSite`s searched.
+      sizes: flattened per-sample size of each site's tensor.
+      first, second: per sample, int64 arrays of flat indices into the concatenation of
+        the flattened site tensors: kink ``j`` is ``u[first[j]] - u[second[j]]``, or
+        ``u[first[j]] - x0`` when ``second[j] == -1`` (a switch).
+      site_of: per sample, the site index of each kink.
+      distance: per sample, each kink's distance from exactness in units of its tensor's
+        scale (``|x - x0| / scale``, or ``(max - x_b) / scale``): at most ``tol``.
+      tol, scale: the rule used.
+      skipped: ``[B]`` bool, set by `kink_gradients`: samples with more than ``max_kinks``
+        kinks, whose gradients were not computed (zero rows). A realization on that many
+        kinks (e.g. a uniform grey image, where every pool window ties) leaves nothing to
+        solve after the projection.
+    """
+
+    sites: list
+    sizes: list
+    first: list
+    second: list
+    site_of: list
+    distance: list
+    tol: float
+    scale: str
+    skipped: np.ndarray | None = None
+
+    def within(self, tol: float) -> list:
+        """Per sample, a bool mask of the kinks a smaller tolerance ``tol`` keeps (the kink
+        sets are nested in ``tol``): select rows of `kink_gradients` with it to sweep the
+        tolerance without recomputing gradients."""
+        if tol > self.tol:
+            raise ValueError(f"these kinks were found with tol={self.tol:g}; cannot widen to {tol:g}")
+        return [d <= tol for d in self.distance]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Kinks per sample ``[B]``."""
+        return np.array([len(f) for f in self.first], dtype=np.int64)
+
+    def counts_by_kind(self) -> list:
+        """Per sample: ``{"switch": n, "maxpool": n, "aggregation": n}``."""
+        out = []
+        for site_of in self.site_of:
+            row = {"switch": 0, "maxpool": 0, "aggregation": 0}
+            for s, n in zip(*np.unique(site_of, return_counts=True)):
+                site = self.sites[int(s)]
+                kind = "aggregation" if site.source == "aggregation" else site.kind
+                row[kind] += int(n)
+            out.append(row)
+        return out
+
+
+def _scale(values: np.ndarray, rule: str) -> float:
+    if rule == "rms":
+        return float(np.sqrt(np.mean(np.square(values, dtype=np.float64))))
+    if rule == "max":
+        return float(np.max(np.abs(values)))
+    return 1.0
+
+
+def _switch_kinks(x: np.ndarray, points, tol_abs: float) -> np.ndarray:
+    flat = x.reshape(-1)
+    near = np.zeros(flat.shape, bool)
+    for p in points:
+        near |= np.abs(flat - p) <= tol_abs
+    return np.flatnonzero(near)
+
+
+def _pool_kinks(x: np.ndarray, site: KinkSite, tol_abs: float):
+    """Tied max-pool windows of one sample's ``x`` ``[H, W, C]``: pairs of flat indices."""
+    H, W, C = x.shape
+    (kh, kw), (sh, sw) = site.ksize, site.strides
+    if site.padding == "VALID":
+        oh, ow, top, left = (H - kh) // sh + 1, (W - kw) // sw + 1, 0, 0
+    elif site.padding == "SAME":
+        oh, ow = -(-H // sh), -(-W // sw)
+        top = max((oh - 1) * sh + kh - H, 0) // 2
+        left = max((ow - 1) * sw + kw - W, 0) // 2
+    else:
+        raise NotImplementedError(f"max-pool padding {site.padding!r}")
+    if oh <= 0 or ow <= 0:
+        return np.zeros((0, 2), np.int64)
+    rows = np.arange(oh)[:, None] * sh - top + np.arange(kh)[None]  # [oh, kh]
+    cols = np.arange(ow)[:, None] * sw - left + np.arange(kw)[None]  # [ow, kw]
+    r = np.broadcast_to(rows[:, None, :, None], (oh, ow, kh, kw)).reshape(oh, ow, kh * kw)
+    c = np.broadcast_to(cols[None, :, None, :], (oh, ow, kh, kw)).reshape(oh, ow, kh * kw)
+    valid = (r >= 0) & (r < H) & (c >= 0) & (c < W)
+    pos = np.clip(r, 0, H - 1) * W + np.clip(c, 0, W - 1)  # [oh, ow, K] spatial index
+    channels = np.arange(C) if site.channels is None else np.asarray(site.channels, np.int64)
+    vals = x.reshape(H * W, C)[pos][..., channels].astype(np.float64)  # [oh, ow, K, c]
+    vals = np.where(valid[..., None], vals, -np.inf)
+    top_k = np.argmax(vals, axis=2)  # [oh, ow, c]
+    vmax = np.take_along_axis(vals, top_k[:, :, None, :], axis=2)  # [oh, ow, 1, c]
+    near = (vmax - vals <= tol_abs) & valid[..., None]
+    near &= np.arange(kh * kw)[None, None, :, None] != top_k[:, :, None, :]
+    near &= ~((vmax == 0) & (vals == 0))  # both ReLU-clamped: no gradient (see module doc)
+    o1, o2, k_other, ci = np.nonzero(near)
+    first = pos[o1, o2, top_k[o1, o2, ci]] * C + channels[ci]
+    second = pos[o1, o2, k_other] * C + channels[ci]
+    pairs = np.stack([np.minimum(first, second), np.maximum(first, second)], 1)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2).astype(np.int64)
+
+
+def _kinks_from_values(sites, values, tol: float, scale: str) -> Kinks:
+    batch = values[0].shape[0] if values else 0
+    sizes = [int(np.prod(v.shape[1:])) for v in values]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    first, second, site_of, distance = [], [], [], []
+    for b in range(batch):
+        f_b, s_b, o_b, d_b = [], [], [], []
+        for i, (site, v) in enumerate(zip(sites, values)):
+            x = np.asarray(v[b], np.float64)
+            sc = _scale(x, scale)
+            if sc == 0:
+                continue
+            tol_abs = tol * sc
+            flat = x.reshape(-1)
+            if site.kind == "switch":
+                idx = _switch_kinks(x, site.points, tol_abs)
+                f_b.append(idx + offsets[i])
+                s_b.append(np.full(idx.shape, -1, np.int64))
+                d_b.append(np.min(np.abs(flat[idx, None] - np.asarray(site.points)[None]), axis=1) / sc)
+            else:
+                if x.ndim != 3:
+                    raise ValueError(f"max-pool site {site.name!r} has per-sample shape {x.shape}; expected [H, W, C]")
+                pairs = _pool_kinks(x, site, tol_abs)
+                f_b.append(pairs[:, 0] + offsets[i])
+                s_b.append(pairs[:, 1] + offsets[i])
+                d_b.append(np.abs(flat[pairs[:, 0]] - flat[pairs[:, 1]]) / sc)
+            o_b.append(np.full(len(f_b[-1]), i, np.int64))
+        cat = lambda parts, dtype=np.int64: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+        first.append(cat(f_b))
+        second.append(cat(s_b))
+        site_of.append(cat(o_b))
+        distance.append(cat(d_b, np.float64))
+    return Kinks(list(sites), sizes, first, second, site_of, distance, float(tol), scale)
+
+
+def _check_tol(tol, scale):
+    tol = float(tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
+    return tol
+
+
+def _flatten(params, batch) -> np.ndarray:
+    return np.concatenate([np.asarray(p, np.float32).reshape(batch, -1) for p in params], axis=1)
+
+
+def _unflatten(z, param):
+    shapes = [tuple(v.shape) for v in param.variables]
+    parts = tf.split(z, [int(np.prod(s[1:])) for s in shapes], axis=1)
+    return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+
+
+def find_kinks(model, layer: str, realization, param=None, tol: float = DEFAULT_TOL, scale: str = "rms",
+               aggregation=None, features=None, include_aggregation: bool = True) -> Kinks:
+    """The kinks each realization sits on (see the module docstring for the rule).
+
+    Args:
+      model: a `modelzoo.graph.GraphModel` (or a supported `KerasModel`).
+      layer: the studied layer; kinks upstream of it count.
+      realization: images, parameter arrays or a `RenderResult` (as `ifv.invert`).
+      param: the FV's parametrization (as `ifv.invert`).
+      tol: relative tolerance; scale: ``"rms"``, ``"max"`` or ``"absolute"``.
+      aggregation, features: the FV's; with the default aggregation (max-pool 3/2 then
+        mean) its pool's ties count too, unless ``include_aggregation=False``.
+    """
+    tol = _check_tol(tol, scale)
+    probe = _probe(model, layer, aggregation, features, include_aggregation)
+    param, params = ifv.resolve_realization(model, realization, param, "params")
+    images = param(params)
+    values = [np.asarray(v) for v in probe(images)]
+    return _kinks_from_values(probe.sites, values, tol, scale)
+
+
+# -- kink gradients ---------------------------------------------------------------------------
+_JACOBIAN_FNS: dict = {}
+
+
+def _kink_jacobian_fn(probe: _Probe, param):
+    key = (id(probe), id(param))
+    if key in _JACOBIAN_FNS:
+        return _JACOBIAN_FNS[key][0]
+
+    @tf.function(reduce_retracing=True, autograph=False)  # plain Python control flow only
+    def jacobian(z, first, second, has_second):
+        """One chunk of kink rows ``[B, c]`` -> their gradients ``[B, c, D]`` (pfor over rows)."""
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            tensors = probe(param(_unflatten(z, param)))
+            u = tf.concat([tf.reshape(t, [tf.shape(t)[0], -1]) for t in tensors], axis=1)
+            kappa = tf.gather(u, first, batch_dims=1) - has_second * tf.gather(u, second, batch_dims=1)
+        return tape.batch_jacobian(kappa, z, experimental_use_pfor=True)
+
+    _JACOBIAN_FNS[key] = (jacobian, probe, param)
+    return jacobian
+
+
+def kink_gradients(model, layer: str, realization, param=None, tol: float = DEFAULT_TOL, scale: str = "rms",
+                   aggregation=None, features=None, include_aggregation: bool = True, chunk: int = 64,
+                   kinks: Kinks | None = None, return_kinks: bool = False, max_kinks: int | None = None):
+    """Gradients of the kink functions w.r.t. the FV's parameters: ``[B, r_max, D]`` float32.
+
+    Row ``j`` of sample ``b`` is ``grad_z kappa_j`` (see `Kinks`); samples with fewer than
+    ``r_max`` kinks are padded with zero rows. The rows are computed ``chunk`` at a time
+    (for every sample at once) by one compiled function with a vectorized (pfor) batch
+    Jacobian, so it is traced once per chunk size.
+
+    Args: as `find_kinks`; ``kinks`` reuses an earlier `find_kinks` result;
+      ``return_kinks`` also returns it: ``(grads, kinks)``; ``max_kinks`` (default: D, the
+      number of parameters): samples with more kinks get zero rows and are flagged in
+      ``kinks.skipped`` (their kink span would be (nearly) everything).
+    """
+    chunk = int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    tol = _check_tol(tol, scale)
+    probe = _probe(model, layer, aggregation, features, include_aggregation)
+    param, params = ifv.resolve_realization(model, realization, param, "params")
+    z = _flatten(params, param.batch)
+    if kinks is None:
+        values = [np.asarray(v) for v in probe(param(params))]
+        kinks = _kinks_from_values(probe.sites, values, tol, scale)
+    batch, dim = z.shape
+    if len(kinks.first) != batch:
+        raise ValueError(f"kinks for {len(kinks.first)} samples, realization has {batch}")
+    max_kinks = dim if max_kinks is None else int(max_kinks)
+    counts = kinks.counts
+    kinks.skipped = counts > max_kinks
+    counts = np.where(kinks.skipped, 0, counts)
+    r_max = int(counts.max(initial=0))
+    if r_max == 0:
+        grads = np.zeros((batch, 0, dim), np.float32)
+        return (grads, kinks) if return_kinks else grads
+    r_pad = -(-r_max // chunk) * chunk
+    first = np.zeros((batch, r_pad), np.int64)
+    second = np.zeros((batch, r_pad), np.int64)
+    has_second = np.zeros((batch, r_pad), np.float32)
+    valid = np.zeros((batch, r_pad), bool)
+    for b in range(batch):
+        n = int(counts[b])
+        first[b, :n] = kinks.first[b][:n]
+        second[b, :n] = np.maximum(kinks.second[b][:n], 0)
+        has_second[b, :n] = kinks.second[b][:n] >= 0
+        valid[b, :n] = True
+    fn = _kink_jacobian_fn(probe, param)
+    z_t = tf.constant(z)
+    grads = np.zeros((batch, r_max, dim), np.float32)
+    for start in range(0, r_max, chunk):
+        cols = slice(start, start + chunk)
+        block = fn(z_t, tf.constant(first[:, cols]), tf.constant(second[:, cols]),
+                   tf.constant(has_second[:, cols])).numpy()
+        block *= valid[:, cols, None]  # padding rows (index 0) become zero rows
+        stop = min(start + chunk, r_max)
+        grads[:, start:stop] = block[:, : stop - start]
+    return (grads, kinks) if return_kinks else grads
+
+
+# -- projection -------------------------------------------------------------------------------
+def _per_sample(kink_grads, batch, dim) -> list:
+    if isinstance(kink_grads, (list, tuple)):
+        rows = [np.asarray(g, np.float64).reshape(-1, dim) for g in kink_grads]
+    else:
+        arr = np.asarray(kink_grads, np.float64)
+        if arr.ndim != 3:
+            raise ValueError(f"kink gradients of shape {arr.shape}; expected [B, r, D] or a list of [r_b, D]")
+        rows = list(arr)
+    if len(rows) != batch:
+        raise ValueError(f"kink gradients for {len(rows)} samples, expected {batch}")
+    for g in rows:
+        if g.shape[1] != dim:
+            raise ValueError(f"kink gradients with {g.shape[1]} parameters, expected D = {dim}")
+        check_finite(g, "kink gradients")
+    return rows
+
+
+def kink_basis(kink_grads, rank_tol: float = DEFAULT_RANK_TOL) -> list:
+    """Per sample, an orthonormal basis ``[D, rho]`` of the span of the kink gradients.
+
+    Rows are normalized first (zero rows, e.g. padding, are dropped), so every kink counts
+    whatever the magnitude of its gradient; then an SVD keeps the right-singular vectors
+    whose singular values exceed ``rank_tol`` times the largest.
+    """
+    dim = np.asarray(kink_grads[0]).shape[-1]
+    out = []
+    for g in _per_sample(kink_grads, len(kink_grads), dim):
+        norms = np.linalg.norm(g, axis=1)
+        keep = norms > np.finfo(np.float32).tiny
+        if not keep.any():
+            out.append(np.zeros((dim, 0)))
+            continue
+        unit = g[keep] / norms[keep, None]
+        _, s, vt = np.linalg.svd(unit, full_matrices=False)
+        out.append(vt[s > rank_tol * s[0]].T)
+    return out
+
+
+def project_out_kinks(jac, prior_grads, kink_grads, rank_tol: float = DEFAULT_RANK_TOL,
+                      return_ranks: bool = False):
+    """Project Jacobian rows and prior gradients onto the complement of the kink span.
+
+    Args:
+      jac: ``[B, k, D]`` feature Jacobians.
+      prior_grads: ``[B, n, D]`` prior gradients, or None.
+      kink_grads: ``[B, r, D]`` (zero rows allowed) or a list of ``[r_b, D]`` arrays.
+      rank_tol: see `kink_basis`.
+      return_ranks: also return the span's dimension per sample ``[B]``.
+    Returns:
+      ``(jac_p, grads_p)`` float64 (``grads_p`` None when ``prior_grads`` is), and the
+      ranks when asked: ``(jac_p, grads_p, ranks)``.
+    """
+    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    if jac.ndim != 3:
+        raise ValueError(f"Jacobians of shape {jac.shape}; expected [B, k, D]")
+    batch, _, dim = jac.shape
+    grads = None
+    if prior_grads is not None:
+        grads = check_finite(np.asarray(prior_grads, np.float64), "prior gradients")
+        if grads.ndim != 3 or grads.shape[0] != batch or grads.shape[2] != dim:
+            raise ValueError(f"prior gradients of shape {grads.shape}; expected [{batch}, n, {dim}]")
+    bases = kink_basis(_per_sample(kink_grads, batch, dim), rank_tol)
+    jac_p = jac.copy()
+    grads_p = None if grads is None else grads.copy()
+    for b, q in enumerate(bases):
+        if q.shape[1] == 0:
+            continue
+        jac_p[b] -= (jac[b] @ q) @ q.T
+        if grads_p is not None:
+            grads_p[b] -= (grads[b] @ q) @ q.T
+    ranks = np.array([q.shape[1] for q in bases], dtype=np.int64)
+    return (jac_p, grads_p, ranks) if return_ranks else (jac_p, grads_p)
+
+
+# -- the inversion ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TargetFreeResult(ifv.InversionResult):
+    """`ifv.InversionResult` plus what the kink projection did.
+
+    Extra attributes:
+      kink_count: kinks found per sample ``[B]``.
+      kink_rank: dimension of their gradients' span per sample ``[B]`` (of D parameters);
+        -1 where the sample had more than ``max_kinks`` kinks (its target is NaN).
+      kinks_by_kind: per sample ``{"switch", "maxpool", "aggregation"}`` counts.
+      dead_unprojected: ``[B, k]`` features whose *unprojected* Jacobian row is zero (at most
+        ``ifv.DEAD_FLOOR`` of the largest row: dead at the realization, their target weight
+        cannot be recovered). ``dead_features`` is what the solve left out (its rule, on the
+        projected Jacobian).
+      features: the channel indices the k features are (None: all channels in order).
+    """
+
+    kink_count: np.ndarray | None = None
+    kink_rank: np.ndarray | None = None
+    kinks_by_kind: list | None = None
+    dead_unprojected: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
+_DEFAULT_PRIOR = "params_L2"
+
+
+def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAULT_PRIOR, cossim_pow: float = 1,
+                       method: str | None = "nonneg", tol: float = DEFAULT_TOL, aggregation=None, features=None,
+                       scale: str = "rms", rank_tol: float = DEFAULT_RANK_TOL, include_aggregation: bool = True,
+                       project: bool = True, chunk: int | None = None, kink_chunk: int = 64,
+                       max_kinks: int | None = None, dead_tol="auto") -> TargetFreeResult:
+    """Which objective was this realization optimized for? Grad-IFV with the kinks projected out.
+
+    Nothing about the true target is used: only the realization, the network and the
+    assumed form of the FV objective (aggregation, ``p``, prior terms without weights).
+
+    Args:
+      model, layer: the network and the studied layer.
+      realization: images ``[B, H, W, C]`` (e.g. loaded from PNG files), parameter arrays
+        or a `RenderResult`.
+      param: the FV's parametrization (default: the render default for the model).
+      prior: the FV's prior term(s) (weights unknown); default ``params_L2()``; None for
+        none (then use ``method=None``, the paper's solve).
+      cossim_pow, aggregation, features: the FV objective's form.
+      method: `ifv.solve`'s method: ``"nonneg"`` (default: non-negative prior-anchored least
+        squares), ``"anchored"``, ``"prior_aware"``, ``"paper"`` or None (`ifv.solve`'s default).
+      tol, scale, include_aggregation: the kink rule (`find_kinks`).
+      rank_tol: rank tolerance of the kink span (`kink_basis`).
+      project: False skips the projection (the plain solve, for comparison).
+      chunk: features per Jacobian block (`ifv.feature_jacobian`); kink_chunk: kink rows
+        per Jacobian block (`kink_gradients`).
+      max_kinks: samples on more kinks than this (default D) get no answer (NaN target,
+        ``kink_rank`` -1): see `Kinks.skipped`.
+      dead_tol: see `ifv.solve`.
+    Returns:
+      `TargetFreeResult` (an `ifv.InversionResult`).
+    """
+    if isinstance(prior, str) and prior == _DEFAULT_PRIOR:
+        prior = objectives_mod.params_L2()
+    param, params = ifv.resolve_realization(model, realization, param, "params")
+    f, jac = ifv.feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
+    grads = None if prior is None else ifv.prior_gradients(model, prior, params, param)
+    batch = f.shape[0]
+    if project:
+        kgrads, kinks = kink_gradients(model, layer, params, param, tol, scale, aggregation, features,
+                                       include_aggregation, kink_chunk, return_kinks=True, max_kinks=max_kinks)
+        jac_p, grads_p, ranks = project_out_kinks(jac, grads, kgrads, rank_tol, return_ranks=True)
+        counts, by_kind, skipped = kinks.counts, kinks.counts_by_kind(), kinks.skipped
+        ranks = np.where(skipped, -1, ranks)
+    else:
+        jac_p, grads_p = jac, grads
+        ranks, counts, by_kind = np.zeros(batch, np.int64), np.zeros(batch, np.int64), None
+        skipped = np.zeros(batch, bool)
+    rows = np.linalg.norm(np.asarray(jac, np.float64), axis=2)
+    dead = rows <= ifv.DEAD_FLOOR * np.maximum(rows.max(axis=1, keepdims=True), np.finfo(float).tiny)
+    result = ifv.solve(f, jac_p, cossim_pow, prior_grads=grads_p, dead_tol=dead_tol, method=method)
+    result.target[skipped] = np.nan  # too many kinks: no answer rather than the unprojected one
+    fields = {fld.name: getattr(result, fld.name) for fld in dataclasses.fields(result)}
+    return TargetFreeResult(**fields, kink_count=counts, kink_rank=ranks, kinks_by_kind=by_kind,
+                            dead_unprojected=dead,
+                            features=None if features is None else np.asarray(features, np.int64))
+
+
+def top_channels(result, n: int = 5, features=None) -> np.ndarray:
+    """Channels ranked by predicted weight, largest first: ``[B, n]`` channel indices.
+
+    ``features`` (or ``result.features``) maps feature positions to channel indices. Rows
+    without an answer (all-NaN target) are -1.
+    """
+    target = np.asarray(result.target if hasattr(result, "target") else result, np.float64)
+    if target.ndim == 1:
+        target = target[None]
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    n = min(n, target.shape[1])
+    unanswered = np.isnan(target).all(axis=1)
+    order = np.argsort(-np.nan_to_num(target, nan=-np.inf), axis=1, kind="stable")[:, :n]
+    features = getattr(result, "features", None) if features is None else features
+    if features is not None:
+        order = np.asarray(features, np.int64)[order]
+    order[unanswered] = -1
+    return order

@@ -131,8 +131,17 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
     grads = ifv.prior_gradients(model, obj.params_L2(), params, param)
     timing["jacobian"] = time.perf_counter() - started
     started = time.perf_counter()
-    kgrads, found = kinks.kink_gradients(model, layer, params, param, tol=max(args.tol), aggregation=aggregation,
-                                         return_kinks=True)
+    found = kinks.find_kinks(model, layer, params, param, tol=max(args.tol), aggregation=aggregation)
+    dim = jac.shape[2]
+    # a sample is skipped at tolerance tol when it sits on more kinks than parameters there (the
+    # library's default max_kinks); gradients are computed up to the largest tolerance it is not skipped at
+    skipped_at = {tol: np.array([int(m.sum()) > dim for m in found.within(tol)]) for tol in args.tol}
+    largest = [max([tol for tol in args.tol if not skipped_at[tol][b]], default=None) for b in range(len(f))]
+    needed = found.restrict([found.within(t)[b] if t is not None else np.zeros(len(found.first[b]), bool)
+                             for b, t in enumerate(largest)])
+    kgrads = kinks.kink_gradients(model, layer, params, param, tol=max(args.tol), aggregation=aggregation,
+                                  kinks=needed)
+    full, found = found, needed
     timing["kink_gradients"] = time.perf_counter() - started
     rows = np.linalg.norm(jac.astype(np.float64), axis=2)
     live = rows > ifv.DEAD_FLOOR * rows.max(axis=1, keepdims=True)
@@ -141,9 +150,9 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
     for method in ("prior_aware", "nonneg"):
         solves[f"plain/{method}"] = ifv.solve(f, jac, p, prior_grads=grads, method=method)
     info["plain"] = {"oracle_residual": oracle_residual(f, jac, grads, targets, args.prior, p)}
-    skipped = found.skipped  # more kinks than parameters: no kink answer for those samples
-    info["plain"]["skipped"] = skipped.tolist()
+    info["plain"]["skipped"] = skipped_at[max(args.tol)].tolist()
     for tol in args.tol:
+        skipped = skipped_at[tol]  # more kinks than parameters: no kink answer for those samples
         masks = found.within(tol)
         keep = np.zeros(kgrads.shape[:2], bool)
         for b, m in enumerate(masks):
@@ -156,11 +165,11 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
             result.target[skipped] = np.nan
             solves[f"kinks@{tol:g}/{method}"] = result
         oracle = oracle_residual(f, jac, grads, targets, args.prior, p, kinks.kink_basis(selected, args.rank_tol))
-        info[f"{tol:g}"] = {"count": [int(m.sum()) for m in masks],
+        info[f"{tol:g}"] = {"count": [int(m.sum()) for m in full.within(tol)],
                             "rank": [None if sk else int(r) for sk, r in zip(skipped, ranks)],
                             "oracle_residual": [None if sk else o for sk, o in zip(skipped, oracle)]}
     timing["solves"] = time.perf_counter() - started
-    by_kind = found.counts_by_kind()
+    by_kind = full.counts_by_kind()
     return f, live, solves, info, by_kind, timing
 
 
@@ -346,7 +355,7 @@ def _kink_stats(records, variant) -> dict:
     for tol, cell in records[0][f"{variant}/kinks"].items():
         column = lambda key: [r[f"{variant}/kinks"][tol][key] for r in records]  # noqa: E731
         out[f"{variant}/kink_stats@{tol}"] = {key: _stats(column(key)) for key in cell if key != "skipped"}
-    out[f"{variant}/kink_skipped"] = int(sum(r[f"{variant}/kinks"]["plain"]["skipped"] for r in records))
+    out[f"{variant}/kink_skipped"] = int(sum(r[f"{variant}/kinks"]["plain"]["skipped"] for r in records))  # at the largest tol
     return out
 
 
@@ -357,7 +366,7 @@ def _cell(s, digits=1):
 def markdown(summary, args, command) -> str:
     lines = [f"# Target-free IFV: {args.model} `{args.layer}`", "", f"Command: `{command}`", "",
              f"FV: Adam {args.adam} (lr 0.05) + L-BFGS {args.lbfgs}, no transforms, "
-             f"{'pixel' if args.pixel else 'Fourier + decorrelated'} + sigmoid, prior {args.prior:g} * params_L2; "
+             f"{'pixel' if args.pixel else 'Fourier (+ colour decorrelation on RGB)'} + sigmoid, prior {args.prior:g} * params_L2; "
              f"seed {args.seed}; kink tolerances {', '.join(f'{t:g}' for t in args.tol)} (relative to RMS), "
              f"rank tol {args.rank_tol:g}.", ""]
     if "channel" in summary:
@@ -378,7 +387,9 @@ def markdown(summary, args, command) -> str:
     if "hoyer" in summary:
         s = summary["hoyer"]
         lines += ["## (b) Hoyer targets, `feature_objective(layer, t, 1) - lam params_L2`", "",
-                  f"n = {s['n']} ({s['n_sparse']} with sparseness >= {SPARSE}). Cells: median [q1, q3] in degrees.", "",
+                  f"n = {s['n']} ({s['n_sparse']} with sparseness >= {SPARSE}). Cells: median [q1, q3] in degrees; "
+                  "'live' angles leave out samples whose whole target sits on dead features "
+                  f"(float: {_n_of(s, 'float')} of {s['n']} have live target mass).", "",
                   "| input | solve | angle, live features | overall | live, sparse | live, dense |", "|---|---|---|---|---|---|"]
         for variant in ("float", "8bit"):
             for key, cell in s.items():
@@ -392,9 +403,15 @@ def markdown(summary, args, command) -> str:
     return "\n".join(lines)
 
 
+def _n_of(s, variant) -> int:
+    cell = s.get(f"{variant}/response", {}).get("live")
+    return 0 if cell is None else cell["n"]
+
+
 def _kink_lines(s) -> list:
     skipped = ", ".join(f"{v}: {s[f'{v}/kink_skipped']}" for v in ("float", "8bit") if f"{v}/kink_skipped" in s)
-    lines = [f"Samples on more kinks than parameters (no kink-projected answer, counted as misses): {skipped}.", "",
+    lines = [f"Samples on more kinks than parameters at the largest tolerance (no kink-projected answer there, "
+             f"counted as misses; the span rank column leaves them out): {skipped}.", "",
              "Kinks per sample, rank of their gradients' span, and the oracle residual "
              "|P(s J^T A t - lam g)| / |P s J^T A t| of the TRUE target (evaluation only; P the "
              "projection, I for 'plain'; near 0 = stationary modulo the kinks):", "",

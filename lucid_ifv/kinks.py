@@ -36,7 +36,8 @@ The pieces (no true target is used anywhere):
   `DEFAULT_TOL` (1e-3).
 * `kink_gradients`: the Jacobian of the kink functions w.r.t. the FV's parameters,
   ``[B, r_max, D]`` (zero rows pad samples with fewer kinks), one vectorized
-  ``batch_jacobian`` (pfor) per chunk of rows inside a `tf.function`.
+  ``batch_jacobian`` (pfor) per chunk of rows inside a `tf.function`. Samples on more
+  kinks than ``max_kinks`` (default D) are skipped: they get no answer.
 * `project_out_kinks`: per sample, an orthonormal basis of the span of the kink gradients
   (rows normalized, then SVD; singular values below ``rank_tol`` times the largest are
   dropped), and the projection of the Jacobian rows and prior gradients onto its
@@ -365,6 +366,15 @@ class Kinks:
     tol: float
     scale: str
     skipped: np.ndarray | None = None
+
+    def restrict(self, masks) -> "Kinks":
+        """The kinks selected by per-sample bool masks (e.g. from `within`), same sites."""
+        masks = [np.asarray(m, bool) for m in masks]
+        if len(masks) != len(self.first) or any(m.shape != f.shape for m, f in zip(masks, self.first)):
+            raise ValueError("restrict needs one bool mask per sample, as long as that sample's kinks")
+        pick = lambda arrays: [a[m] for a, m in zip(arrays, masks)]  # noqa: E731
+        return Kinks(self.sites, self.sizes, pick(self.first), pick(self.second), pick(self.site_of),
+                     pick(self.distance), self.tol, self.scale)
 
     def within(self, tol: float) -> list:
         """Per sample, a bool mask of the kinks a smaller tolerance ``tol`` keeps (the kink

@@ -67,6 +67,10 @@ def test_finder_finds_the_placed_switch_and_the_tie_only(tiny):
     rms = np.sqrt(np.mean((2 * IMAGE - 1) ** 2))
     assert kinks.find_kinks(tiny, "layer", IMAGE, par, tol=0.21 / rms, aggregation="mean").counts[0] > 2
     assert kinks.find_kinks(tiny, "layer", IMAGE, par, tol=0.0, aggregation="mean").counts.tolist() == [2]
+    # the wider set restricted to distance 0 is the exact set again (sweeping tol without recomputing)
+    wide = kinks.find_kinks(tiny, "layer", IMAGE, par, tol=0.21 / rms, aggregation="mean")
+    exact = wide.restrict(wide.within(0.0))
+    assert exact.counts.tolist() == [2] and sorted(exact.first[0].tolist()) == sorted(found.first[0].tolist())
 
 
 def test_kink_gradients_match_autodiff(tiny):

@@ -60,9 +60,9 @@ def test_exact_on_constructed_model(p, fft):
         np.testing.assert_allclose(result.response[b], f, rtol=1e-5)
 
 
-def test_prior_aware_exact_on_constructed_model():
-    """k = D: the stationarity ``J^T A v = lam grad R`` has a one-dimensional solution
-    (v; lam), computed here independently; invert(prior=...) must return it."""
+def constructed_problem():
+    """k = D = 4 affine features of a sigmoid-pixel image, batch 2, random parameters:
+    ``(W, c, model, param, z)``."""
     rng = np.random.default_rng(3)
     D = 4
     W = np.abs(rng.normal(size=(D, D))) + 0.1
@@ -70,7 +70,15 @@ def test_prior_aware_exact_on_constructed_model():
     model = affine_model(W, c)
     par = param.image(2, batch=2, fft=False, channels=1, seed=1)
     z = [rng.normal(size=v.shape).astype(np.float32) for v in par.variables]
-    result = ifv.invert(model, "features", z, param=par, cossim_pow=1, prior=obj.params_L2())
+    return W, c, model, par, z
+
+
+def test_prior_aware_exact_on_constructed_model():
+    """k = D: the stationarity ``J^T A v = lam grad R`` has a one-dimensional solution
+    (v; lam), computed here independently; invert(prior=...) must return it."""
+    W, c, model, par, z = constructed_problem()
+    D = W.shape[0]
+    result = ifv.invert(model, "features", z, param=par, cossim_pow=1, prior=obj.params_L2(), method="prior_aware")
     zf = z[0].reshape(2, -1).astype(np.float64)
     for b in range(2):
         x = 1 / (1 + np.exp(-zf[b]))
@@ -93,13 +101,7 @@ def test_anchored_solves_on_constructed_model(method):
     """The model of the previous test: anchored least squares returns the same (t, lam). The
     exact targets there have negative entries, so the non-negative solve must miss them and
     its verdict must say so (its residual is large)."""
-    rng = np.random.default_rng(3)
-    D = 4
-    W = np.abs(rng.normal(size=(D, D))) + 0.1
-    c = np.abs(rng.normal(size=D)) + 0.5
-    model = affine_model(W, c)
-    par = param.image(2, batch=2, fft=False, channels=1, seed=1)
-    z = [rng.normal(size=v.shape).astype(np.float32) for v in par.variables]
+    W, c, model, par, z = constructed_problem()
     exact = ifv.invert(model, "features", z, param=par, prior=obj.params_L2(), method="prior_aware")
     result = ifv.invert(model, "features", z, param=par, prior=obj.params_L2(), method=method)
     assert result.solve_method == method and (exact.target < 0).any(axis=1).all()

@@ -54,6 +54,21 @@ def _assert_converges(model, layers, images, final_tol):
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME"])
 @pytest.mark.parametrize("ksize, strides", [(3, 2), ((2, 3), (1, 2)), (3, 1), (5, 3)])
+def assert_surrogate_has_gradient_at_a_dead_unit(model, images, layer="conv1"):
+    """At a unit of ``layer`` whose ReLU output is 0 the model's input gradient is exactly
+    zero and the surrogate's is non-zero and finite."""
+    acts = model(images, [layer])[layer].numpy()
+    b, i, j, c = np.argwhere(acts == 0)[0]
+    grads = []
+    for m in (model, smooth_model(model)):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            unit = m(images, [layer])[layer][b, i, j, c]
+        grads.append(tape.gradient(unit, images))
+    assert float(tf.norm(grads[0])) == 0.0
+    assert float(tf.norm(grads[1])) > 1e-6 and np.isfinite(grads[1].numpy()).all()
+
+
 def test_lse_pool_tends_to_max_pool_from_above(padding, ksize, strides):
     x = tf.constant(_rng(1).normal(size=(2, 9, 7, 3)), tf.float32)
     ref = tf.nn.max_pool2d(x, ksize, strides, padding)
@@ -235,18 +250,7 @@ def test_keras_sequential_surrogate():
 def test_keras_surrogate_has_gradients_where_relu_has_none(functional):
     """A conv1 unit whose pre-activation is negative: zero gradient in the model, a non-zero
     one (sigmoid(beta * pre) times the pre-activation's gradient) in the surrogate."""
-    images = _images(functional)
-    acts = functional(images, ["conv1"])["conv1"].numpy()
-    b, i, j, c = np.argwhere(acts == 0)[0]
-    surrogate = smooth_model(functional)
-    grads = []
-    for m in (functional, surrogate):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            unit = m(images, ["conv1"])["conv1"][b, i, j, c]
-        grads.append(tape.gradient(unit, images))
-    assert float(tf.norm(grads[0])) == 0.0
-    assert float(tf.norm(grads[1])) > 1e-6 and np.isfinite(grads[1].numpy()).all()
+    assert_surrogate_has_gradient_at_a_dead_unit(functional, _images(functional))
 
 
 @pytest.mark.parametrize("layer, match", [
@@ -311,17 +315,7 @@ def test_shipped_graph_surrogates_converge(name, tol, inception, mnist):
 
 
 def test_graph_surrogate_has_gradients_where_relu_has_none(mnist):
-    images = _images(mnist, 2)
-    acts = mnist(images, ["conv1"])["conv1"].numpy()
-    b, i, j, c = np.argwhere(acts == 0)[0]
-    grads = []
-    for m in (mnist, smooth_model(mnist)):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            unit = m(images, ["conv1"])["conv1"][b, i, j, c]
-        grads.append(tape.gradient(unit, images))
-    assert float(tf.norm(grads[0])) == 0.0
-    assert float(tf.norm(grads[1])) > 1e-6 and np.isfinite(grads[1].numpy()).all()
+    assert_surrogate_has_gradient_at_a_dead_unit(mnist, _images(mnist, 2))
 
 
 def _tiny_graph_model(build, layers=("out",)) -> GraphModel:

@@ -52,8 +52,6 @@ def _assert_converges(model, layers, images, final_tol):
 # -- smooth kinks -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("padding", ["VALID", "SAME"])
-@pytest.mark.parametrize("ksize, strides", [(3, 2), ((2, 3), (1, 2)), (3, 1), (5, 3)])
 def assert_surrogate_has_gradient_at_a_dead_unit(model, images, layer="conv1"):
     """At a unit of ``layer`` whose ReLU output is 0 the model's input gradient is exactly
     zero and the surrogate's is non-zero and finite."""
@@ -69,6 +67,8 @@ def assert_surrogate_has_gradient_at_a_dead_unit(model, images, layer="conv1"):
     assert float(tf.norm(grads[1])) > 1e-6 and np.isfinite(grads[1].numpy()).all()
 
 
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+@pytest.mark.parametrize("ksize, strides", [(3, 2), ((2, 3), (1, 2)), (3, 1), (5, 3)])
 def test_lse_pool_tends_to_max_pool_from_above(padding, ksize, strides):
     x = tf.constant(_rng(1).normal(size=(2, 9, 7, 3)), tf.float32)
     ref = tf.nn.max_pool2d(x, ksize, strides, padding)

@@ -11,16 +11,35 @@ random objective (SSIM before/after), and append one JSON record per sample to
 ``<out>/realizations/batch_NNNN.npz`` with the Gram statistics of their Jacobians
 (`ifv.GramStatistics`), enough to re-solve offline in any critical space
 (`critical_space_analysis`).
-Re-running with the same settings skips finished samples, so an interrupted run loses
-at most the batch in flight; other settings in the same folder are refused.
+
+Nothing unfinished is ever recorded (`docs/reliability.md`):
+
+- batches are fixed by the sample index (``batch_size`` consecutive samples, seeded by the
+  first index), so a resumed run equals an uninterrupted one exactly;
+- a batch's ``.npz`` is written to a temporary file, fsynced and renamed, and only then are
+  its records appended (one write, fsynced); a failed write leaves no partial file behind;
+- on resume, ``records.jsonl`` is truncated to its last complete batch (a torn line from a
+  hard kill is dropped), realization files without records and temporary files are deleted,
+  and the missing batches are redone; a finished run is left as it is;
+- Ctrl-C stops the run with `ExperimentInterrupted` (a KeyboardInterrupt): the batch in
+  flight is not recorded, even when `render_vis` returned its partial result;
+- a lock (``<out>/.lock``, holding the owner's pid and host) refuses a second process on the
+  same folder; an unusable folder and invalid settings are refused before any work.
+Other settings in the same folder are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import signal
+import socket
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +51,46 @@ from lucid_ifv.param import image_for_model
 from lucid_ifv.render import render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
+TEMP_SUFFIX = ".tmp"  # files being written: `.<name>.<random>.tmp` next to their destination
+KILL_AT_ENV = "LUCID_IFV_TEST_KILL_AT"  # test hook, see `_checkpoint`
+KILL_SIGNAL_ENV = "LUCID_IFV_TEST_KILL_SIGNAL"
+
+
+class ExperimentInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a batch: nothing of it was recorded; run again to resume."""
+
+
+class ExperimentError(ValueError):
+    """The experiment folder cannot be used: not writable, a write failed, or another
+    process holds it. A ValueError, so the CLI prints it as a one-line error."""
+
+
+def _checkpoint(name: str) -> None:
+    """Test hook: when ``$LUCID_IFV_TEST_KILL_AT`` is ``name``, send this process the signal
+    ``$LUCID_IFV_TEST_KILL_SIGNAL`` (default SIGKILL; SIGINT, SIGSTOP...), to interrupt a run
+    at an exact point (`tests/test_experiment_durability.py`). Costs one lookup otherwise.
+
+    Points: ``batch`` (a batch starts), ``jacobian`` (after rendering, before the Jacobian),
+    ``npz_temp`` (arrays in the temporary file, not renamed), ``arrays_written`` (arrays on
+    disk, records not appended), ``record_flushed`` (records appended and fsynced),
+    ``summary`` (`summarize` starts).
+    """
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), getattr(signal, os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")))
+
+
+# integer settings and their minimum; then the real-valued settings that must be finite and >= 0
+COUNT_SETTINGS = {"n_hoyer": 0, "n_canonical": 0, "adam_steps": 1, "lbfgs_steps": 0, "max_lbfgs_steps": 0,
+                  "batch_size": 1, "reoptimize_steps": 0, "seed": 0, "warmup_steps": 0}
+NONNEGATIVE_SETTINGS = ("prior_weight", "cossim_pow", "decay_power", "relu_beta", "pool_temperature")
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass
@@ -50,6 +109,7 @@ class ExperimentConfig:
     decay_power: float = 1.0
     adam_steps: int = 800
     lbfgs_steps: int = 300
+    warmup_steps: int = 0  # Adam steps without the prior first (lets channels dead at the start activate)
     prior_weight: float = 0.0  # lambda of params_L2; 0 is the paper's setting
     prior_relative: bool = False  # prior_weight is relative to the layer's response scale (`obj.relative_prior`)
     smooth: bool = False  # render and invert on the smooth surrogate (`lucid_ifv.smooth`)
@@ -62,27 +122,29 @@ class ExperimentConfig:
     invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
 
     def validate(self, model) -> None:
+        """Refuse settings that cannot run (NaN, inf, negative or non-integer values, unknown
+        layer or features) with a message naming the value and what was expected."""
         info = model.layer(self.layer)
         if self.features is not None:
-            bad = [i for i in self.features if not 0 <= int(i) < info.depth]
+            bad = [i for i in self.features if not (_is_integer(i) and 0 <= i < info.depth)]
             if bad:
                 raise ValueError(f"features {bad} out of range for layer {self.layer!r} with {info.depth} channels")
-        for name in ("n_hoyer", "n_canonical", "adam_steps", "lbfgs_steps", "reoptimize_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.adam_steps < 1:
-            raise ValueError(f"adam_steps must be >= 1, got {self.adam_steps}")
-        for name in ("prior_weight", "relu_beta", "pool_temperature", "max_lbfgs_steps", "cossim_pow"):
+        for name, minimum in COUNT_SETTINGS.items():
             value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            if not (_is_integer(value) and value >= minimum):
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name in NONNEGATIVE_SETTINGS:
+            value = getattr(self, name)
+            if not (_is_number(value) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.n_hoyer + self.n_canonical == 0:
+            raise ValueError("the experiment has no targets: n_hoyer and n_canonical are both 0")
         if self.smooth and not (self.relu_beta > 0 and self.pool_temperature > 0):
             raise ValueError(f"smooth mode needs relu_beta > 0 and pool_temperature > 0, got "
                              f"{self.relu_beta} and {self.pool_temperature}")
-        if self.converge is not None and not (np.isfinite(self.converge) and self.converge > 0):
-            raise ValueError(f"converge must be a relative tolerance > 0 or None, got {self.converge}")
+        if self.converge is not None and not (_is_number(self.converge) and np.isfinite(self.converge)
+                                              and self.converge > 0):
+            raise ValueError(f"converge must be a relative tolerance > 0 or None, got {self.converge!r}")
 
     def feature_count(self, model) -> int:
         return len(self.features) if self.features is not None else model.layer(self.layer).depth
@@ -146,13 +208,39 @@ def _objective(config, setup, targets):
     return objective
 
 
+def _render(*args, **kwargs):
+    """`render_vis`, except that an interrupted optimization raises `ExperimentInterrupted`
+    instead of returning half-optimized images (which an experiment must never record)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="render_vis interrupted")
+        result = render_vis(*args, **kwargs)
+    if result.interrupted:
+        raise ExperimentInterrupted("interrupted while rendering a batch; nothing of it was recorded")
+    return result
+
+
+def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
+    """Render realizations of ``targets`` ``[B, k]`` into ``param`` on ``setup.model``:
+    ``config.warmup_steps`` Adam steps of the feature objective alone (without them, a
+    channel that is dead at the start stays dead: the prior's gradient outweighs its
+    vanishing one), then Adam and L-BFGS on the whole objective; `RenderResult`."""
+    if config.warmup_steps and setup.prior_weight:
+        features_only = obj.feature_objective(config.layer, targets, config.cossim_pow, setup.aggregation,
+                                              config.features)
+        _render(setup.model, features_only, param, transforms=[], thresholds=(config.warmup_steps,), seed=seed,
+                progress=False)
+    return _render(setup.model, _objective(config, setup, targets), param, transforms=[],
+                   thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps, seed=seed, progress=False,
+                   converge=config.converge, max_lbfgs_steps=config.max_lbfgs_steps)
+
+
 def _reoptimize_ssim(setup, config, param, params, objectives_by_name):
     """SSIM between the realization and the result of re-optimizing it towards each objective."""
     before = param(params).numpy()
     out = {}
     for name, targets in objectives_by_name.items():
         param.assign(params)
-        result = render_vis(setup.model, _objective(config, setup, targets), param, transforms=[],
+        result = _render(setup.model, _objective(config, setup, targets), param, transforms=[],
                             thresholds=(config.reoptimize_steps,), progress=False)
         out[name] = metrics.ssim(before, result.final)
     param.assign(params)
@@ -215,12 +303,10 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     k = targets.shape[1]
     param = _param(setup.model, config, len(targets), batch_seed)
     started = time.perf_counter()
-    rendered = render_vis(setup.model, _objective(config, setup, targets), param, transforms=[],
-                          thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps,
-                          seed=batch_seed, progress=False, converge=config.converge,
-                          max_lbfgs_steps=config.max_lbfgs_steps)
+    rendered = realize(setup, config, targets, param, batch_seed)
     fv_time = time.perf_counter() - started
     images = rendered.final
+    _checkpoint("jacobian")
     started = time.perf_counter()
     f, jac = ifv.feature_jacobian(setup.model, config.layer, rendered.params, param, setup.aggregation, config.features)
     jac_time = time.perf_counter() - started
@@ -276,55 +362,251 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     return records, arrays
 
 
-def load_records(path: Path) -> list:
+def _complete_lines(path: Path):
+    """``(end offset, record)`` of each complete line of a JSON-lines file, up to the first
+    torn (no newline) or unreadable one."""
     if not path.exists():
-        return []
-    records = []
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a torn last line from a hard kill: redo that batch
-                    break
-    return records
+        return
+    offset = 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        offset += len(line)
+        if not line.endswith(b"\n"):
+            return  # a torn last line from a hard kill
+        try:
+            yield offset, json.loads(line)
+        except ValueError:
+            return
+
+
+def load_records(path: Path) -> list:
+    """The records of ``records.jsonl``, up to its first torn or unreadable line."""
+    return [record for _, record in _complete_lines(Path(path))]
+
+
+def batch_indices(n: int, batch_size: int) -> list:
+    """The batches of an ``n``-sample run: consecutive sample indices, fixed by the index
+    alone (never by what is left to do), so a resumed run equals an uninterrupted one."""
+    return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+
+
+def batch_seed(config: ExperimentConfig, batch: list) -> int:
+    """The seed of a batch, fixed by its first sample index."""
+    return config.seed * 100003 + batch[0]
+
+
+def _whole_batches(path: Path, batches: list) -> tuple:
+    """The records of the longest prefix of ``path`` made of whole batches, each sample once,
+    and that prefix's length in bytes."""
+    batch_of = {i: batch for batch in batches for i in batch}
+    kept, seen, missing = [], set(), set()
+    records, end = [], 0
+    for offset, record in _complete_lines(path):
+        index = record.get("index") if isinstance(record, dict) else None
+        if index not in batch_of or index in seen:
+            break
+        seen.add(index)
+        kept.append(record)
+        missing = (missing | set(batch_of[index])) - seen
+        if not missing:
+            records, end = list(kept), offset
+    return records, end
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes (and fsync) when it is longer."""
+    if path.exists() and path.stat().st_size > size:
+        with open(path, "r+b") as fh:
+            fh.truncate(size)
+            os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, err: OSError) -> ExperimentError:
+    return ExperimentError(f"cannot write {path}: {err.strerror or err}")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(binary file)`` atomically: a temporary file in the same
+    folder, fsynced, then renamed over ``path``. On any failure the temporary file is removed
+    and ``path`` is untouched; an OSError becomes an `ExperimentError`."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from err
+        raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    """`_atomic_write` of a text file (settings, summaries)."""
+    _atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _save_batch(path: Path, indices: list, arrays: dict) -> None:
+    """A batch's arrays as ``.npz``, atomically."""
+    def write(fh):
+        np.savez_compressed(fh, indices=np.array(indices), **arrays)
+        _checkpoint("npz_temp")
+
+    _atomic_write(path, write)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _append_records(path: Path, records: list) -> None:
+    """Append records as JSON lines in one write, fsynced; on failure (disk full, Ctrl-C)
+    the file is cut back to its previous length, so no partial line stays behind."""
+    data = "".join(json.dumps(record) + "\n" for record in records).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise _write_error(path, err) from err
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+        if size == 0:
+            _fsync_dir(path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
+    finally:
+        os.close(fd)
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``out`` if needed and prove it writable (create, write and fsync a probe file),
+    or raise a one-line `ExperimentError` before any computation."""
+    if out.exists() and not out.is_dir():
+        raise ExperimentError(f"cannot use {out} as the experiment folder: it is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe.", suffix=TEMP_SUFFIX)
+        try:
+            _write_all(fd, b"probe\n" * 512)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ExperimentError(f"cannot write the experiment folder {out}: {err.strerror or err}") from err
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold ``<out>/.lock`` (`fcntl.flock`, released when the process ends, even by SIGKILL)
+    for the block; a second holder is refused at once with the first one's pid and host."""
+    path = out / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise _write_error(path, err) from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text().strip() or "holder unknown"
+            raise ExperimentError(f"{out} is in use by another experiment ({holder}); "
+                                  "wait for it to finish or choose another folder") from None
+        os.ftruncate(fd, 0)
+        _write_all(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_settings(out: Path, settings: dict) -> None:
+    """Save the settings, or refuse a folder that holds another experiment's."""
+    path = out / "settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+        for key, value in settings["config"].items():  # settings added since the folder was written
+            if key not in saved.get("config", {}) and value == defaults.get(key, dataclasses.MISSING):
+                saved.setdefault("config", {})[key] = value
+        if saved != settings:
+            raise ValueError(f"{out} holds an experiment with other settings ({path}); use another folder")
+    else:
+        write_text_atomic(path, json.dumps(settings, indent=2))
+
+
+def _batch_path(out: Path, batch: list) -> Path:
+    return out / "realizations" / f"batch_{batch[0]:04d}.npz"
+
+
+def _clean_leftovers(out: Path, recorded: list) -> None:
+    """Delete temporary files and the realization files of batches without records (written
+    just before a kill); those batches are redone."""
+    keep = {_batch_path(out, batch) for batch in recorded}
+    for path in [*out.glob(f".*{TEMP_SUFFIX}"), *(out / "realizations").glob(f".*{TEMP_SUFFIX}")]:
+        path.unlink()
+    for path in (out / "realizations").glob("batch_*.npz"):
+        if path not in keep:
+            path.unlink()
 
 
 def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = True) -> list:
-    """Run (or resume) an experiment in ``out_dir``; returns all records so far."""
-    setup = prepare(model, config)
+    """Run (or resume) an experiment in ``out_dir``; returns all records so far.
+
+    Invalid settings and an unusable or busy folder are refused before any computation.
+    Ctrl-C raises `ExperimentInterrupted` without recording the batch in flight.
+    """
+    config.validate(model)
     out = Path(out_dir)
-    (out / "realizations").mkdir(parents=True, exist_ok=True)
-    settings = {"model": model.name, "config": dataclasses.asdict(config)}
-    settings_path = out / "settings.json"
-    if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
-        if previous != settings:
-            raise ValueError(f"{out} holds an experiment with other settings ({settings_path}); use another folder")
-    else:
-        settings_path.write_text(json.dumps(settings, indent=2))
-    k = config.feature_count(model)
-    targets, sparseness = make_targets(config, k)
-    records_path = out / "records.jsonl"
-    records = load_records(records_path)
-    done = {r["index"] for r in records}
-    todo = [i for i in range(len(targets)) if i not in done]
-    bar = tqdm(total=len(targets), initial=len(targets) - len(todo), disable=not progress, desc=f"IFV {config.layer}")
-    with open(records_path, "a") as fh:
-        for start in range(0, len(todo), config.batch_size):
-            idx = todo[start : start + config.batch_size]
-            batch_seed = config.seed * 100003 + idx[0]
-            batch_records, arrays = run_batch(model, config, targets[idx], batch_seed, setup)
-            np.savez_compressed(out / "realizations" / f"batch_{idx[0]:04d}.npz", indices=np.array(idx), **arrays)
-            for i, rec in zip(idx, batch_records):
-                rec.update({"index": i, "sparseness": float(sparseness[i]), "kind": "hoyer" if i < config.n_hoyer else "canonical"})
-                fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            records.extend(batch_records)
-            bar.update(len(idx))
-    bar.close()
+    check_out_dir(out)
+    with folder_lock(out):
+        setup = prepare(model, config)
+        _write_settings(out, {"model": model.name, "config": dataclasses.asdict(config)})
+        (out / "realizations").mkdir(exist_ok=True)
+        targets, sparseness = make_targets(config, config.feature_count(model))
+        batches = batch_indices(len(targets), config.batch_size)
+        records_path = out / "records.jsonl"
+        records, end = _whole_batches(records_path, batches)
+        _truncate(records_path, end)
+        done = {record["index"] for record in records}
+        _clean_leftovers(out, [batch for batch in batches if batch[0] in done])
+        todo = [batch for batch in batches if batch[0] not in done]
+        bar = tqdm(total=len(targets), initial=len(done), disable=not progress, desc=f"IFV {config.layer}")
+        try:
+            for batch in todo:
+                _checkpoint("batch")
+                batch_records, arrays = run_batch(model, config, targets[batch], batch_seed(config, batch), setup)
+                _save_batch(_batch_path(out, batch), batch, arrays)
+                _checkpoint("arrays_written")
+                for i, rec in zip(batch, batch_records):
+                    rec.update({"index": i, "sparseness": float(sparseness[i]),
+                                "kind": "hoyer" if i < config.n_hoyer else "canonical"})
+                _append_records(records_path, batch_records)
+                _checkpoint("record_flushed")
+                records.extend(batch_records)
+                bar.update(len(batch))
+        finally:
+            bar.close()
     return sorted(records, key=lambda r: r["index"])
 
 
@@ -340,6 +622,7 @@ SUMMARY_COLUMNS = (
 def summarize(records: list) -> dict:
     """Distribution summaries (median, quartiles...) of the angles and diagnostics, and the
     share of each verdict per solve."""
+    _checkpoint("summary")
     if not records:
         raise ValueError("no records to summarize")
     summary = {"n": len(records)}

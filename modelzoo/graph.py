@@ -15,19 +15,21 @@ Identity nodes (the shipped models' ``mixed3b`` -> ``mixed3b_pre_relu``), see
 `add_pre_relu_concats`. These names are reachable by `GraphModel.layer` and calls, not
 listed in `GraphModel.layers`.
 
-Safety: a GraphDef is a program. Graphs with ops that read or write files, run Python or
-talk to the network (`UNSAFE_OPS`) are refused unless the caller names those ops in
-``allow_ops``.
+Safety: a GraphDef is a program. Only op types on an allow-list of pure inference ops
+(`ALLOWED_OPS`: convolutions, pooling, normalization, activations, element-wise math, shape
+ops, ...) are accepted, in the graph and in every function of its function library; calls
+(`CALL_OPS`) must name functions of that library. Anything else is refused with a one-line
+ValueError naming the op types and their nodes, unless the caller names those op types in
+``allow_ops``. A remote manifest may only point at its own host (`fetch.manifest_target`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import tensorflow as tf
 
@@ -37,80 +39,147 @@ from modelzoo.lucid_format import Metadata
 
 SCOPE = "import"
 
-# Op types that touch the file system, run Python, or do other I/O (network, devices,
-# side channels). The pattern catches the families (readers, writers, datasets that read
-# files, checkpoint ops) including ops added to TensorFlow later.
-UNSAFE_OPS = frozenset({
-    # files
-    "ReadFile", "WriteFile", "MatchingFiles", "FileSystemSetConfiguration", "ImmutableConst",
-    "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "DTensorRestoreV2",
-    "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec", "LoadAndRemapMatrix",
-    "GenerateVocabRemapping", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2",
-    "DecodeProtoV2", "EncodeProto",  # descriptor_source may name a file
-    "Print", "PrintV2",  # output_stream may name a file
-    # file readers and datasets
-    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
-    "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "TFRecordReader", "TFRecordReaderV2",
-    "LMDBReader", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
-    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "LMDBDataset", "SqlDataset",
-    "CSVDataset", "CSVDatasetV2", "CacheDataset", "CacheDatasetV2", "SaveDataset",
-    "SaveDatasetV2", "LoadDataset", "SnapshotDataset", "SnapshotDatasetV2", "DistributedSave",
-    "DatasetToTFRecord", "MatchingFilesDataset",
-    # summaries and debugging (write event files)
-    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "SummaryWriter", "WriteSummary",
-    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary",
-    "WriteGraphSummary", "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter",
-    "CloseSummaryWriter", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3",
-    "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2",
-    # Python
-    "PyFunc", "PyFuncStateless", "EagerPyFunc",
-    # network and other processes
-    "RemoteCall", "RpcServer", "RpcServerStart", "RpcServerRegister", "RpcClient", "RpcCall",
-    "DataServiceDataset", "DataServiceDatasetV2", "DataServiceDatasetV3",
-    "DataServiceDatasetV4", "RegisterDataset", "RegisterDatasetV2", "Send", "Recv",
-    "_Send", "_Recv", "_HostSend", "_HostRecv",
+# -- safety: an allow-list of inference ops --------------------------------------------------
+
+# Op types a frozen inference graph of this field may use without the caller's consent. Each
+# is a pure tensor computation: no file system, network, Python, processes, variables,
+# randomness or control flow. Derived from the graphs we load (see docs/reliability.md,
+# "Graph loading"): Lucid's InceptionV1 (tests/fake_inception.py has its op set), the
+# shipped models (modelzoo/data/*.pb), Keras models exported with `modelzoo.export`
+# (modelzoo.architectures, tf.keras.applications VGG16, ResNet50(V2), MobileNet(V2, V3),
+# DenseNet121, InceptionV3, Xception, EfficientNetB0, NASNetMobile, InceptionResNetV2,
+# ConvNeXtTiny) and their smooth surrogates (`lucid_ifv.smooth`), plus the same families'
+# siblings (other activations, batch-norm versions, resize ops, slicing and gathering).
+ALLOWED_OPS = frozenset({
+    # graph plumbing
+    "Const", "Identity", "IdentityN", "Placeholder", "PlaceholderWithDefault", "NoOp",
+    "StopGradient", "PreventGradient", "Snapshot", "EnsureShape",
+    # convolution
+    "Conv2D", "Conv2DBackpropInput", "DepthwiseConv2dNative", "BiasAdd", "BiasAddV1",
+    # pooling
+    "MaxPool", "MaxPoolV2", "AvgPool",
+    # dense layers
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
+    # activations
+    "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Softplus", "Softsign", "Sigmoid", "Tanh",
+    "Softmax", "LogSoftmax", "Erf", "Erfc",
+    # normalization
+    "LRN", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
+    "BatchNormWithGlobalNormalization",
+    # element-wise arithmetic and comparisons
+    "Add", "AddV2", "AddN", "Sub", "Mul", "Div", "RealDiv", "DivNoNan", "FloorDiv", "FloorMod",
+    "Maximum", "Minimum", "Neg", "Abs", "Sign", "Square", "SquaredDifference", "Sqrt", "Rsqrt",
+    "Reciprocal", "Pow", "Exp", "Expm1", "Log", "Log1p", "Floor", "Ceil", "Round", "Rint",
+    "ClipByValue", "Select", "SelectV2", "IsFinite", "IsNan", "IsInf", "Equal", "NotEqual",
+    "Less", "LessEqual", "Greater", "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalNot",
+    "ZerosLike", "OnesLike", "Cast",
+    # reductions
+    "Sum", "Mean", "Max", "Min", "Prod", "ArgMax", "ArgMin", "All", "Any",
+    # shapes, concatenation, slicing, gathering
+    "Shape", "ShapeN", "Size", "Rank", "Reshape", "Squeeze", "ExpandDims", "Pack", "Unpack",
+    "Transpose", "Tile", "Fill", "Range", "BroadcastTo", "BroadcastArgs", "Concat", "ConcatV2",
+    "Split", "SplitV", "Slice", "StridedSlice", "Pad", "PadV2", "MirrorPad", "Gather",
+    "GatherV2", "GatherNd", "ReverseV2", "SpaceToBatchND", "BatchToSpaceND", "SpaceToDepth",
+    "DepthToSpace", "ExtractImagePatches",
+    # image resizing
+    "ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea",
 })
-_UNSAFE_PATTERN = re.compile(
-    r"PyFunc|File|Reader|Writer|^Write|Save|Restore|Checkpoint|Rpc|Snapshot\w|TFRecord|Sql|LMDB"
-    r"|DataService|^Debug"
-)
+
+# Function-call ops: accepted when every function they name is in the graph's own function
+# library (whose bodies are checked like the graph itself), refused otherwise.
+CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 
 
-# -- safety ---------------------------------------------------------------------------------
+def is_allowed_op(op_type: str) -> bool:
+    """Whether op type `op_type` is on the allow-list (`ALLOWED_OPS`)."""
+    return op_type in ALLOWED_OPS
 
 
-def is_unsafe_op(op_type: str) -> bool:
-    """Whether graphs with op `op_type` are refused by default (see `UNSAFE_OPS`)."""
-    return op_type in UNSAFE_OPS or bool(_UNSAFE_PATTERN.search(op_type))
+def _function_refs(node) -> list[str]:
+    """Names of the functions `node` references through its attributes."""
+    refs = []
+    for value in node.attr.values():
+        if value.HasField("func"):
+            refs.append(value.func.name)
+        refs.extend(f.name for f in value.list.func)
+    return refs
 
 
-def unsafe_nodes(graph_def: tf.compat.v1.GraphDef) -> dict[str, list[str]]:
-    """Unsafe op type -> names of the nodes using it, in the graph and its function library
-    (function nodes are named ``<function>/<node>``)."""
-    found: dict[str, list[str]] = {}
-    nodes = [(n.op, n.name) for n in graph_def.node]
+def _all_nodes(graph_def: tf.compat.v1.GraphDef):
+    """(node, display name) for the graph's nodes and its library functions' nodes (named
+    ``<function>/<node>``)."""
+    for node in graph_def.node:
+        yield node, node.name
     for function in graph_def.library.function:
-        nodes += [(n.op, f"{function.signature.name}/{n.name}") for n in function.node_def]
-    for op, name in nodes:
-        if is_unsafe_op(op):
-            found.setdefault(op, []).append(name)
+        for node in function.node_def:
+            yield node, f"{function.signature.name}/{node.name}"
+
+
+def disallowed_nodes(graph_def: tf.compat.v1.GraphDef, allow_ops: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Op type -> names of its nodes, for every node (in the graph and in its function
+    library) whose op type is neither on the allow-list nor in `allow_ops` nor a function
+    of the library. Call ops (`CALL_OPS`) count as allowed here; `check_ops` checks the
+    functions they name."""
+    allowed = ALLOWED_OPS | CALL_OPS | _as_set(allow_ops)
+    functions = {f.signature.name for f in graph_def.library.function}
+    found: dict[str, list[str]] = {}
+    for node, name in _all_nodes(graph_def):
+        if node.op not in allowed and node.op not in functions:
+            found.setdefault(node.op, []).append(name)
     return found
 
 
+# Kept for callers of the former deny-list API (lucid_ifv.smooth): the op types of
+# `graph_def` a loader must be told to accept.
+unsafe_nodes = disallowed_nodes
+
+
+def missing_functions(graph_def: tf.compat.v1.GraphDef) -> dict[str, list[str]]:
+    """Function name -> nodes referencing it, for functions absent from the graph's library."""
+    functions = {f.signature.name for f in graph_def.library.function}
+    found: dict[str, list[str]] = {}
+    for node, name in _all_nodes(graph_def):
+        for ref in _function_refs(node):
+            if ref not in functions:
+                found.setdefault(ref, []).append(name)
+    return found
+
+
+def _as_set(allow_ops) -> set[str]:
+    if allow_ops is None:
+        return set()
+    return {allow_ops} if isinstance(allow_ops, str) else set(allow_ops)
+
+
+def _listing(found: dict[str, list[str]], noun: str = "node") -> str:
+    return "; ".join(
+        f"{key} ({noun}{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:5])}"
+        f"{f', ... {len(nodes) - 5} more' if len(nodes) > 5 else ''})"
+        for key, nodes in sorted(found.items())
+    )
+
+
 def check_ops(graph_def: tf.compat.v1.GraphDef, allow_ops: Iterable[str] = (), source: str = "<GraphDef>") -> None:
-    """Raise ValueError listing unsafe ops (with their nodes) not named in `allow_ops`."""
-    allowed = {allow_ops} if isinstance(allow_ops, str) else set(allow_ops)
-    refused = {op: n for op, n in unsafe_nodes(graph_def).items() if op not in allowed}
-    if refused:
-        listing = "; ".join(
-            f"{op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:5])}"
-            f"{', ...' if len(nodes) > 5 else ''})"
-            for op, nodes in sorted(refused.items())
-        )
+    """Refuse `graph_def` (ValueError, one line) if a node in it or in its function library
+    uses an op type outside `ALLOWED_OPS` and `allow_ops`, or references a function that is
+    not in its library.
+
+    The message names each refused op type with its nodes and the ``allow_ops=`` argument
+    that accepts them; functions the library lacks cannot be accepted (the graph would not
+    import)."""
+    missing = missing_functions(graph_def)
+    if missing:
         raise ValueError(
-            f"refusing to load {source}: it contains ops that can touch files, run Python or "
-            f"do I/O: {listing}. If you trust where this graph comes from, pass "
-            f"allow_ops={tuple(sorted(refused))!r}"
+            f"refusing to load {source}: nodes call functions that are not in the graph's "
+            f"function library: {_listing(missing, 'called by node')}"
+        )
+    refused = disallowed_nodes(graph_def, allow_ops)
+    if refused:
+        raise ValueError(
+            f"refusing to load {source}: it uses op types outside the allow-list of inference "
+            f"ops (modelzoo.graph.ALLOWED_OPS), which could read or write files, run Python or "
+            f"do other I/O: {_listing(refused)}. If you trust where this graph comes from, "
+            f"accept them with allow_ops={tuple(sorted(refused))!r}"
         )
 
 
@@ -192,7 +261,7 @@ class GraphModel(Model):
     Args:
       graph_def: the frozen graph (Lucid's metadata node, if any, is ignored here).
       metadata: its validated `Metadata` (input node, image shape and range, layers).
-      allow_ops: unsafe op types (see `UNSAFE_OPS`) the caller accepts in this graph.
+      allow_ops: op types outside `ALLOWED_OPS` the caller accepts in this graph.
       source: where the graph came from, for error messages.
 
     Calling the model with images ``[B, H, W, C]`` in [0, 1] and layer names returns their
@@ -205,6 +274,7 @@ class GraphModel(Model):
     def __init__(self, graph_def: tf.compat.v1.GraphDef, metadata: Metadata, *,
                  allow_ops: Iterable[str] = (), source: str = "<GraphDef>"):
         check_ops(graph_def, allow_ops, source)
+        self.allow_ops = tuple(sorted(_as_set(allow_ops)))
         self.source = source
         self.metadata = metadata
         self.name = metadata.name or "graph"
@@ -331,15 +401,20 @@ class GraphModel(Model):
 
 
 def load_model(source, *, cache_dir=None, sha256: str | None = None, allow_ops: Iterable[str] = (),
-               progress: bool = True, **metadata_overrides) -> GraphModel:
+               progress: bool = True, allow_hosts: Iterable[str] = (), allow_local: bool = False,
+               max_bytes: int | None = None, **metadata_overrides) -> GraphModel:
     """Load a Lucid-format model (``.pb`` with embedded metadata, or a ``.json`` manifest).
 
     Args:
       source: local path, ``file://``, ``http(s)://`` or ``gs://`` URL (see `fetch.resolve`).
       cache_dir: download cache (default ``$LUCID_IFV_CACHE`` or ``~/.cache/lucid-ifv``).
       sha256: expected SHA-256 of the ``.pb`` file.
-      allow_ops: unsafe op types to accept (see `UNSAFE_OPS`); default none.
+      allow_ops: op types outside the allow-list (`ALLOWED_OPS`) to accept; default none.
       progress: show a download progress bar.
+      allow_hosts: hosts (``"host"`` or ``"host:port"``) besides the source's own that
+        redirects and a remote manifest's ``model_path`` may lead to; default none.
+      allow_local: let a remote manifest's ``model_path`` name a local file.
+      max_bytes: download size limit (default `fetch.max_download_bytes()`, 1 GiB).
       **metadata_overrides: ``input_name``, ``image_shape``, ``image_value_range``,
         ``layers`` (names, dicts or `LayerInfo`), ``labels``, ``name``; they take
         precedence over the manifest, which takes precedence over the embedded metadata.
@@ -355,11 +430,13 @@ def load_model(source, *, cache_dir=None, sha256: str | None = None, allow_ops: 
     source = os.fspath(source)
     metadata: dict = {}
     model_source = source
+    download = {"progress": progress, "allow_hosts": allow_hosts, "max_bytes": max_bytes}
     if urllib.parse.urlsplit(source).path.lower().endswith(".json"):
-        manifest = lucid_format.read_manifest(fetch.resolve(source, cache_dir, progress=progress))
-        model_source = fetch.join(source, manifest.get("model_path", "graph.pb"))
+        manifest = lucid_format.read_manifest(fetch.resolve(source, cache_dir, expect="json", **download))
+        model_source = fetch.manifest_target(source, manifest.get("model_path", "graph.pb"),
+                                             allow_hosts=allow_hosts, allow_local=allow_local)
         metadata.update({k: v for k, v in manifest.items() if k in lucid_format.METADATA_KEYS})
-    path = fetch.resolve(model_source, cache_dir, sha256=sha256, progress=progress)
+    path = fetch.resolve(model_source, cache_dir, sha256=sha256, expect="graphdef", **download)
     graph_def = lucid_format.read_graph_def(path)
     merged = {
         "name": Path(urllib.parse.urlsplit(model_source).path).stem,

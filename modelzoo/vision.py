@@ -38,7 +38,7 @@ class LucidModel(Model):
     Class attributes: ``model_path`` (path or URL of the frozen ``.pb``), ``labels_path``
     (text file, one label per line), ``model_sha256`` (optional), ``image_shape``
     ``(H, W, C)``, ``image_value_range`` ``(lo, hi)``, ``input_name``, ``layers`` (tuple of
-    `LayerInfo`), ``allow_ops`` (unsafe op types this graph may use; normally empty).
+    `LayerInfo`), ``allow_ops`` (op types outside `modelzoo.graph.ALLOWED_OPS` this graph may use; normally empty).
 
     Args (all optional, per-instance overrides):
       model_path, labels_path: where to load the graph / labels from.

@@ -84,61 +84,63 @@ def test_bad_arguments(tmp_path):
 
 
 # -- downloads ---------------------------------------------------------------------------------
+# BODY is not a GraphDef, so it is served as ``.bin`` (format unknown: its Content-Length is
+# what shows it complete); unverified ``.pb`` downloads must parse (tests/test_fetch_safety.py).
 
 
 def test_download_once_then_cache_hit(tmp_path):
     cache = tmp_path / "cache"
-    with serve({"/m/model.pb": BODY}) as server:
-        url = server.url + "/m/model.pb"
+    with serve({"/m/model.bin": BODY}) as server:
+        url = server.url + "/m/model.bin"
         first = fetch.resolve(url, cache_dir=cache, progress=False)
         second = fetch.resolve(url, cache_dir=cache, sha256=BODY_SHA, progress=False)
     assert first == second == fetch.cache_path(url, cache)
     assert first.read_bytes() == BODY
-    assert server.hits == {"/m/model.pb": 1}
+    assert server.hits == {"/m/model.bin": 1}
     assert cache_files(cache) == [first.name]
 
 
 def test_env_cache_dir_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv(fetch.CACHE_ENV, str(tmp_path / "envcache"))
-    with serve({"/a.pb": BODY}) as server:
-        path = fetch.resolve(server.url + "/a.pb", progress=False)
+    with serve({"/a.bin": BODY}) as server:
+        path = fetch.resolve(server.url + "/a.bin", progress=False)
     assert path.parent == tmp_path / "envcache"
 
 
 def test_sha256_mismatch_leaves_nothing(tmp_path):
     cache = tmp_path / "cache"
     wrong = "f" * 64
-    with serve({"/model.pb": BODY}) as server:
+    with serve({"/model.bin": BODY}) as server:
         with pytest.raises(ValueError) as info:
-            fetch.resolve(server.url + "/model.pb", cache_dir=cache, sha256=wrong, progress=False)
+            fetch.resolve(server.url + "/model.bin", cache_dir=cache, sha256=wrong, progress=False)
     assert wrong in str(info.value) and BODY_SHA in str(info.value)
     assert cache_files(cache) == []
 
 
 def test_stale_cached_copy_is_replaced_when_the_hash_disagrees(tmp_path):
     cache = tmp_path / "cache"
-    with serve({"/model.pb": BODY}) as server:
-        url = server.url + "/model.pb"
+    with serve({"/model.bin": BODY}) as server:
+        url = server.url + "/model.bin"
         target = fetch.cache_path(url, cache)
         cache.mkdir()
         target.write_bytes(b"an older file")
         assert fetch.resolve(url, cache_dir=cache, progress=False).read_bytes() == b"an older file"
         assert fetch.resolve(url, cache_dir=cache, sha256=BODY_SHA, progress=False).read_bytes() == BODY
-    assert server.hits == {"/model.pb": 1}
+    assert server.hits == {"/model.bin": 1}
 
 
 @pytest.mark.parametrize("mode", ["truncate", "chunked_cut"])
 def test_interrupted_download_leaves_no_partial_file(tmp_path, mode):
     cache = tmp_path / "cache"
-    with serve({"/model.pb": BODY}, **{mode: ["/model.pb"]}) as server:
-        url = server.url + "/model.pb"
-        with pytest.raises(fetch.DownloadError, match="model.pb"):
+    with serve({"/model.bin": BODY}, **{mode: ["/model.bin"]}) as server:
+        url = server.url + "/model.bin"
+        with pytest.raises(fetch.DownloadError, match="model.bin"):
             fetch.resolve(url, cache_dir=cache, progress=False)
         assert cache_files(cache) == []
         # The next attempt starts from scratch (and fails the same way), nothing cached.
         with pytest.raises(fetch.DownloadError):
             fetch.resolve(url, cache_dir=cache, progress=False)
-    assert server.hits["/model.pb"] == 2
+    assert server.hits["/model.bin"] == 2
     assert cache_files(cache) == []
 
 
@@ -160,9 +162,9 @@ def test_exception_mid_stream_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fetch, "tqdm", ExplodingBar)
     cache = tmp_path / "cache"
-    with serve({"/model.pb": BODY}) as server:
+    with serve({"/model.bin": BODY}) as server:
         with pytest.raises(KeyboardInterrupt):
-            fetch.resolve(server.url + "/model.pb", cache_dir=cache)
+            fetch.resolve(server.url + "/model.bin", cache_dir=cache)
     assert cache_files(cache) == []
 
 
@@ -180,9 +182,9 @@ def test_http_errors_are_clear(tmp_path):
 def test_concurrent_resolves_download_once(tmp_path):
     cache = tmp_path / "cache"
     results, errors = [], []
-    with serve({"/model.pb": BODY}) as server:
+    with serve({"/model.bin": BODY}) as server:
         server.delay = 0.3
-        url = server.url + "/model.pb"
+        url = server.url + "/model.bin"
 
         def worker():
             try:
@@ -197,4 +199,4 @@ def test_concurrent_resolves_download_once(tmp_path):
             t.join()
     assert not errors
     assert len(set(results)) == 1 and results[0].read_bytes() == BODY
-    assert server.hits == {"/model.pb": 1}
+    assert server.hits == {"/model.bin": 1}

@@ -12,7 +12,7 @@ import fake_inception as fi
 from lucid_ifv.model import KerasModel, LayerInfo
 from modelzoo import lucid_format
 from modelzoo.export import export_keras
-from modelzoo.graph import GraphModel, is_unsafe_op, load_model, unsafe_nodes
+from modelzoo.graph import ALLOWED_OPS, GraphModel, disallowed_nodes, is_allowed_op, load_model
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def _with_unsafe_ops(graph_def):
     return out
 
 
-def test_unsafe_ops_are_refused_unless_allowed(fake_pb, tmp_path, images):
+def test_disallowed_ops_are_refused_unless_allowed(fake_pb, tmp_path, images):
     evil = tmp_path / "evil.pb"
     lucid_format.write_graph_def(_with_unsafe_ops(lucid_format.read_graph_def(fake_pb)), evil)
     with pytest.raises(ValueError) as info:
@@ -270,24 +270,29 @@ def test_unsafe_ops_are_refused_unless_allowed(fake_pb, tmp_path, images):
     assert m(images, ["conv2d0"])["conv2d0"].shape == (2, 32, 32, 4)
 
 
-def test_unsafe_op_list():
+def test_op_allow_list():
+    """File, Python and I/O ops are off the allow-list; the inference ops of Lucid's graphs
+    and Keras exports are on it (the full derivation: tests/test_graph_allowlist.py)."""
     for op in ("ReadFile", "WriteFile", "PyFunc", "EagerPyFunc", "PyFuncStateless", "Save",
                "SaveV2", "Restore", "RestoreV2", "RestoreSlice", "MatchingFiles",
                "ShardedFilename", "ImmutableConst", "PrintV2", "TFRecordDataset",
-               "WholeFileReaderV2", "CreateSummaryFileWriter", "DebugIdentityV2", "RpcCall"):
-        assert is_unsafe_op(op), op
+               "WholeFileReaderV2", "CreateSummaryFileWriter", "DebugIdentityV2", "RpcCall",
+               "ExperimentalCSVDataset", "CSVDatasetV2", "RecordInput", "DatasetFromGraph",
+               "StatefulPartitionedCall", "VarHandleOp", "RandomUniform", "While"):
+        assert not is_allowed_op(op), op
     for op in ("Conv2D", "Concat", "ConcatV2", "LRN", "Relu", "MatMul", "Softmax", "Const",
-               "Placeholder", "Identity", "FusedBatchNormV3", "StatefulPartitionedCall", "Snapshot"):
-        assert not is_unsafe_op(op), op
+               "Placeholder", "Identity", "FusedBatchNormV3", "Snapshot"):
+        assert is_allowed_op(op) and op in ALLOWED_OPS, op
 
 
-def test_unsafe_ops_inside_functions_are_found():
+def test_disallowed_ops_inside_functions_are_found():
     graph_def = tf.compat.v1.GraphDef()
     fn = graph_def.library.function.add()
     fn.signature.name = "sneaky"
     node = fn.node_def.add()
     node.name, node.op = "call", "EagerPyFunc"
-    assert unsafe_nodes(graph_def) == {"EagerPyFunc": ["sneaky/call"]}
+    assert disallowed_nodes(graph_def) == {"EagerPyFunc": ["sneaky/call"]}
+    assert disallowed_nodes(graph_def, allow_ops="EagerPyFunc") == {}
 
 
 # -- Keras export round trip -----------------------------------------------------------------------

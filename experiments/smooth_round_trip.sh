@@ -33,6 +33,7 @@ mnist_small_conv2_fft_smooth mnist_small conv2 fft smooth
 inception_small_mixed3a_fft_smooth inception_small mixed3a fft smooth
 inception_small_mixed4a_fft_smooth inception_small mixed4a fft smooth
 densenet_small_softmax_pixel_smooth densenet_small softmax pixel smooth
+densenet_small_logits_fft_smooth densenet_small logits fft smooth
 inception_small_mixed3b_fft_relu inception_small mixed3b fft relu
 "
 
@@ -43,6 +44,6 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   if [ "$mode" = smooth ]; then extra=("${smooth[@]}"); else extra=("${relu[@]}"); fi
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null
-  case "$model" in densenet_*) $IFV critical --run "$RUNS/$name" --eps-hi 0.1 </dev/null ;; esac
+  case "$model/$layer" in densenet_*/softmax) $IFV critical --run "$RUNS/$name" --eps-hi 0.1 </dev/null ;; esac
 done
 python "$(dirname "$0")/collect_results.py" "$RUNS"/*/ > "$RUNS/table.md"

@@ -5,6 +5,7 @@
     lucid-ifv invert --model M --layer L --images x.png   Grad-IFV on saved images
     lucid-ifv experiment --model M --layer L --out D  the paper's round trip (resumable)
     lucid-ifv critical --run D                        Algorithm 1 on an experiment's realizations
+    lucid-ifv compare --model A --model-b B --out D   visualize A's features, invert them in B
     lucid-ifv demo --out D                            render + invert on the default model
 """
 
@@ -190,6 +191,16 @@ def cmd_invert(args) -> int:
 
 
 def cmd_experiment(args) -> int:
+    """The round trip; Ctrl-C exits with 130 and one line (nothing unfinished is recorded)."""
+    try:
+        return _experiment(args)
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing unfinished was recorded in {args.out}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _experiment(args) -> int:
     from lucid_ifv import experiment as ex
     from lucid_ifv.plots import plot_angles
 
@@ -202,19 +213,94 @@ def cmd_experiment(args) -> int:
         batch_size=args.batch_size, reoptimize_steps=args.reoptimize, features=args.features,
         invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
         pool_temperature=args.pool_temperature, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+        warmup_steps=args.warmup,
     )
     out = Path(args.out)
     records = ex.run_experiment(model, config, out)
     summary = ex.summarize(records)
     table = ex.markdown_table(summary)
     command = "lucid-ifv " + " ".join(sys.argv[1:])
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "summary.md").write_text(f"Command: `{command}`\n\nModel {model.name}, settings: "
-                                    f"{json.dumps(dataclasses.asdict(config))}\n\n{table}\n")
+    ex.write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    ex.write_text_atomic(out / "summary.md", f"Command: `{command}`\n\nModel {model.name}, settings: "
+                         f"{json.dumps(dataclasses.asdict(config))}\n\n{table}\n")
     plot_angles(records, out / "angles.png", title=f"{model.name}{' (smooth)' if config.smooth else ''} "
                 f"{config.layer}, prior {config.prior_weight:g}", solve=ex.default_solve(config))
     print(table)
     return 0
+
+
+def cmd_compare(args) -> int:
+    """Visualize each feature of --model in it, invert in --model-b (or, with --permuted, in
+    a copy of --model with the layer's channels permuted: the method's ground truth)."""
+    from lucid_ifv.compare import compare, default_config
+    from lucid_ifv.plots import plot_matching
+    from lucid_ifv.symmetry import permute_channels
+
+    if args.model_b and args.permuted is not None:
+        raise SystemExit("error: give --model-b or --permuted, not both")
+    if not args.model_b and args.permuted is None:
+        raise SystemExit("error: give --model-b (another network) or --permuted SEED (a permuted copy of --model)")
+    model_a = load_any_model(args.model)
+    layer_a = args.layer or studied_layer(args.model, model_a)
+    truth = None
+    if args.permuted is not None:
+        permuted = permute_channels(model_a, layer_a, seed=args.permuted)
+        model_b, layer_b, truth = permuted.model, layer_a, permuted.matching
+    else:
+        model_b = load_any_model(args.model_b)
+        layer_b = args.layer_b or studied_layer(args.model_b, model_b)
+    config = default_config(fft=args.param == "fft", decorrelate=not args.no_decorrelate,
+                            decay_power=args.decay_power, cossim_pow=args.cossim_pow, aggregation=args.aggregation,
+                            prior_weight=args.prior, prior_relative=not args.prior_absolute, smooth=not args.relu,
+                            relu_beta=args.relu_beta, pool_temperature=args.pool_temperature, adam_steps=args.adam,
+                            lbfgs_steps=args.lbfgs, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+                            seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
+    out = Path(args.out)
+    result = compare(model_a, layer_a, model_b, layer_b, config, features=args.features,
+                     reoptimize_steps=args.reoptimize, out_dir=out / "batches")
+    report = result.to_dict()
+    report.update(model_a=model_a.name, model_b=model_b.name, command="lucid-ifv " + " ".join(sys.argv[1:]))
+    if truth is not None:
+        report.update(permutation_accuracy=result.accuracy(truth), ground_truth=truth[result.features].tolist(),
+                      permutation_accuracy_identified=result.accuracy(truth, only_identified=True))
+    np.save(out / "matrix.npy", result.matrix)
+    if args.baseline:
+        _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, out)
+    (out / "comparison.json").write_text(json.dumps(report, indent=1))
+    plot_matching(result.matrix, out / "matching.png", truth=None if truth is None else truth[result.features],
+                  title=f"{model_a.name} {layer_a} -> {model_b.name} {layer_b}", labels=(model_a.name, model_b.name))
+    counts = {v: result.verdicts.count(v) for v in sorted(set(result.verdicts))}
+    print(f"{model_a.name} {layer_a} -> {model_b.name} {layer_b}: {len(result.features)} features; "
+          f"best-match |cosine| median {np.median(result.best_score):.3f}; verdicts {counts}; "
+          f"represented {result.represented():.2f}")
+    if truth is not None:
+        print(f"permutation recovered for {report['permutation_accuracy']:.1%} of the features "
+              f"({report['permutation_accuracy_identified']:.1%} of those 'identified' in B)")
+    return 0
+
+
+def _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, out) -> None:
+    """Activation-correlation matching on --model's held-out images beside the inversion's."""
+    from lucid_ifv.compare import activation_correlation
+    from lucid_ifv.plots import plot_images
+    from modelzoo.shipped import SHIPPED, heldout
+
+    if args.model not in SHIPPED:
+        raise SystemExit("error: --baseline needs a shipped --model (its held-out images are the natural inputs)")
+    images, _ = heldout(args.model)
+    corr = activation_correlation(model_a, layer_a, model_b, layer_b, images)[result.features]
+    np.save(out / "baseline_correlation.npy", corr)
+    by_corr = np.argmax(corr, axis=1)
+    differ = np.flatnonzero(by_corr != result.best_match)
+    report.update(baseline_best_match=by_corr.tolist(), baseline_best_corr=corr.max(axis=1).tolist(),
+                  agreement=float(np.mean(by_corr == result.best_match)), disagreements=differ.tolist())
+    print(f"activation-correlation matching agrees on {report['agreement']:.1%} of the features "
+          f"({len(differ)} differ)")
+    if len(differ) and result.images is not None:
+        titles = [f"A {result.features[i]}: IFV B {result.best_match[i]} ({result.best_score[i]:.2f})\n"
+                  f"corr B {by_corr[i]} (r {corr[i, by_corr[i]]:.2f}; IFV's r {corr[i, result.best_match[i]]:.2f})"
+                  for i in differ]
+        plot_images(result.images[differ], out / "disagreements.png", titles=titles, columns=4)
 
 
 def cmd_critical(args) -> int:
@@ -317,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fv_options(p)
     p.add_argument("--n-hoyer", type=int, default=30)
     p.add_argument("--n-canonical", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=0,
+                   help="Adam steps without the prior before --adam (channels dead at the start can activate)")
     p.add_argument("--features", type=int, nargs="+", help="channel subset (default all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
@@ -324,6 +412,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also invert each realization after 8-bit quantization, as a PNG would store it")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("compare", help="visualize a network's features and invert them in another network")
+    add_fv_options(p)
+    p.add_argument("--model-b", help="the network to invert in (shipped name, InceptionV1 or .pb)")
+    p.add_argument("--layer-b", help="its layer (default: the shipped model's studied layer)")
+    p.add_argument("--permuted", type=int, metavar="SEED",
+                   help="instead of --model-b: --model with --layer's channels permuted and rescaled (ground truth)")
+    p.add_argument("--relu", action="store_true", help="render and invert on the plain networks (default: smooth)")
+    p.add_argument("--features", type=int, nargs="+", help="A's channels (default all)")
+    p.add_argument("--warmup", type=int, default=200,
+                   help="Adam steps without the prior before the --adam steps (default 200; docs/compare.md)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization SSIM in B (0: skip)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also match by activation correlation on --model's held-out images, and compare")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, adam=400, lbfgs=0, converge=1e-3,
+                   max_lbfgs=1000)
 
     p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")
     p.add_argument("--run", required=True, help="a `lucid-ifv experiment --out` folder")

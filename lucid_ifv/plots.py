@@ -88,3 +88,32 @@ def plot_singular_coefficients(coefficients, path, title: str = "") -> Path:
     ax.set_ylabel("mean squared coefficient")
     ax.set_title(title)
     return _figure(path, fig)
+
+
+def plot_matching(matrix, path, title: str = "", truth=None, labels=("A", "B")) -> Path:
+    """Heatmap of a matching matrix ``[n, k_b]`` (|cosine|, `lucid_ifv.compare`).
+
+    Columns are reordered so that ``truth`` (``[n]``, B's index of each row's feature; default
+    each row's best match) falls on the diagonal where it can; red dots mark ``truth``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, np.float64)
+    n, k_b = matrix.shape
+    expected = np.argmax(matrix, axis=1) if truth is None else np.asarray(truth)
+    first = list(dict.fromkeys(expected.tolist()))
+    order = np.array(first + [j for j in range(k_b) if j not in set(first)])
+    position = np.argsort(order)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.06 * k_b, 14), min(1.5 + 0.06 * n, 12)))
+    shown = ax.imshow(matrix[:, order], cmap="viridis", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    if truth is not None:
+        ax.plot(position[expected], np.arange(n), "r.", markersize=3, label="ground truth")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_xlabel(f"{labels[1]}'s features (reordered)")
+    ax.set_ylabel(f"{labels[0]}'s features")
+    fig.colorbar(shown, ax=ax, label="|cosine| of the inverted objective")
+    ax.set_title(title)
+    return _figure(path, fig)

@@ -102,6 +102,11 @@ SHIPPED: dict[str, ShippedModel] = {
             "Two conv layers + dense head on MNIST-5k; tiny, for fast tests.",
         ),
         ShippedModel(
+            "mnist_small_seed1", "mnist", {"conv2": 32},
+            "mnist_small trained again with seed 1 (same data, architecture and schedule): an "
+            "independent copy for network comparison (docs/compare.md).",
+        ),
+        ShippedModel(
             "photos_cnn", "photos10", {"conv2d_3": 64, "conv2d_4": 64, "conv2d_2": 32},
             "Third-party-style Keras CNN (ReLU then BatchNorm, max-pooling, dense head, "
             "input in [0, 255]) on patches of 10 scikit-image photographs; a .keras file "

@@ -4,7 +4,7 @@
            [--keras-dir /tmp/lucid_ifv_train] [--export-only] [--threads 2]
 
 NAME is one of `CONFIGS` (``inception_small``, ``densenet_small``, ``densenet_small_no4``,
-``mnist_small``, ``photos_cnn``). The run writes
+``mnist_small``, ``mnist_small_seed1``, ``photos_cnn``). The run writes
 
 * ``<out>/<NAME>.pb``: the frozen graph (`modelzoo.export.export_keras`, input in [0, 1],
   the layers of `TrainConfig.taps` exposed); for the Keras-format entries (``photos_cnn``)
@@ -82,6 +82,10 @@ CONFIGS: dict[str, TrainConfig] = {
     ),
     "mnist_small": TrainConfig(
         "mnist_small", {}, 0, 15, 64, 2e-3, ("conv1", "pool1", "conv2", "pool2", "fc1", "logits", "softmax"),
+    ),
+    "mnist_small_seed1": TrainConfig(
+        "mnist_small", {"name": "mnist_small_seed1"}, 0, 15, 64, 2e-3,
+        ("conv1", "pool1", "conv2", "pool2", "fc1", "logits", "softmax"),
     ),
     "photos_cnn": TrainConfig(
         "photos_cnn", {}, PHOTOS_N_TRAIN, PHOTOS_EPOCHS, 64, 2e-3, shipped.PHOTOS_CNN_TAPS,

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 12's network comparisons (docs/compare.md), with `lucid-ifv compare`'s defaults (smooth
+# surrogates, pixel parametrization, relative L2 prior 1e-4, 400 Adam steps, then L-BFGS to a
+# relative stationarity residual of 1e-3, at most 1000 steps). Resumable; runs in this order:
+#  - ground truth: every feature of a shipped model's studied layer, visualized in the model
+#    and inverted in a copy whose layer has its channels permuted and rescaled (the same
+#    function; `lucid_ifv.symmetry`);
+#  - two independently trained copies (mnist_small, mnist_small_seed1), both directions, beside
+#    activation-correlation matching on the held-out images (--baseline).
+#   bash experiments/compare_networks.sh [runs-folder] [run names...]
+# Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
+set -euo pipefail
+RUNS=${1:-runs/compare}
+shift || true
+IFV=${IFV:-lucid-ifv}
+
+# name model layer how
+ALL="
+mnist_small_conv2 mnist_small conv2 --permuted=0
+photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0
+mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1
+mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small
+inception_small_mixed3b inception_small mixed3b --permuted=0 every-third
+"
+# inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
+echo "$ALL" | while read -r name model layer how subset; do
+  [ -n "$name" ] || continue
+  if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
+  extra=()
+  [[ "$how" == --model-b=* ]] && extra=(--baseline)
+  [ "${subset:-}" = every-third ] && extra+=(--features $(seq 0 3 191))
+  $IFV compare --model "$model" --layer "$layer" "$how" "${extra[@]}" --out "$RUNS/$name" </dev/null
+done

@@ -1,0 +1,231 @@
+"""Compare two networks feature by feature: visualize in A, invert in B.
+
+For each feature ``j`` of A's layer (a one-hot channel objective), render a feature
+visualization in A and invert it in B's layer with Grad-IFV. The predicted objective
+``t*_j`` (``[k_b]``) says which of B's features that image is a stationary point for;
+``|t*_j| / ||t*_j||`` is row ``j`` of the **matching matrix** (``[k_a, k_b]``, entries in
+[0, 1], a row's squares sum to 1) and its largest entry B's **best match** for ``j``. Each
+row carries the inversion's verdict in B (`ifv.VerdictRule`), the verdict of the same image
+inverted in A (not 'identified': the visualization itself is unsound, e.g. it never activated
+its channel, so no answer about it should be trusted) and, optionally, the SSIM between
+the image and its re-optimization in B towards ``t*_j`` (close to 1: B holds the image
+where it is, a second confidence signal).
+
+Rendering and inversion use an `ExperimentConfig` (parametrization, prior, smooth
+surrogate, steps, convergence), the same for both networks; in smooth mode both are
+rendered and inverted on their surrogates (`lucid_ifv.smooth`). The ground truth for the
+method is `lucid_ifv.symmetry.permute_channels` (B = A with permuted, rescaled channels).
+
+Runs are resumable: with ``out_dir``, every finished batch is written atomically to
+``<out_dir>/batch_NNNN.npz`` and reused on the next call with the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lucid_ifv import experiment, ifv
+from lucid_ifv import objectives as obj
+
+
+@dataclasses.dataclass
+class Comparison:
+    """A's features (rows) against B's (columns)."""
+
+    layer_a: str
+    layer_b: str
+    features: np.ndarray  # [n] A's features that were rendered
+    matrix: np.ndarray  # [n, k_b] |cosine| of t*_j with each of B's features
+    predicted: np.ndarray  # [n, k_b] the predicted objectives in B (unit, signed)
+    verdicts: list  # [n] the inversion verdicts in B
+    ssim: np.ndarray | None = None  # [n] SSIM(image, its re-optimization in B), if asked
+    render_residual: np.ndarray | None = None  # [n] A's realizations' stationarity residuals
+    images: np.ndarray | None = None  # [n, H, W, C] A's visualizations
+    verdicts_a: list | None = None  # [n] the same images inverted in A: is the visualization itself sound?
+
+    @property
+    def best_match(self) -> np.ndarray:
+        """``[n]``: index of B's feature that best matches each of A's."""
+        return np.argmax(self.matrix, axis=1)
+
+    @property
+    def best_score(self) -> np.ndarray:
+        """``[n]``: the best match's |cosine| (1: the image is a stationary point for that
+        single feature of B; 1/sqrt(k_b): spread evenly)."""
+        return self.matrix.max(axis=1)
+
+    @property
+    def identified(self) -> np.ndarray:
+        """``[n]`` bool: the inversion in B was 'identified' (a stationary point, unique)."""
+        return np.array([v == "identified" for v in self.verdicts])
+
+    def represented(self, min_score: float = 0.9) -> float:
+        """How much of A's layer B represents: the fraction of A's features whose
+        visualization B inverts as 'identified' with a best match of |cosine| >= min_score
+        (one B feature explains it)."""
+        return float(np.mean(self.identified & (self.best_score >= min_score)))
+
+    def accuracy(self, matching, only_identified: bool = False) -> float:
+        """Fraction of A's features whose best match is ``matching[feature]`` (ground truth);
+        ``only_identified``: among the rows whose verdict in B is 'identified' (NaN if none)."""
+        right = self.best_match == np.asarray(matching)[self.features]
+        if only_identified:
+            return float(np.mean(right[self.identified])) if self.identified.any() else float("nan")
+        return float(np.mean(right))
+
+    def to_dict(self) -> dict:
+        return {"layer_a": self.layer_a, "layer_b": self.layer_b, "features": self.features.tolist(),
+                "best_match": self.best_match.tolist(), "best_score": self.best_score.tolist(),
+                "verdicts": list(self.verdicts), "verdicts_a": self.verdicts_a, "represented": self.represented(),
+                "ssim": None if self.ssim is None else self.ssim.tolist()}
+
+
+def _check_features(features, k: int) -> np.ndarray:
+    features = np.arange(k) if features is None else np.asarray(features)
+    if features.ndim != 1 or not np.issubdtype(features.dtype, np.integer) or len(features) == 0:
+        raise ValueError(f"features must be a non-empty list of channel indices, got {features!r}")
+    bad = features[(features < 0) | (features >= k)]
+    if len(bad):
+        raise ValueError(f"features {bad.tolist()} out of range for a layer with {k} channels")
+    return features
+
+
+def _save_atomic(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
+    """Render ``features`` of A (one-hot targets) and invert them in B; dict of arrays."""
+    targets = np.eye(k_a)[features]
+    param = experiment._param(setup_a.model, config_a, len(features), seed)
+    rendered = experiment.realize(setup_a, config_a, targets, param, seed)
+    prior = obj.params_L2() if setup_a.prior_weight else None
+
+    def invert_in(setup, config):
+        return ifv.invert(setup.model, config.layer, rendered.params, param=param, cossim_pow=config.cossim_pow,
+                          aggregation=setup.aggregation, prior=prior, method=experiment.default_solve(config_a))
+
+    result = invert_in(setup_b, config_b)
+    predicted = result.target / np.linalg.norm(result.target, axis=1, keepdims=True)
+    out = {"features": features, "predicted": predicted, "images": rendered.final,
+           "verdicts": np.array([str(v) for v in result.verdicts()]),
+           "verdicts_a": np.array([str(v) for v in invert_in(setup_a, config_a).verdicts()]),
+           "render_residual": (np.full(len(features), np.nan) if rendered.residual is None
+                               else np.asarray(rendered.residual, float))}
+    if reoptimize_steps:
+        config = dataclasses.replace(config_b, reoptimize_steps=reoptimize_steps)
+        out["ssim"] = experiment._reoptimize_ssim(setup_b, config, param, rendered.params,
+                                                  {"predicted": predicted})["predicted"]
+    return out
+
+
+def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.ExperimentConfig | None = None,
+            features=None, reoptimize_steps: int = 0, out_dir=None, progress: bool = True) -> Comparison:
+    """Visualize each of ``features`` of A's ``layer_a`` and invert it in B's ``layer_b``.
+
+    Args:
+      model_a, model_b: the two networks (plain; smooth mode in ``config`` smooths both).
+        Their input shapes must agree (the image is shared).
+      layer_a, layer_b: the layers compared (``k_a``, ``k_b`` channels).
+      config: rendering and inversion settings (`ExperimentConfig`; its ``layer``,
+        ``n_hoyer``, ``n_canonical`` are ignored); default: smooth surrogates, pixel
+        parametrization, relative prior 1e-4, 200 warm-up Adam steps without the prior
+        (`experiment.realize`), 400 with it, then L-BFGS to 1e-3.
+      features: A's channels to render (default all ``k_a``).
+      reoptimize_steps: > 0 adds the re-optimization SSIM in B (that many Adam steps).
+      out_dir: folder for resumable per-batch results (None: keep nothing).
+    Returns:
+      `Comparison` with ``matrix`` ``[n, k_b]`` and ``best_match`` ``[n]``.
+    """
+    config = config or default_config()
+    config_a = dataclasses.replace(config, layer=layer_a)
+    config_b = dataclasses.replace(config, layer=layer_b, features=None)
+    if tuple(model_a.image_shape) != tuple(model_b.image_shape):
+        raise ValueError(f"the networks take different inputs: {model_a.name!r} {tuple(model_a.image_shape)}, "
+                         f"{model_b.name!r} {tuple(model_b.image_shape)}; compare needs one image shape")
+    k_a = model_a.layer(layer_a).depth
+    model_b.layer(layer_b)
+    features = _check_features(features, k_a)
+    if reoptimize_steps < 0:
+        raise ValueError(f"reoptimize_steps must be >= 0, got {reoptimize_steps}")
+    config_a = dataclasses.replace(config_a, features=None)
+    setup_a, setup_b = experiment.prepare(model_a, config_a), experiment.prepare(model_b, config_b)
+    settings = {"a": [model_a.name, layer_a], "b": [model_b.name, layer_b], "features": features.tolist(),
+                "reoptimize_steps": reoptimize_steps, "config": dataclasses.asdict(config_a)}
+    out = _prepare_out_dir(out_dir, settings)
+    starts = range(0, len(features), config.batch_size)
+    parts = []
+    for start in tqdm(starts, desc=f"{layer_a} -> {layer_b}", disable=not progress):
+        path = out / f"batch_{start:04d}.npz" if out else None
+        if path is not None and path.exists():
+            with np.load(path) as saved:
+                parts.append({key: saved[key] for key in saved.files})
+            continue
+        batch = _compare_batch(setup_a, config_a, setup_b, config_b, features[start:start + config.batch_size],
+                               k_a, config.seed + start, reoptimize_steps)
+        if path is not None:
+            _save_atomic(path, **batch)
+        parts.append(batch)
+    joined = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return Comparison(layer_a, layer_b, joined["features"], np.abs(joined["predicted"]), joined["predicted"],
+                      [str(v) for v in joined["verdicts"]], joined.get("ssim"), joined["render_residual"],
+                      joined.get("images"), None if "verdicts_a" not in joined else [str(v) for v in joined["verdicts_a"]])
+
+
+def default_config(**overrides) -> experiment.ExperimentConfig:
+    """The comparison's default settings (see `compare`)."""
+    settings = dict(layer="", fft=False, decorrelate=False, prior_weight=1e-4, prior_relative=True, smooth=True,
+                    warmup_steps=200, adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
+    settings.update(overrides)
+    return experiment.ExperimentConfig(**settings)
+
+
+def _prepare_out_dir(out_dir, settings: dict) -> Path | None:
+    if out_dir is None:
+        return None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "settings.json"
+    text = json.dumps(settings, indent=1, sort_keys=True)
+    if path.exists() and path.read_text() != text:
+        raise ValueError(f"{out} holds a comparison with other settings; use another folder")
+    path.write_text(text)
+    return out
+
+
+def activation_correlation(model_a, layer_a: str, model_b, layer_b: str, images, batch_size: int = 250) -> np.ndarray:
+    """The usual baseline: |Pearson correlation| of A's and B's channels on natural images.
+
+    Activations are compared position by position when both layers have the same spatial
+    size (the same receptive fields), else by their spatial means per image.
+
+    Args:
+      images: ``[N, H, W, C]`` in [0, 1] (e.g. `modelzoo.shipped.heldout`).
+    Returns:
+      ``[k_a, k_b]`` in [0, 1]; a channel that never varies correlates 0 with everything.
+    """
+    images = np.asarray(images, np.float32)
+    acts_a, acts_b = [], []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        acts_a.append(model_a(chunk, [layer_a])[layer_a].numpy())
+        acts_b.append(model_b(chunk, [layer_b])[layer_b].numpy())
+    a, b = np.concatenate(acts_a), np.concatenate(acts_b)
+    if a.shape[1:-1] != b.shape[1:-1]:
+        a, b = a.reshape(len(a), -1, a.shape[-1]).mean(axis=1), b.reshape(len(b), -1, b.shape[-1]).mean(axis=1)
+    a, b = a.reshape(-1, a.shape[-1]).astype(np.float64), b.reshape(-1, b.shape[-1]).astype(np.float64)
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    norms = np.linalg.norm(a, axis=0)[:, None] * np.linalg.norm(b, axis=0)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.abs(a.T @ b) / norms
+    return np.nan_to_num(corr, nan=0.0)

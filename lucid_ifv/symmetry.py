@@ -1,0 +1,323 @@
+"""Weight-space symmetries: the same network with a layer's channels permuted and rescaled.
+
+For a layer whose channels come out of ReLU (or linear) units, permuting the units and
+scaling each by ``s > 0`` (``relu(s z) = s relu(z)``), then undoing both in the layers that
+read it, changes the weights but not the function. `permute_channels` builds that network
+(B) from A:
+
+    B[layer][..., c] = scales[c] * A[layer][..., perm[c]]      (c = 0..k-1)
+
+so A's feature ``perm[c]`` is B's feature ``c``: ``matching = argsort(perm)`` maps A's
+features to B's (`inverse_permutation`). It is the ground truth of `lucid_ifv.compare`.
+
+Supported (each rewrite is checked numerically: B's outputs must equal A's):
+  - frozen graphs (`modelzoo.graph.GraphModel`): the layer is a Relu / BiasAdd of a
+    Conv2D or MatMul, or a ConcatV2 of such branches (Inception modules: channels are
+    permuted within each branch, the network's true symmetry); readers are found by
+    following channel-wise ops (Relu, MaxPool, AvgPool, Mean, Identity) to Conv2D and
+    MatMul (also after a flattening Reshape) weights;
+  - Keras models (`KerasModel`): the layer is a Conv2D or Dense with a ReLU or linear
+    activation; readers are BatchNormalization (which absorbs the scales), channel-wise
+    layers (pooling, Dropout, ReLU, Activation), Flatten, and Conv2D / Dense weights.
+Anything else raises a ValueError naming the op or layer.
+
+A smooth surrogate of B is *not* a permuted surrogate of A: ``softplus(beta s z) / beta``
+is ``s softplus(beta' z) / beta'`` with ``beta' = s beta``, so each rescaled unit gets its own
+smoothness. `lucid_ifv.compare` measures with this in place (docs/compare.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from lucid_ifv.model import KerasModel, Model
+
+SCALE_RANGE = (0.5, 2.0)  # default log-uniform range of the positive rescaling factors
+_PASS_THROUGH_OPS = {"Identity", "Relu", "Relu6", "MaxPool", "MaxPoolV2", "AvgPool", "Mean"}
+_PASS_THROUGH_LAYERS = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+                        "Dropout", "ReLU", "Activation", "SpatialDropout2D")
+
+
+@dataclasses.dataclass
+class PermutedModel:
+    """`model` (B) with ``B[layer][..., c] = scales[c] * A[layer][..., perm[c]]``."""
+
+    model: Model
+    layer: str
+    perm: np.ndarray  # [k] int
+    scales: np.ndarray  # [k] float > 0
+
+    @property
+    def matching(self) -> np.ndarray:
+        """``[k]``: the index in B of each of A's features (A's j is B's ``matching[j]``)."""
+        return inverse_permutation(self.perm)
+
+
+def inverse_permutation(perm) -> np.ndarray:
+    perm = np.asarray(perm)
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    return inverse
+
+
+def random_symmetry(blocks, seed: int = 0, scale_range=SCALE_RANGE):
+    """A random permutation within each block and log-uniform scales.
+
+    Args:
+      blocks: channel counts of consecutive blocks (``[k]`` for one block).
+    Returns:
+      (perm ``[sum(blocks)]``, scales ``[sum(blocks)]``).
+    """
+    rng = np.random.default_rng(seed)
+    perm, start = [], 0
+    for size in blocks:
+        perm.append(start + rng.permutation(size))
+        start += size
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range}")
+    scales = np.exp(rng.uniform(np.log(lo), np.log(hi), start))
+    return np.concatenate(perm), scales
+
+
+# -- frozen graphs ------------------------------------------------------------------------------
+
+
+def _name(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _const_behind(nodes: dict, tensor: str, what: str):
+    """The Const node a weight input reads through Identity / Reshape / Squeeze."""
+    node = nodes[_name(tensor)]
+    while node.op in ("Identity", "Reshape", "Squeeze", "ReadVariableOp"):
+        node = nodes[_name(node.input[0])]
+    if node.op != "Const":
+        raise ValueError(f"cannot permute: the {what} of the layer's unit is computed by a {node.op} node "
+                         f"({node.name!r}), not stored as a constant")
+    return node
+
+
+def _set_const(node, value: np.ndarray) -> None:
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.astype(tf.dtypes.as_dtype(
+        node.attr["dtype"].type).as_numpy_dtype)))
+
+
+def _const_value(node) -> np.ndarray:
+    return tf.make_ndarray(node.attr["value"].tensor)
+
+
+def _layer_branches(nodes: dict, layer_node) -> tuple:
+    """(the node carrying the layer's channels, its branches as (weight node, bias node, k))."""
+    node = layer_node
+    while node.op == "Identity":
+        node = nodes[_name(node.input[0])]
+    heads = [node]
+    if node.op == "ConcatV2":
+        heads = [nodes[_name(i)] for i in node.input[:-1] if not i.startswith("^")]
+    branches = []
+    for head in heads:
+        unit = head
+        if unit.op in ("Relu", "Relu6"):
+            if unit.op == "Relu6":
+                raise ValueError(f"cannot rescale the ReLU6 units of {head.name!r}: ReLU6 is not positively homogeneous")
+            unit = nodes[_name(unit.input[0])]
+        if unit.op != "BiasAdd":
+            raise ValueError(f"cannot permute the channels of {head.name!r}: expected Relu(BiasAdd(Conv2D | MatMul)), "
+                             f"found a {unit.op} node")
+        linear = nodes[_name(unit.input[0])]
+        if linear.op not in ("Conv2D", "MatMul"):
+            raise ValueError(f"cannot permute the channels of {head.name!r}: its BiasAdd reads a {linear.op} node")
+        weights = _const_behind(nodes, linear.input[1], "weights")
+        bias = _const_behind(nodes, unit.input[1], "bias")
+        branches.append((weights, bias, int(_const_value(bias).shape[-1])))
+    return node, branches
+
+
+def _consumers(graph_def) -> dict:
+    out = {}
+    for node in graph_def.node:
+        for i in node.input:
+            if not i.startswith("^"):
+                out.setdefault(_name(i), []).append(node)
+    return out
+
+
+def _compensate_readers(graph_def, start, perm, scales, nodes) -> None:
+    """Undo the permutation and scales in every weight that reads ``start``'s channels."""
+    consumers = _consumers(graph_def)
+    todo, seen = [(start, False)], set()
+    while todo:
+        node, flattened = todo.pop()
+        for reader in consumers.get(node.name, []):
+            if reader.name in seen:
+                continue
+            seen.add(reader.name)
+            if reader.op in _PASS_THROUGH_OPS:
+                todo.append((reader, flattened))
+            elif reader.op == "Reshape":
+                todo.append((reader, True))
+            elif reader.op in ("Conv2D", "MatMul") and _name(reader.input[0]) == node.name:
+                weights = _const_behind(nodes, reader.input[1], "reader's weights")
+                w = _const_value(weights)
+                k = len(perm)
+                if reader.op == "Conv2D":
+                    w = w[:, :, perm, :] / scales[None, None, :, None]
+                else:  # rows are (position, channel) with channels fastest after a flatten
+                    rows = w.reshape(-1, k, w.shape[-1]) if flattened else w[None]
+                    w = (rows[:, perm, :] / scales[None, :, None]).reshape(w.shape)
+                _set_const(weights, w)
+            elif reader.op == "Shape" or (reader.op in ("ConcatV2", "Softmax") and not consumers.get(reader.name)):
+                continue  # a shape read or an output tap (e.g. the `<layer>_pre_relu` alias)
+            else:
+                raise ValueError(f"cannot undo the permutation in node {reader.name!r} ({reader.op}) that reads "
+                                 f"{node.name!r}; supported readers: {sorted(_PASS_THROUGH_OPS)}, Reshape, "
+                                 f"Conv2D, MatMul")
+
+
+def _graph_blocks(model, layer: str) -> list:
+    graph_def = model.graph_def
+    nodes = {n.name: n for n in graph_def.node}
+    if layer not in nodes:
+        raise ValueError(f"layer {layer!r} is not a node of graph {model.name!r}")
+    return [k for _, _, k in _layer_branches(nodes, nodes[layer])[1]]
+
+
+def _permute_graph(model, layer: str, perm, scales):
+    from modelzoo.graph import GraphModel
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.CopyFrom(model.graph_def)
+    nodes = {n.name: n for n in graph_def.node}
+    head, branches = _layer_branches(nodes, nodes[layer])
+    start = 0
+    for weights, bias, k in branches:
+        local = perm[start:start + k] - start
+        if local.min() < 0 or local.max() >= k:
+            raise ValueError(f"the permutation must stay within each of {layer!r}'s branches {[b[2] for b in branches]}")
+        s = scales[start:start + k]
+        w, b = _const_value(weights), _const_value(bias)
+        _set_const(weights, w[..., local] * s)
+        _set_const(bias, b[..., local] * s)
+        start += k
+    _compensate_readers(graph_def, head, perm, scales, nodes)
+    metadata = dataclasses.replace(model.metadata, name=f"{model.name}~permuted")
+    return GraphModel(graph_def, metadata, source=model.source)
+
+
+# -- Keras ----------------------------------------------------------------------------------------
+
+
+def _keras_readers(keras_model, layer):
+    """Layers that read ``layer``'s output (one level)."""
+    out = []
+    for node in layer._outbound_nodes:
+        reader = node.operation
+        if reader is not keras_model and reader not in out:
+            out.append(reader)
+    return out
+
+
+def _permute_keras(model: KerasModel, layer_name: str, perm, scales):
+    keras_model = tf.keras.models.clone_model(model.keras_model)
+    keras_model.set_weights(model.keras_model.get_weights())
+    layer = keras_model.get_layer(layer_name)
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if not isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)) or activation not in ("relu", "linear"):
+        raise ValueError(f"cannot permute layer {layer_name!r} ({type(layer).__name__}, activation {activation}): "
+                         f"expected a Conv2D or Dense with a ReLU or linear activation")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel[..., perm] * scales, bias[perm] * scales])
+    k = len(perm)
+    todo, scaled = [(layer, scales, False)], None
+    while todo:
+        source, current_scales, flattened = todo.pop()
+        for reader in _keras_readers(keras_model, source):
+            kind = type(reader).__name__
+            if kind in _PASS_THROUGH_LAYERS:
+                todo.append((reader, current_scales, flattened))
+            elif kind == "Flatten":
+                todo.append((reader, current_scales, True))
+            elif kind == "BatchNormalization":
+                gamma, beta, mean, var = reader.get_weights()
+                reader.set_weights([gamma[perm] / current_scales, beta[perm], mean[perm] * current_scales, var[perm]])
+                todo.append((reader, np.ones(k), flattened))
+            elif kind in ("Conv2D", "Dense"):
+                w, *rest = reader.get_weights()
+                if kind == "Conv2D":
+                    w = w[:, :, perm, :] / current_scales[None, None, :, None]
+                else:
+                    rows = w.reshape(-1, k, w.shape[-1]) if flattened else w[None]
+                    w = (rows[:, perm, :] / current_scales[None, :, None]).reshape(w.shape)
+                reader.set_weights([w, *rest])
+            elif kind == "Softmax" and not _keras_readers(keras_model, reader):
+                continue
+            else:
+                raise ValueError(f"cannot undo the permutation in layer {reader.name!r} ({kind}) that reads "
+                                 f"{source.name!r}")
+    return KerasModel(keras_model, image_value_range=model.image_value_range, name=f"{model.name}~permuted",
+                      layers=model.layer_names)
+
+
+# -- the entry point ----------------------------------------------------------------------------
+
+
+def _output_layer(model: Model) -> str:
+    names = model.layer_names
+    for name in ("logits", "softmax"):
+        if name in names:
+            return name
+    return names[-1]
+
+
+def check_same_function(a: Model, b: Model, layer: str | None = None, n: int = 8, seed: int = 0,
+                        rtol: float = 1e-3) -> float:
+    """Largest difference between A's and B's outputs (``layer``, default the logits) on
+    random images, relative to the outputs' scale; ValueError above ``rtol``."""
+    layer = layer or _output_layer(a)
+    images = tf.constant(np.random.default_rng(seed).uniform(size=(n, *a.image_shape)), tf.float32)
+    out_a, out_b = a(images, [layer])[layer].numpy(), b(images, [layer])[layer].numpy()
+    error = float(np.abs(out_a - out_b).max() / max(np.abs(out_a).max(), 1e-12))
+    if not error <= rtol:
+        raise ValueError(f"the permuted network computes a different function: {layer!r} differs by {error:.2e} "
+                         f"(relative; at most {rtol} expected)")
+    return error
+
+
+def permute_channels(model: Model, layer: str, perm=None, scales=None, seed: int = 0,
+                     scale_range=SCALE_RANGE) -> PermutedModel:
+    """B: ``model`` with ``layer``'s channels permuted and rescaled, the same function.
+
+    Args:
+      model: a `KerasModel` or `modelzoo.graph.GraphModel` (a `LucidModel`'s graph is used).
+      layer: the layer to permute (a declared layer name).
+      perm, scales: ``[k]``; default a random permutation within each branch (see
+        `random_symmetry`) and log-uniform scales in ``scale_range``, from ``seed``.
+    Returns:
+      `PermutedModel` (``.model`` is B; ``.matching`` maps A's features to B's).
+    """
+    from modelzoo.graph import GraphModel
+    from modelzoo.vision import LucidModel
+
+    if isinstance(model, LucidModel):
+        model = model.graph_model
+    k = model.layer(layer).depth
+    if isinstance(model, GraphModel):
+        blocks, permute = _graph_blocks(model, layer), _permute_graph
+    elif isinstance(model, KerasModel):
+        blocks, permute = [k], _permute_keras
+    else:
+        raise TypeError(f"permute_channels needs a KerasModel or GraphModel, got {type(model).__name__}")
+    if perm is None or scales is None:
+        random_perm, random_scales = random_symmetry(blocks, seed, scale_range)
+        perm = random_perm if perm is None else perm
+        scales = random_scales if scales is None else scales
+    perm, scales = np.asarray(perm, int), np.asarray(scales, np.float64)
+    if sorted(perm.tolist()) != list(range(k)) or scales.shape != (k,) or not (scales > 0).all():
+        raise ValueError(f"perm must be a permutation of range({k}) and scales {k} positive numbers")
+    permuted = permute(model, layer, perm, scales)
+    check_same_function(model, permuted)
+    return PermutedModel(permuted, layer, perm, scales)

@@ -1,0 +1,140 @@
+"""Network comparison (`lucid_ifv.compare`) and its ground truth (`lucid_ifv.symmetry`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lucid_ifv import compare as compare_module
+from lucid_ifv.compare import compare, default_config
+from lucid_ifv.model import KerasModel
+from lucid_ifv.symmetry import inverse_permutation, permute_channels, random_symmetry
+from modelzoo.shipped import load_shipped
+
+FAST = dict(adam_steps=120, max_lbfgs_steps=150, batch_size=4)
+
+
+def _images(model, n=3, seed=0):
+    return tf.constant(np.random.default_rng(seed).uniform(size=(n, *model.image_shape)), tf.float32)
+
+
+@pytest.mark.parametrize("name, layer, extra", [("mnist_small", "conv2", []),
+                                                 ("inception_small", "mixed3b", ["mixed3b_pre_relu"]),
+                                                 ("photos_cnn", "conv2d_3", [])])
+def test_permuted_network_has_the_same_function_and_permuted_channels(name, layer, extra):
+    a = load_shipped(name)
+    b = permute_channels(a, layer, seed=3)
+    images = _images(a)
+    logits = "logits"
+    out_a = a(images, [layer, logits])
+    out_b = b.model(images, [layer, logits])
+    np.testing.assert_allclose(out_b[logits], out_a[logits], rtol=1e-4, atol=1e-4 * np.abs(out_a[logits]).max())
+    expected = out_a[layer].numpy()[..., b.perm] * b.scales
+    np.testing.assert_allclose(out_b[layer], expected, atol=1e-5 * np.abs(expected).max())
+    assert not np.allclose(out_b[layer], out_a[layer])  # the layer did change
+    assert (b.perm != np.arange(len(b.perm))).mean() > 0.5 and b.scales.min() < 0.9 < 1.1 < b.scales.max()
+    for alias in extra:  # the pre-ReLU alias is permuted and scaled the same way
+        got = b.model.layer(alias) and b.model(images, [alias])[alias].numpy()
+        want = a(images, [alias])[alias].numpy()[..., b.perm] * b.scales
+        np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_inception_permutation_stays_within_branches():
+    a = load_shipped("inception_small")
+    perm = permute_channels(a, "mixed3a", seed=0).perm
+    from modelzoo.architectures import INCEPTION_SMALL_MIXED
+
+    n1, _, n3, _, n5, npool = INCEPTION_SMALL_MIXED["mixed3a"]
+    start = 0
+    for width in (n1, n3, n5, npool):  # mixed3a's branches (1x1, 3x3, 5x5, pool projection)
+        assert sorted(perm[start:start + width]) == list(range(start, start + width))
+        start += width
+    assert start == len(perm)
+    with pytest.raises(ValueError, match="within each"):
+        permute_channels(a, "mixed3a", perm=np.roll(np.arange(128), 1), scales=np.ones(128))
+
+
+def test_matching_inverts_the_permutation():
+    perm, scales = random_symmetry([5, 3], seed=1)
+    assert sorted(perm[:5]) == list(range(5)) and sorted(perm[5:]) == [5, 6, 7]
+    matching = inverse_permutation(perm)
+    assert (perm[matching] == np.arange(8)).all() and (scales > 0).all()
+
+
+def test_permute_refuses_what_it_cannot_undo():
+    with pytest.raises(ValueError, match="Softmax"):
+        permute_channels(load_shipped("densenet_small"), "logits")
+    inp = tf.keras.Input((8, 8, 1))
+    x = tf.keras.layers.Conv2D(4, 3, activation="tanh", name="conv")(inp)
+    model = KerasModel(tf.keras.Model(inp, tf.keras.layers.Dense(2, name="logits")(tf.keras.layers.Flatten()(x))))
+    with pytest.raises(ValueError, match="tanh"):
+        permute_channels(model, "conv")
+    with pytest.raises(ValueError, match="permutation of range"):
+        permute_channels(load_shipped("mnist_small"), "conv2", perm=[0, 0] + list(range(2, 32)), scales=np.ones(32))
+
+
+@pytest.fixture(scope="module")
+def mnist_comparison(tmp_path_factory):
+    """mnist_small conv2 against a permuted copy: 4 channels, short renders."""
+    a = load_shipped("mnist_small")
+    b = permute_channels(a, "conv2", seed=1)
+    out = tmp_path_factory.mktemp("compare")
+    result = compare(a, "conv2", b.model, "conv2", default_config(**FAST), features=[0, 5, 17, 30], out_dir=out,
+                     progress=False)
+    return a, b, result, out
+
+
+def test_compare_recovers_a_permutation(mnist_comparison):
+    a, b, result, _ = mnist_comparison
+    assert result.matrix.shape == (4, 32)
+    np.testing.assert_allclose(np.sum(result.matrix ** 2, axis=1), 1.0, rtol=1e-6)
+    assert result.accuracy(b.matching) == 1.0
+    assert (result.best_match == b.matching[[0, 5, 17, 30]]).all()
+    # one B feature explains each image: the best match dominates the rest of its row
+    assert np.median(result.best_score) > 0.9
+    assert result.represented(min_score=0.0) == result.identified.mean()
+
+
+def test_compare_resumes_from_its_folder_and_refuses_other_settings(mnist_comparison, monkeypatch):
+    a, b, result, out = mnist_comparison
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished batch was recomputed")
+
+    monkeypatch.setattr(compare_module, "_compare_batch", fail)
+    again = compare(a, "conv2", b.model, "conv2", default_config(**FAST), features=[0, 5, 17, 30], out_dir=out,
+                    progress=False)
+    np.testing.assert_array_equal(again.matrix, result.matrix)
+    assert again.verdicts == result.verdicts
+    with pytest.raises(ValueError, match="other settings"):
+        compare(a, "conv2", b.model, "conv2", default_config(**FAST), features=[1], out_dir=out, progress=False)
+
+
+def test_compare_rejects_bad_inputs():
+    a = load_shipped("mnist_small")
+    with pytest.raises(ValueError, match=r"features \[32\] out of range"):
+        compare(a, "conv2", a, "conv2", features=[32])
+    with pytest.raises(ValueError, match="different inputs"):
+        compare(a, "conv2", load_shipped("photos_cnn"), "conv2d_3")
+    with pytest.raises(KeyError, match="nope"):
+        compare(a, "conv2", a, "nope")
+
+
+def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
+    from lucid_ifv.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--model", "mnist_small", "--permuted", "2", "--features", "3", "9", "--adam", "100",
+                 "--max-lbfgs", "100", "--out", str(out)]) == 0
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["permutation_accuracy"] == 1.0 and len(report["best_match"]) == 2
+    assert np.load(out / "matrix.npy").shape == (2, 32)
+    from skimage import io
+
+    figure = io.imread(out / "matching.png")[..., :3].astype(float)
+    assert figure.std() > 20  # a heatmap, not a blank canvas
+    with pytest.raises(SystemExit, match="give --model-b"):
+        main(["compare", "--model", "mnist_small", "--out", str(out)])

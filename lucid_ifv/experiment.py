@@ -257,8 +257,11 @@ def _invert_8bit(setup, config, param, images, method):
                       aggregation=setup.aggregation, features=config.features, prior=prior, method=method)
 
 
-def _angle_or_none(a, b):
-    return float(metrics.angle_deg(a, b)) if np.linalg.norm(b) > 0 and np.all(np.isfinite(a)) else None
+def _angle_or_none(a, b, cossim_pow):
+    """`metrics.objective_angle_deg` (modulo sign for odd p), None for a zero ``b`` or a NaN ``a``."""
+    if np.linalg.norm(b) > 0 and np.all(np.isfinite(a)):
+        return float(metrics.objective_angle_deg(a, b, cossim_pow))
+    return None
 
 
 def solves_for(config) -> list:
@@ -271,16 +274,16 @@ def default_solve(config) -> str:
     return ifv.DEFAULT_METHOD_WITH_PRIOR if config.prior_weight else "paper"
 
 
-def _solve_records(result, targets, expected_weight, rule=None) -> list:
-    """Per-sample angle (overall and on live features), verdict (by ``rule``, default the
-    library's) and diagnostics of one solve."""
+def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> list:
+    """Per-sample angle (overall and on live features; modulo sign for odd ``cossim_pow``),
+    verdict (by ``rule``, default the library's) and diagnostics of one solve."""
     verdicts = result.verdicts(rule)
     alive_targets = targets * ~result.dead_features  # what a realization can still tell about t
     rows = []
     for i in range(len(targets)):
         row = {
-            "angle": _angle_or_none(result.target[i], targets[i]),
-            "angle_alive": _angle_or_none(result.target[i], alive_targets[i]),
+            "angle": _angle_or_none(result.target[i], targets[i], cossim_pow),
+            "angle_alive": _angle_or_none(result.target[i], alive_targets[i], cossim_pow),
             "verdict": str(verdicts[i]), "residual": float(result.residual[i]), "gap": float(result.gap[i]),
             "null_dim": None if result.null_dim is None else int(result.null_dim[i]),
             "dead": int(result.dead_features[i].sum()),
@@ -327,14 +330,15 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
                                 {"predicted": results[default].target,
                                  "response": f / np.linalg.norm(f, axis=1, keepdims=True),
                                  "target": targets, "random": random})
-    per_solve = {method: _solve_records(result, targets, setup.prior_weight) for method, result in results.items()}
+    per_solve = {method: _solve_records(result, targets, setup.prior_weight, config.cossim_pow)
+                 for method, result in results.items()}
     saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
     records = []
     for i in range(len(targets)):
         rec = {
             "solve": default, "prior_weight_abs": setup.prior_weight,
-            "angle_response": float(metrics.angle_deg(f[i], targets[i])),
-            "angle_random": float(metrics.angle_deg(random[i], targets[i])),
+            "angle_response": float(metrics.objective_angle_deg(f[i], targets[i], config.cossim_pow)),
+            "angle_random": float(metrics.objective_angle_deg(random[i], targets[i], config.cossim_pow)),
             "saturated_fraction": float(saturated[i].mean()),
             "unsaturated_pixels": int((~saturated[i]).sum()),
             "render_residual": None if rendered.residual is None else float(rendered.residual[i]),
@@ -348,8 +352,9 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
             rec[f"predicted_{method}"] = results[method].target[i].tolist()
         rec["dead_features"] = rec[f"dead_{default}"]
         if from_8bit is not None:
-            rec["angle_8bit"] = _angle_or_none(from_8bit.target[i], targets[i])
-            rec["angle_alive_8bit"] = _angle_or_none(from_8bit.target[i], targets[i] * ~from_8bit.dead_features[i])
+            rec["angle_8bit"] = _angle_or_none(from_8bit.target[i], targets[i], config.cossim_pow)
+            rec["angle_alive_8bit"] = _angle_or_none(from_8bit.target[i], targets[i] * ~from_8bit.dead_features[i],
+                                                     config.cossim_pow)
             rec["verdict_8bit"] = str(from_8bit.verdicts()[i])
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
@@ -711,8 +716,10 @@ def resolve_records(out_dir, rule=None) -> list:
     for method in solves_for(config):
         result = ifv.solve_gram(f, stats, config.cossim_pow, method=method,
                                 expected_prior_weight=None if method == "paper" else expected)
-        for index, row in zip(indices, _solve_records(result, targets, expected, rule)):
+        for index, row in zip(indices, _solve_records(result, targets, expected, config.cossim_pow, rule)):
             records[int(index)].update({f"{key}_{method}": value for key, value in row.items()})
+    for index, response, target in zip(indices, f, targets):  # older runs measured this one modulo nothing
+        records[int(index)]["angle_response"] = float(metrics.objective_angle_deg(response, target, config.cossim_pow))
     return [records[i] for i in sorted(records)]
 
 

@@ -67,6 +67,21 @@ def angle_deg(a, b):
     return float(ang) if a.ndim == 1 else ang
 
 
+def objective_angle_deg(a, b, cossim_pow=1):
+    """Angle (degrees) between two objectives ``a``, ``b`` (rows or vectors, as `angle_deg`).
+
+    For an odd integer ``p`` the paper's significance ``m(f, t) = <f, t> cos(f, t)^p`` is even in
+    ``t`` (both factors change sign), so ``t`` and ``-t`` are the same objective and the angle
+    is taken modulo sign: ``min(angle, 180 - angle)``, in [0, 90]. Otherwise `angle_deg`.
+    """
+    ang = angle_deg(a, b)
+    p = float(cossim_pow)
+    if p.is_integer() and int(p) % 2 == 1:
+        ang = np.minimum(ang, 180.0 - ang)
+        return float(ang) if np.ndim(ang) == 0 else ang
+    return ang
+
+
 def cosine_similarity(a, b):
     """Cosine of the angle between two vectors (or rows), clipped to [-1, 1].
 

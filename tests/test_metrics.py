@@ -132,3 +132,20 @@ def test_subspace_projection_and_angle():
         angle_in_subspace(a, b, 2 * basis)
     with pytest.raises(ValueError, match=r"expected \[3, d\]"):
         angle_in_subspace(a, b, np.eye(4)[:, :2])
+
+
+def test_objective_angle_is_modulo_sign_exactly_when_the_objective_is_even_in_t():
+    import tensorflow as tf
+
+    from lucid_ifv.metrics import objective_angle_deg
+    from lucid_ifv.objectives import significance
+
+    rng = np.random.default_rng(0)
+    f, t = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
+    for p in (0, 1, 2, 3):
+        same = np.allclose(significance(tf.constant(f), tf.constant(t), p), significance(tf.constant(f), tf.constant(-t), p))
+        assert same == (p % 2 == 1)  # m(f, t) = <f, t> cos^p is even in t for odd p
+        folded = objective_angle_deg(-t, t, p)
+        np.testing.assert_allclose(folded, 0.0 if p % 2 == 1 else 180.0, atol=1e-6)
+    np.testing.assert_allclose(objective_angle_deg(t[0], t[1], 2), angle_deg(t[0], t[1]))
+    assert objective_angle_deg(t[0], t[1], 1) == min(angle_deg(t[0], t[1]), 180 - angle_deg(t[0], t[1]))

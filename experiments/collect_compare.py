@@ -3,8 +3,10 @@
     python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 
 Per run: the networks and layers, the number of A's features, the permutation accuracy
-(ground-truth runs), the best match's |cosine| (median and 10th percentile), the verdict
-counts, and the share of A's layer that B represents (`Comparison.represented`).
+(ground-truth runs; overall and among the rows the verdict calls 'identified'), the best
+match's |cosine| (median and 10th percentile), the verdict counts, the share of A's layer that
+B represents (`Comparison.represented`) and, with `--baseline`, how often the best match by
+activation correlation on held-out images is the same.
 """
 
 from __future__ import annotations
@@ -21,20 +23,24 @@ def row(run: Path) -> str:
     scores = np.asarray(report["best_score"])
     verdicts = report["verdicts"]
     counts = ", ".join(f"{v} {verdicts.count(v)}" for v in sorted(set(verdicts)))
-    accuracy = report.get("permutation_accuracy")
-    truth = "-" if accuracy is None else f"{accuracy:.1%} ({round(accuracy * len(scores))} of {len(scores)})"
+    truth = "-"
     if "ground_truth" in report:
-        wrong = [i for i, (b, t) in enumerate(zip(report["best_match"], report["ground_truth"])) if b != t]
-        wrong_verdicts = [verdicts[i] for i in wrong]
-        truth += f"; wrong ones identified: {wrong_verdicts.count('identified')}"
+        right = np.asarray(report["best_match"]) == np.asarray(report["ground_truth"])
+        identified = np.asarray(verdicts) == "identified"
+        truth = (f"{right.mean():.1%} ({right.sum()} of {len(right)}); among 'identified': "
+                 f"{right[identified].sum()} of {identified.sum()}")
+    baseline = "-"
+    if "agreement" in report:
+        corr = np.asarray(report["baseline_best_corr"])
+        baseline = f"{report['agreement']:.1%} (best r median {np.median(corr):.2f})"
     return (f"| {report['model_a']} `{report['layer_a']}` -> {report['model_b']} `{report['layer_b']}` | "
             f"{len(scores)} | {truth} | {np.median(scores):.3f} (p10 {np.percentile(scores, 10):.3f}) | "
-            f"{counts} | {report['represented']:.2f} |")
+            f"{counts} | {report['represented']:.2f} | {baseline} |")
 
 
 def main(runs) -> str:
     lines = ["| comparison | features | permutation recovered | best-match |cosine| median (p10) | verdicts in B "
-             "| represented |", "|---|---|---|---|---|---|"]
+             "| represented | agrees with activation correlation |", "|---|---|---|---|---|---|---|"]
     lines += [row(Path(r)) for r in runs if (Path(r) / "comparison.json").exists()]
     return "\n".join(lines)
 

@@ -9,7 +9,8 @@ modules, in the order the data flows:
 - `solve`: the Gram statistics and the solves (``method=`` ``"paper"``, ``"prior_aware"``,
   ``"anchored"``, ``"nonneg"``), float64, per-sample dead features;
 - `diagnostics`: residuals, near-null directions, the dead-feature tolerance, verdicts;
-- `invert`: the whole pipeline, spectra for Algorithm 1, angles modulo the trivial space.
+- `invert`: the whole pipeline, spectra for Algorithm 1, angles modulo the trivial space;
+- `robust`: the same for visualizations rendered with random transforms (`invert_robust`).
 
 Everything public (and the private helpers older code used) is re-exported here, so
 ``from lucid_ifv import ifv; ifv.solve_gram(...)`` works.
@@ -36,6 +37,7 @@ from lucid_ifv.ifv.jacobian import (
     prior_gradients,
     resolve_realization,
 )
+from lucid_ifv.ifv.robust import invert_robust, solve_expected, transformed_jacobians
 from lucid_ifv.ifv.solve import (
     DEFAULT_METHOD_WITH_PRIOR,
     METHODS,
@@ -58,5 +60,5 @@ __all__ = [
     "verdicts", "angle_modulo_trivial", "invert", "jacobian_spectra", "clear_cache", "feature_jacobian",
     "prior_gradients", "resolve_realization", "DEFAULT_METHOD_WITH_PRIOR", "METHODS", "PRIOR_METHODS",
     "GramStatistics", "InversionResult", "SampleInversion", "gram_statistics", "resolve_method",
-    "significance_matrix", "solve", "solve_gram",
+    "significance_matrix", "solve", "solve_gram", "invert_robust", "solve_expected", "transformed_jacobians",
 ]

@@ -1,0 +1,114 @@
+"""Transformation-robust inversion: visualizations rendered with random transforms.
+
+Lucid renders with random jitter, scaling and rotation (`transform.standard_transforms`). Such
+a realization ``z`` optimizes the *expected* objective ``E_tau[m(h(tau(g(z))), t)] - lam R(z)``,
+so its stationarity condition is the expectation of the per-transform one:
+
+    E_tau[ s_tau J_tau^T A(f_tau) ] t = lam grad R,      s_tau = cos(f_tau, t)^p,
+
+with ``f_tau``, ``J_tau`` the response and Jacobian (w.r.t. the parameters) seen through the
+transform ``tau``. It is linear in ``t`` once the weights ``s_tau`` are known. We draw
+``n_transforms`` transforms (seeded), compute every ``A(f_tau) J_tau`` and their weighted
+mean ``M``, and hand `solve` the mean response ``f`` and ``J~ = A(f)^-1 M``: its equation
+``J~^T A(f) t = M^T t`` is exactly the expected one, and the rows of ``J~`` are those of the
+mean Jacobian up to the small spread of ``A(f_tau)``, so dead features are found as in the
+plain solve (on the rows of ``A J`` they would not be: ``A`` mixes features). The weights start
+at 1 and are updated from the answer (``iterations`` passes; exact for p = 0, where every
+``s_tau = 1``).
+
+The answer has the usual `InversionResult` fields, diagnostics and verdicts (of the averaged
+equation). The expectation is estimated from ``n_transforms`` draws, so even a perfectly
+optimized realization leaves a residual of order ``1 / sqrt(n_transforms)`` of the spread of
+the per-transform gradients: read "not stationary" verdicts with that in mind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
+from lucid_ifv.ifv.solve import InversionResult, significance_matrix, solve
+from lucid_ifv.param import Param
+
+
+class TransformedParam(Param):
+    """``param`` followed by ``transform`` (which draws from ``rng``): the inputs a transform-
+    robust FV showed the network. Reset ``rng`` to pick a draw (`transformed_jacobians`)."""
+
+    def __init__(self, param: Param, transform, rng: tf.random.Generator, model_shape):
+        super().__init__(param.variables, (param.batch, *model_shape))
+        self.inner, self.transform, self.rng = param, transform, rng
+
+    def forward(self, params):
+        return self.transform(self.inner.forward(params))
+
+    def inverse(self, values):
+        raise NotImplementedError("a transformed parametrization has no inverse; invert through the inner one")
+
+
+def transformed_jacobians(model, layer: str, params, param: Param, transforms, n_transforms: int, seed: int = 0,
+                          aggregation=None, features=None, chunk=None):
+    """Responses and Jacobians through ``n_transforms`` seeded draws of ``transforms``.
+
+    Returns:
+      ``(f, J)``: ``[N, B, k]`` and ``[N, B, k, D]`` float32 (draw ``i`` uses seed ``seed + i``).
+    """
+    from lucid_ifv.render import _resolve_transform
+
+    if not isinstance(n_transforms, (int, np.integer)) or n_transforms < 1:
+        raise ValueError(f"n_transforms must be an integer >= 1, got {n_transforms!r}")
+    rng = tf.random.Generator.from_seed(seed)
+    transform = _resolve_transform(transforms, model, rng)
+    if transform is None:
+        raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
+    wrapped = TransformedParam(param, transform, rng, model.image_shape)
+    responses, jacobians = [], []
+    for i in range(n_transforms):
+        rng.reset_from_seed(seed + i)  # one traced function, a different fixed draw per call
+        f, jac = feature_jacobian(model, layer, params, wrapped, aggregation, features, chunk=chunk)
+        responses.append(f)
+        jacobians.append(jac)
+    return np.stack(responses), np.stack(jacobians)
+
+
+def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: int = 2, **solve_options):
+    """The solve of the expected stationarity equation (module docstring).
+
+    Args:
+      f: ``[N, B, k]``; jac: ``[N, B, k, D]`` (from `transformed_jacobians`).
+      prior_grads: ``[B, n, D]`` or None; solve_options: passed to `solve` (method, dead_tol, ...).
+    Returns:
+      `InversionResult` of the last pass.
+    """
+    f = np.asarray(f, np.float64)
+    k = f.shape[-1]
+    weighted = np.einsum("nbij,nbjd->nbid", significance_matrix(f.reshape(-1, k), cossim_pow).reshape(*f.shape, k),
+                         np.asarray(jac, np.float64))  # A(f_tau) J_tau
+    mean_f = f.mean(axis=0)
+    to_jacobian = np.linalg.inv(significance_matrix(mean_f, cossim_pow))  # [B, k, k]
+    weights = np.ones(f.shape[:2])
+    result = None
+    for _ in range(max(1, int(iterations)) if cossim_pow else 1):
+        expected = np.einsum("nb,nbkd->bkd", weights, weighted) / weights.sum(axis=0)[:, None, None]  # M
+        result = solve(mean_f, to_jacobian @ expected, cossim_pow, prior_grads=prior_grads, **solve_options)
+        t = np.nan_to_num(result.target)
+        cos = np.einsum("nbk,bk->nb", f, t) / (np.linalg.norm(f, axis=-1) * np.linalg.norm(t, axis=-1) + 1e-30)
+        weights = np.abs(cos) ** cossim_pow + 1e-12  # s_tau up to one common sign (t and -t: docs/ifv.md)
+    return result
+
+
+def invert_robust(model, layer: str, realization, param: Param | None = None, transforms=None,
+                  n_transforms: int = 16, seed: int = 0, cossim_pow: float = 1, aggregation=None, features=None,
+                  prior=None, iterations: int = 2, chunk=None, **solve_options) -> InversionResult:
+    """Grad-IFV for a visualization rendered with random ``transforms`` (None: Lucid's
+    standard transforms; pass the ones the FV used) from ``n_transforms`` seeded draws.
+
+    Same arguments as `ifv.invert` otherwise (``realization``: images, parameter arrays or a
+    `RenderResult`; ``prior``: the FV's prior terms).
+    """
+    param, params = resolve_realization(model, realization, param, "params")
+    f, jac = transformed_jacobians(model, layer, params, param, transforms, n_transforms, seed, aggregation,
+                                   features, chunk)
+    grads = None if prior is None else prior_gradients(model, prior, params, param)
+    return solve_expected(f, jac, cossim_pow, grads, iterations, **solve_options)

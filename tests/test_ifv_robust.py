@@ -1,0 +1,68 @@
+"""Transformation-robust inversion (`lucid_ifv.ifv.robust`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lucid_ifv import experiment, ifv, metrics, sampling
+from lucid_ifv import objectives as obj
+from lucid_ifv import transform as T
+from modelzoo.shipped import load_shipped
+
+
+@pytest.fixture(scope="module")
+def realization():
+    """Two converged smooth-surrogate realizations of Hoyer targets on mnist_small conv2."""
+    model = load_shipped("mnist_small")
+    config = experiment.ExperimentConfig(layer="conv2", fft=False, decorrelate=False, prior_weight=1e-4,
+                                         prior_relative=True, smooth=True, adam_steps=200, lbfgs_steps=0,
+                                         converge=1e-3, max_lbfgs_steps=300)
+    setup = experiment.prepare(model, config)
+    targets, _ = sampling.sample_hoyer_targets(32, 2, 3)
+    param = experiment._param(setup.model, config, 2, 0)
+    rendered = experiment.realize(setup, config, targets, param, 0)
+    return setup, param, rendered, targets
+
+
+def test_identity_transform_gives_the_plain_inversion(realization):
+    setup, param, rendered, targets = realization
+    common = dict(param=param, aggregation=setup.aggregation, prior=obj.params_L2(), method="anchored")
+    plain = ifv.invert(setup.model, "conv2", rendered.params, **common)
+    robust = ifv.invert_robust(setup.model, "conv2", rendered.params, transforms=[lambda x, rng: x], n_transforms=2,
+                               **common)
+    assert robust.target.shape == plain.target.shape == (2, 32)
+    # same equation up to a per-sample scale (the cosine weight): the same answer
+    assert np.all(metrics.objective_angle_deg(robust.target, plain.target, 1) < 2.5)
+    np.testing.assert_array_equal(robust.dead_features, plain.dead_features)
+    live = targets * ~plain.dead_features  # a dead feature's weight is not identifiable
+    assert np.all(metrics.objective_angle_deg(plain.target, live, 1) < 5)
+
+
+def test_draws_are_seeded_and_differ(realization):
+    setup, param, rendered, _ = realization
+    transforms = [T.jitter(3)]
+    f1, j1 = ifv.transformed_jacobians(setup.model, "conv2", rendered.params, param, transforms, 3, seed=5,
+                                       aggregation=setup.aggregation)
+    f2, j2 = ifv.transformed_jacobians(setup.model, "conv2", rendered.params, param, transforms, 3, seed=5,
+                                       aggregation=setup.aggregation)
+    assert f1.shape == (3, 2, 32) and j1.shape[:3] == (3, 2, 32)
+    np.testing.assert_array_equal(f1, f2)  # the same seed gives the same draws
+    np.testing.assert_array_equal(j1, j2)
+    assert not np.allclose(f1[0], f1[1]) or not np.allclose(f1[1], f1[2])  # different jitters, different inputs
+
+
+def test_p0_expected_equation_is_the_mean_jacobian():
+    rng = np.random.default_rng(0)
+    f, jac, grads = rng.uniform(size=(4, 3, 5)), rng.normal(size=(4, 3, 5, 20)), rng.normal(size=(3, 1, 20))
+    got = ifv.solve_expected(f, jac, 0, grads, method="anchored")
+    want = ifv.solve(f.mean(axis=0), jac.mean(axis=0), 0, prior_grads=grads, method="anchored")
+    np.testing.assert_allclose(got.target, want.target, rtol=1e-6, atol=1e-9)
+
+
+def test_bad_transform_arguments_are_refused(realization):
+    setup, param, rendered, _ = realization
+    with pytest.raises(ValueError, match="n_transforms must be an integer >= 1"):
+        ifv.invert_robust(setup.model, "conv2", rendered.params, param=param, transforms=[T.jitter(2)], n_transforms=0)
+    with pytest.raises(ValueError, match="transforms is empty"):
+        ifv.invert_robust(setup.model, "conv2", rendered.params, param=param, transforms=[])

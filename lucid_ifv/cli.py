@@ -14,13 +14,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_MODEL = "inception_small"
+
+
+class CliError(SystemExit):
+    """A one-line ``error: ...`` (printed by `main`), exit status 2. A SystemExit whose
+    ``str`` is the message, as the `raise SystemExit("error: ...")` it replaces."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = 2
 
 
 # -- models ------------------------------------------------------------------------------
@@ -33,9 +45,37 @@ def load_any_model(spec: str):
         return load_shipped(spec)
     if spec == "InceptionV1":
         return InceptionV1()
-    if "://" in spec or Path(spec).exists():
+    if "://" in spec or Path(spec).is_file():
         return load_model(spec)
     raise SystemExit(f"error: unknown model {spec!r}: expected one of {sorted(SHIPPED)}, InceptionV1, or a .pb path/URL")
+
+
+def _shipped_names() -> list:
+    """The shipped models' names from the files in modelzoo/data, without importing modelzoo
+    (which imports TensorFlow): the registry's entries each have a file there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("modelzoo")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return sorted({p.stem for p in data.glob("*") if p.suffix in (".pb", ".keras", ".json")})
+
+
+def check_model_spec(spec: str, option: str = "--model") -> None:
+    """Refuse a model argument that cannot load, before TensorFlow is imported."""
+    if spec in _shipped_names() or spec == "InceptionV1" or "://" in spec:
+        return
+    path = Path(spec)
+    if path.is_dir():
+        raise SystemExit(f"error: {option} {spec} is a folder; expected a shipped model name, InceptionV1, "
+                         "or a .pb file")
+    if path.exists():
+        if path.stat().st_size == 0:
+            raise SystemExit(f"error: {option} {spec} is empty (0 bytes); expected a frozen graph (.pb)")
+        return
+    raise SystemExit(f"error: unknown model {spec!r}: expected one of {_shipped_names()}, InceptionV1, "
+                     "or a .pb path/URL")
 
 
 def studied_layer(spec: str, model) -> str:
@@ -69,9 +109,17 @@ def add_fv_options(p, render=True):
     p.add_argument("--decay-power", type=float, default=1.0)
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1)")
     p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "mean", "center", "identity"])
-    p.add_argument("--prior", type=float, default=1e-4,
-                   help="weight of the L2 prior on the parameters, relative to the layer's response scale "
-                        "(default 1e-4; 0: the paper's setting; see --prior-absolute)")
+    if render:
+        p.add_argument("--prior", type=float, default=1e-4,
+                       help="weight of the L2 prior on the parameters, relative to the layer's response scale "
+                            "(default 1e-4; 0: the paper's setting; see --prior-absolute)")
+    else:
+        p.add_argument("--prior", type=float, default=1e-4, metavar="WEIGHT",
+                       help="the L2 prior weight the images were rendered with (render's --prior, relative "
+                            "unless --prior-absolute; default 1e-4; 0: rendered without a prior, so the paper's "
+                            "solve). The solve estimates the weight itself: this value says whether the prior is "
+                            "modelled and is the reference of the check 'estimated weight below 1%% of it: not "
+                            "stationary' (both are in the output)")
     p.add_argument("--prior-absolute", action="store_true",
                    help="--prior is an absolute weight, as in Lucid's `- w * L2()` (default: relative)")
     p.add_argument("--smooth", action="store_true",
@@ -93,15 +141,19 @@ def add_fv_options(p, render=True):
                        help="the solve (default auto: docs/ifv.md, 'Which solve')")
 
 
-def prepared_model(args):
+def prepared_model(args, check=None):
     """The model of ``--model`` (its smooth surrogate with ``--smooth``), its aggregation and
-    the absolute prior weight of ``--prior``."""
+    the absolute prior weight of ``--prior``. ``check(model, layer)`` runs as soon as the
+    model is loaded, before any computation (the relative prior evaluates the model)."""
     from lucid_ifv import objectives as obj
     from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
     from lucid_ifv.smooth import smooth_model
 
     model = load_any_model(args.model)
     layer = args.layer or studied_layer(args.model, model)
+    model.layer(layer)  # KeyError naming the known layers
+    if check is not None:
+        check(model, layer)
     aggregation = get_aggregation(args.aggregation)
     if args.smooth:
         model = smooth_model(model, args.relu_beta, args.pool_temperature)
@@ -120,18 +172,30 @@ def make_param(model, args, batch):
 
 
 # -- commands ----------------------------------------------------------------------------
+def _check_render_inputs(args, model, layer) -> None:
+    """--channel and --targets against the layer (the rest was checked before TensorFlow)."""
+    k = model.layer(layer).depth
+    if args.channel is not None and args.channel >= k:
+        raise ValueError(f"--channel {args.channel} is out of range: layer {layer!r} of {model.name} has {k} "
+                         f"channels (valid: 0 to {k - 1})")
+    if args.targets and args.target_array.shape[-1] != k:
+        raise ValueError(f"{args.targets}: targets of length {args.target_array.shape[-1]} (shape "
+                         f"{args.target_array.shape}) for layer {layer!r} of {model.name}, which has {k} channels; "
+                         f"expected [B, {k}]")
+
+
 def cmd_render(args) -> int:
     from lucid_ifv import objectives as obj, sampling
-    from lucid_ifv.imageio import save_png
+    from lucid_ifv.imageio import save_npz, save_png
     from lucid_ifv.render import render_vis
 
-    model, layer, aggregation, prior = prepared_model(args)
+    model, layer, aggregation, prior = prepared_model(args, lambda m, name: _check_render_inputs(args, m, name))
     k = model.layer(layer).depth
     if args.channel is not None:
         targets = np.eye(k)[[args.channel]]
         objective = obj.channel(layer, args.channel)
     else:
-        targets = np.load(args.targets) if args.targets else sampling.sample_hoyer_targets(k, args.batch, args.seed)[0]
+        targets = args.target_array if args.targets else sampling.sample_hoyer_targets(k, args.batch, args.seed)[0]
         targets = np.atleast_2d(targets)
         objective = obj.feature_objective(layer, targets, args.cossim_pow, aggregation, model=model)
     if prior:
@@ -144,8 +208,8 @@ def cmd_render(args) -> int:
                         converge=args.converge if deterministic else None, max_lbfgs_steps=args.max_lbfgs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "realization.npz", images=result.final, targets=targets,
-                        **{f"param_{i}": p for i, p in enumerate(result.params)})
+    save_npz(out / "realization.npz", images=result.final, targets=targets,
+             **{f"param_{i}": p for i, p in enumerate(result.params)})
     for i, img in enumerate(result.final):
         save_png(img, out / f"realization_{i:03d}.png")
     residual = "" if result.residual is None else f"; stationarity residual {np.max(result.residual):.2g} (max)"
@@ -154,21 +218,46 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _check_invert_inputs(args, model, layer, checked: dict) -> None:
+    """The images (channels converted or refused, size) and an .npz's targets against the model."""
+    from lucid_ifv.imageio import stack_images
+
+    images = stack_images(args.image_batches, args.images, model.image_shape[-1])
+    if tuple(images.shape[1:3]) != tuple(model.image_shape[:2]):
+        raise ValueError(f"the images are {images.shape[1]}x{images.shape[2]} pixels but model {model.name} takes "
+                         f"{model.image_shape[0]}x{model.image_shape[1]}")
+    targets, k = args.npz_targets, model.layer(layer).depth
+    if targets is not None and targets.shape != (len(images), k):
+        raise ValueError(f"{args.images[0]}: 'targets' has shape {targets.shape}; expected [{len(images)}, {k}] "
+                         f"(one target per image, {k} channels of layer {layer!r} of {model.name})")
+    checked["images"] = images
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 def cmd_invert(args) -> int:
     from lucid_ifv import ifv, metrics, objectives as obj
-    from lucid_ifv.imageio import load_images
 
-    model, layer, aggregation, prior_weight = prepared_model(args)
-    images = load_images(args.images, channels=model.image_shape[-1])
+    checked = {}
+    model, layer, aggregation, prior_weight = prepared_model(
+        args, lambda m, name: _check_invert_inputs(args, m, name, checked))
+    images = checked["images"]
     param = make_param(model, args, len(images))
     prior = obj.params_L2() if prior_weight else None
+    method = None if args.method == "auto" else args.method
     result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
-                        prior=prior, method=None if args.method == "auto" else args.method,
-                        expected_prior_weight=prior_weight or None)
-    targets = None
-    if len(args.images) == 1 and args.images[0].endswith(".npz"):
-        with np.load(args.images[0]) as data:
-            targets = data["targets"] if "targets" in data else None
+                        prior=prior, method=method,
+                        expected_prior_weight=(prior_weight or None) if method != "paper" else None)
+    targets = args.npz_targets
     verdicts = result.verdicts()
     rows = []
     for i in range(len(result)):
@@ -178,6 +267,9 @@ def cmd_invert(args) -> int:
                "weights": result.target[i][top].round(3).tolist(), "solve": result.solve_method,
                "gap": float(result.gap[i]), "residual": float(result.residual[i]),
                "dead_features": int(result.dead_features[i].sum())}
+        if result.prior_weights is not None:
+            row["prior_weight_estimated"] = result.prior_weights[i].tolist()
+            row["prior_weight_expected"] = prior_weight
         if targets is not None:
             alive = targets[i] * ~result.dead_features[i]
             row["angle_to_target"] = float(metrics.angle_deg(result.target[i], targets[i]))
@@ -186,7 +278,7 @@ def cmd_invert(args) -> int:
         rows.append(row)
         print(json.dumps(row))
     if args.out:
-        Path(args.out).write_text(json.dumps({"predicted": result.target.tolist(), "rows": rows}, indent=1))
+        _write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "rows": rows}, indent=1))
     return 0
 
 
@@ -297,9 +389,8 @@ def _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, 
     print(f"activation-correlation matching agrees on {report['agreement']:.1%} of the features "
           f"({len(differ)} differ)")
     if len(differ) and result.images is not None:
-        titles = [f"A {result.features[i]}: IFV B {result.best_match[i]} ({result.best_score[i]:.2f})\n"
-                  f"corr B {by_corr[i]} (r {corr[i, by_corr[i]]:.2f}; IFV's r {corr[i, result.best_match[i]]:.2f})"
-                  for i in differ]
+        titles = [f"A{result.features[i]}: inv B{result.best_match[i]} ({result.best_score[i]:.2f})\n"
+                  f"corr B{by_corr[i]} (r {corr[i, by_corr[i]]:.2f})" for i in differ]
         plot_images(result.images[differ], out / "disagreements.png", titles=titles, columns=4)
 
 
@@ -374,10 +465,169 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# -- checks before any work ------------------------------------------------------------------
+# Every argument is checked before TensorFlow is imported or a model loaded: numbers here,
+# files and folders in `check_args`; what needs the model (channel range, target length,
+# image channels and size) right after it loads (`prepared_model`'s ``check``).
+INT_MINIMUM = {"adam": 1, "lbfgs": 0, "max_lbfgs": 1, "seed": 0, "batch": 1, "channel": 0, "n_hoyer": 0,
+               "n_canonical": 0, "warmup": 0, "batch_size": 1, "reoptimize": 0, "n": 1, "permuted": 0}
+FLOAT_MINIMUM = {"decay_power": (0, False), "cossim_pow": (0, False), "prior": (0, False), "relu_beta": (0, True),
+                 "pool_temperature": (0, True), "converge": (0, True), "eps_lo": (0, True), "eps_hi": (0, True),
+                 "max_angle": (0, True)}  # (minimum, strictly above it)
+# `experiment` names its settings as settings.json and ExperimentConfig do
+SETTING_NAMES = {"adam": "adam_steps", "lbfgs": "lbfgs_steps", "max_lbfgs": "max_lbfgs_steps",
+                 "prior": "prior_weight", "reoptimize": "reoptimize_steps", "warmup": "warmup_steps"}
+
+
+def _label(args, dest: str) -> str:
+    if args.command == "experiment":
+        return SETTING_NAMES.get(dest, dest)
+    return "--" + dest.replace("_", "-")
+
+
+def check_numbers(args) -> None:
+    """Integer options >= their minimum, float options finite and above theirs (None stays
+    allowed where it is the default), and the few rules between options."""
+    values = vars(args)
+    for dest, minimum in INT_MINIMUM.items():
+        value = values.get(dest)
+        if value is not None and value < minimum:
+            note = " (negative indices are refused: -1 is not the last channel)" if dest == "channel" else ""
+            raise ValueError(f"{_label(args, dest)} must be an integer >= {minimum}, got {value}{note}")
+    for dest, (minimum, strict) in FLOAT_MINIMUM.items():
+        value = values.get(dest)
+        if value is not None and not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
+            raise ValueError(f"{_label(args, dest)} must be a finite number {'>' if strict else '>='} {minimum:g}, "
+                             f"got {value!r}")
+    if values.get("max_angle") is not None and args.max_angle > 90:
+        raise ValueError(f"--max-angle must be an angle in (0, 90] degrees, got {args.max_angle!r}")
+    if values.get("eps_lo") is not None and not args.eps_lo < args.eps_hi:
+        raise ValueError(f"--eps-lo must be below --eps-hi, got {args.eps_lo!r} and {args.eps_hi!r}")
+    if values.get("converge") is not None and values.get("lbfgs") is not None and args.max_lbfgs < args.lbfgs:
+        raise ValueError(f"{_label(args, 'max_lbfgs')} must be >= {_label(args, 'lbfgs')} when converging, got "
+                         f"{args.max_lbfgs} and {args.lbfgs}")
+    features = values.get("features")
+    if features is not None:
+        bad = [i for i in features if i < 0]
+        if bad:
+            raise ValueError(f"{_label(args, 'features')} must be channel indices >= 0, got {bad}")
+
+
+def _load_targets(path) -> np.ndarray:
+    """``--targets``: a .npy array (or a .npz's ``targets``, as render writes) ``[k]`` or ``[B, k]``."""
+    from lucid_ifv.imageio import load_array
+    from lucid_ifv.validation import check_finite
+
+    path = Path(path)
+    t = load_array(path, "targets" if path.suffix == ".npz" else None, "targets file").astype(np.float64)
+    if t.ndim not in (1, 2) or 0 in t.shape:
+        raise ValueError(f"{path}: targets of shape {t.shape}; expected [k] or [B, k] with B, k >= 1")
+    check_finite(t, f"{path}: targets")
+    if not (np.linalg.norm(np.atleast_2d(t), axis=-1) > 0).all():
+        raise ValueError(f"{path}: every target must be non-zero")
+    return t
+
+
+def _npz_targets(paths) -> np.ndarray | None:
+    """The ``targets`` of a single .npz given to invert (for the angles), checked; None without."""
+    from lucid_ifv.imageio import load_array
+    from lucid_ifv.validation import check_finite
+
+    if len(paths) != 1 or Path(paths[0]).suffix != ".npz":
+        return None
+    with open(paths[0], "rb") as fh, np.load(fh, allow_pickle=False) as data:  # its images were read already
+        if "targets" not in data.files:
+            return None
+    targets = load_array(paths[0], "targets").astype(np.float64)
+    if targets.ndim != 2:
+        raise ValueError(f"{paths[0]}: 'targets' has shape {targets.shape}; expected [B, k], one target per image")
+    return check_finite(targets, f"{paths[0]}: targets")
+
+
+def _check_run_folder(run) -> None:
+    """`critical --run`: an experiment folder with settings and readable realizations."""
+    from lucid_ifv.imageio import load_array
+
+    run = Path(run)
+    expected = "expected the --out folder of `lucid-ifv experiment`"
+    if not run.exists():
+        raise FileNotFoundError(f"no experiment folder at {run}; {expected}")
+    if not run.is_dir():
+        raise ValueError(f"--run {run} is a file; {expected}")
+    settings = run / "settings.json"
+    if not settings.is_file():
+        raise ValueError(f"{run} has no settings.json; {expected}")
+    try:
+        config = json.loads(settings.read_text()).get("config")
+    except (ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{settings} is not a valid settings file ({' '.join(str(err).split())})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{settings} has no 'config' object; {expected}")
+    files = sorted((run / "realizations").glob("batch_*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no realizations in {run}/realizations (run the experiment first)")
+    for path in files:
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+                keys = list(data.files)
+        except Exception as err:  # a damaged archive fails in zipfile, zlib or numpy
+            raise ValueError(f"{path} is truncated or corrupt: {' '.join(str(err).split())}") from None
+        for key in keys:
+            load_array(path, key)
+
+
+def check_args(args) -> None:
+    """Every check that needs no model, before TensorFlow is imported: numbers, model names,
+    input files (read and checked), output folders (created and probed)."""
+    from lucid_ifv.imageio import read_image_file
+    from lucid_ifv.validation import check_out_dir, check_out_file
+
+    check_numbers(args)
+    command = args.command
+    if command == "compare":
+        if args.model_b and args.permuted is not None:
+            raise SystemExit("error: give --model-b or --permuted, not both")
+        if not args.model_b and args.permuted is None:
+            raise SystemExit("error: give --model-b (another network) or --permuted SEED (a permuted copy of --model)")
+        if args.baseline and args.model not in _shipped_names():
+            raise SystemExit("error: --baseline needs a shipped --model (its held-out images are the natural inputs)")
+        if args.model_b:
+            check_model_spec(args.model_b, "--model-b")
+    if getattr(args, "model", None) is not None:
+        check_model_spec(args.model)
+    if command == "render":
+        args.target_array = _load_targets(args.targets) if args.targets else None
+        check_out_dir(args.out)
+    elif command == "invert":
+        args.image_batches = [read_image_file(p) for p in args.images]
+        args.npz_targets = _npz_targets(args.images)
+        if args.out:
+            check_out_file(args.out)
+    elif command == "experiment":
+        check_out_dir(args.out, "experiment folder")
+    elif command in ("compare", "demo"):
+        check_out_dir(args.out)
+    elif command == "critical":
+        _check_run_folder(args.run)
+
+
 # -- entry point ---------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, exit status 2), and negative or
+    non-finite numbers read as values (``--prior -1e-4``, ``--prior -inf``) so that they
+    reach our checks instead of argparse's "expected one argument"."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+    def error(self, message):
+        self.exit(2, f"error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lucid-ifv", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="lucid-ifv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list the model zoo").set_defaults(func=cmd_models)
@@ -454,12 +704,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one subcommand. Bad input is one line ``error: ...`` on stderr and status 2: returned,
+    or raised as `CliError` (a SystemExit) where the code raises ``SystemExit("error: ...")``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as err:  # --help (0) or an argument error, already printed in one line
+        return err.code if isinstance(err.code, int) else 2
+    try:
+        check_args(args)
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except SystemExit as err:
+        if isinstance(err.code, str):
+            message = " ".join(err.code.split())
+            print(message, file=sys.stderr)
+            raise CliError(message) from None
+        raise
+    except KeyError as err:  # unknown layer...: its message, without KeyError's quotes
+        message = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as err:
+        message = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.filename}: {err.strerror}"
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from lucid_ifv.aggregation import get_aggregation
 from lucid_ifv.param import Param, image_for_model
-from lucid_ifv.validation import check_finite
+from lucid_ifv.validation import check_finite, check_in_range, check_index
 
 __all__ = [
     "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
@@ -135,6 +135,8 @@ def wrap_objective(f):
     def factory(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        if bound.arguments.get("batch") is not None:  # refused now, not when rendering
+            _with_batch(None, bound.arguments["batch"])
         description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in bound.arguments.values()) + "]"
         return Objective(f(*args, **kwargs), f.__name__, description)
 
@@ -145,13 +147,53 @@ def _with_batch(T, batch):
     """Restrict every tensor ``T`` returns to batch element ``batch`` (None: all)."""
     if batch is None:
         return T
-    if not isinstance(batch, (int, np.integer)):
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
         raise ValueError(f"batch must be an int index or None, got {batch!r}")
+    batch = check_index(batch, "batch")
 
     def T_batch(name):
-        return T(name)[batch : batch + 1]
+        t = T(name)
+        check_in_range(batch, _dim(t, 0), "batch", f"{name!r} has a batch of {{size}}")
+        return t[batch : batch + 1]
 
     return T_batch
+
+
+def _dim(t, axis):
+    """``t``'s static size along ``axis``, or None when unknown."""
+    shape = getattr(t, "shape", None)
+    try:
+        if shape is None or getattr(shape, "rank", len(shape)) is None:
+            return None
+        size = shape[axis]
+    except (IndexError, TypeError, ValueError):
+        return None
+    return None if size is None else int(size)
+
+
+def _channel_of(acts, n, layer, what="channel"):
+    """``acts[..., n]`` after checking ``n`` against the layer's channel count (when known):
+    TensorFlow would fail with its own message, or (GPU, negative n) return a wrong value."""
+    check_in_range(n, _dim(acts, -1), what, f"layer {layer!r} has {{size}} channels")
+    return acts[..., n]
+
+
+def _feature_indices(features, what="features"):
+    """``features`` as a non-empty 1-D int32 array of indices >= 0 (None stays None)."""
+    if features is None:
+        return None
+    arr = np.asarray(features)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be a non-empty list of channel indices (integers >= 0), got {features!r}")
+    for i in arr:
+        check_index(i, f"{what} entry")
+    return arr.astype(np.int32)
+
+
+def _check_features_in_range(features, depth, where):
+    if features is not None:
+        for i in features:
+            check_in_range(int(i), depth, "features entry", f"{where} has {{size}} channels")
 
 
 def _nhwc(t):
@@ -159,8 +201,12 @@ def _nhwc(t):
     return t[:, None, None, :] if t.shape.rank == 2 else t
 
 
-def _center_position(acts, x=None, y=None):
+def _center_position(acts, x=None, y=None, layer=None):
     """``[B, h, w, C] -> [B, 1, 1, C]`` at ``(x, y)`` (x indexes height; default the centre)."""
+    for value, axis, name in ((x, 1, "x"), (y, 2, "y")):
+        if value is not None:
+            side = "rows" if axis == 1 else "columns"
+            check_in_range(value, _dim(acts, axis), name, f"layer {layer!r} has {{size}} {side} of positions")
     shape = tf.shape(acts)
     x_ = shape[1] // 2 if x is None else x
     y_ = shape[2] // 2 if y is None else y
@@ -197,10 +243,13 @@ def _check_depth(acts, vec, layer):
 @wrap_objective
 def neuron(layer_name, channel_n, x=None, y=None, batch=None):
     """One neuron of one channel, at ``(x, y)`` (default the centre)."""
+    channel_n = check_index(channel_n, "channel")
+    x = None if x is None else check_index(x, "x")
+    y = None if y is None else check_index(y, "y")
 
     def inner(T):
-        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y)
-        return tf.reduce_mean(acts[..., channel_n])
+        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y, layer_name)
+        return tf.reduce_mean(_channel_of(acts, channel_n, layer_name))
 
     return inner
 
@@ -208,9 +257,10 @@ def neuron(layer_name, channel_n, x=None, y=None, batch=None):
 @wrap_objective
 def channel(layer, n_channel, batch=None):
     """Mean activation of one channel."""
+    n_channel = check_index(n_channel, "channel")
 
     def inner(T):
-        return tf.reduce_mean(_nhwc(_with_batch(T, batch)(layer))[..., n_channel])
+        return tf.reduce_mean(_channel_of(_nhwc(_with_batch(T, batch)(layer)), n_channel, layer))
 
     return inner
 
@@ -232,9 +282,11 @@ def direction(layer, vec, cossim_pow=0, batch=None):
 def direction_neuron(layer_name, vec, x=None, y=None, cossim_pow=0, batch=None):
     """`direction` at a single position (default the centre)."""
     vec = _vector(vec)
+    x = None if x is None else check_index(x, "x")
+    y = None if y is None else check_index(y, "y")
 
     def inner(T):
-        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y)
+        acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y, layer_name)
         _check_depth(acts, vec, layer_name)
         return _dot_cossim(acts, vec[None, None, None], cossim_pow)
 
@@ -307,9 +359,19 @@ def diversity(layer):
 @wrap_objective
 def class_logit(layer, label, batch=None):
     """Sum over the batch of one logit of a dense layer (``label`` is an int index)."""
-    if not isinstance(label, (int, np.integer)):
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
         raise ValueError(f"class_logit takes an integer class index, got {label!r}")
-    return lambda T: tf.reduce_sum(_with_batch(T, batch)(layer)[:, label])
+    label = check_index(label, "label")
+
+    def inner(T):
+        logits = _with_batch(T, batch)(layer)
+        if logits.shape.rank is not None and logits.shape.rank != 2:
+            raise ValueError(f"class_logit needs a dense layer [batch, classes]; layer {layer!r} has shape "
+                             f"{logits.shape} (use channel() for a convolutional layer)")
+        check_in_range(label, _dim(logits, -1), "label", f"layer {layer!r} has {{size}} classes")
+        return tf.reduce_sum(logits[:, label])
+
+    return inner
 
 
 def as_objective(obj):
@@ -319,9 +381,11 @@ def as_objective(obj):
     if isinstance(obj, str) and obj.count(":") == 1:
         layer, n = obj.split(":")
         try:
-            return channel(layer.strip(), int(n))
+            n = int(n)
         except ValueError:
             pass
+        else:
+            return channel(layer.strip(), n)  # a negative n: the channel index error
     raise ValueError(f"cannot make an objective of {obj!r}; expected an Objective, a callable or 'layer:n'")
 
 
@@ -333,6 +397,8 @@ def feature_response(acts, aggregation=None, features=None):
     """
     f = get_aggregation(aggregation)(acts)
     if features is not None:
+        features = _feature_indices(features)
+        _check_features_in_range(features, _dim(f, -1), "the layer")
         f = tf.gather(f, features, axis=-1)
     return f
 
@@ -358,13 +424,13 @@ def significance(f, t, cossim_pow=1, tiny=1e-30):
 
 def _targets(t, k_expected, layer) -> np.ndarray:
     t = check_finite(np.asarray(t, dtype=np.float32), "target")
-    if t.ndim not in (1, 2) or t.shape[-1] == 0:
-        raise ValueError(f"target must be [k] or [B, k], got shape {t.shape}")
+    if t.ndim not in (1, 2) or 0 in t.shape:
+        raise ValueError(f"target must be [k] or [B, k] with B, k >= 1, got shape {t.shape}")
     if k_expected is not None and t.shape[-1] != k_expected:
         raise ValueError(
             f"target has length {t.shape[-1]} but layer {layer!r} gives {k_expected} features"
         )
-    if not (np.linalg.norm(t, axis=-1) > 0).all():
+    if not (np.linalg.norm(t.astype(np.float64), axis=-1) > 0).all():  # float64: no overflow warning
         raise ValueError("target vectors must be non-zero")
     return t
 
@@ -384,17 +450,20 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
       optimized independently of the batch size. A ``[B, k]`` target must match the
       rendered batch size.
     """
+    feats = _feature_indices(features)
     k_expected = None
     if model is not None:
         info = model.layer(layer)
-        k_expected = len(features) if features is not None else info.depth
-    elif features is not None:
-        k_expected = len(features)
+        _check_features_in_range(feats, info.depth, f"layer {layer!r}")
+        k_expected = len(feats) if feats is not None else info.depth
+    elif feats is not None:
+        k_expected = len(feats)
     targets = _targets(t, k_expected, layer)
-    feats = None if features is None else np.asarray(features, dtype=np.int32)
 
     def inner(T):
-        f = feature_response(T(layer), aggregation, feats)
+        acts = T(layer)
+        _check_features_in_range(feats, _dim(acts, -1), f"layer {layer!r}")
+        f = feature_response(acts, aggregation, feats)
         if f.shape[-1] is not None and f.shape[-1] != targets.shape[-1]:
             raise ValueError(
                 f"target has length {targets.shape[-1]} but layer {layer!r} gives {f.shape[-1]} features"
@@ -436,7 +505,8 @@ def response_scale(model, layer, aggregation=None, features=None, param=None, n=
         if not callable(param):
             raise TypeError(f"param must be None, a Param or a factory param(batch, seed), got {type(param).__name__}")
         param = param(batch=int(n), seed=seed)
-    feats = None if features is None else np.asarray(features, dtype=np.int32)
+    feats = _feature_indices(features)
+    _check_features_in_range(feats, model.layer(layer).depth, f"layer {layer!r}")
     f = feature_response(model(param(), [layer])[layer], aggregation, feats).numpy().astype(np.float64)
     check_finite(f, f"feature responses of layer {layer!r}")
     scale = float(np.sqrt(np.mean(np.sum(f * f, axis=-1))))

@@ -255,7 +255,8 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
       transforms: list of transforms ``t(images, rng)`` (see `lucid_ifv.transform`); None
         means Lucid's ``standard_transforms``, ``[]`` none. The result is resized to the
         model's input size.
-      thresholds: Adam step counts at which to keep the images (strictly increasing).
+      thresholds: Adam step counts at which to keep the images (strictly increasing; 0 keeps
+        the initial images, so ``(0,)`` runs no Adam step).
       lbfgs_steps: L-BFGS iterations after Adam (0: none). Needs ``transforms=[]``: a
         quasi-Newton method needs a deterministic objective.
       seed: seeds the parameter initialization (when this function creates it or calls
@@ -324,6 +325,9 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
         return value
 
     result = RenderResult(images=[], steps=[], param=param, params=[], objective=[])
+    if thresholds[0] == 0:  # as Lucid allows: the images before any step
+        result.images.append(param().numpy())
+        result.steps.append(0)
     bar = tqdm(total=thresholds[-1], disable=not progress, desc="render (Adam)", leave=False)
     try:
         for step in range(1, thresholds[-1] + 1):

@@ -121,6 +121,8 @@ def _project_nonneg(x: np.ndarray, l1: float, l2: float) -> np.ndarray:
     """
     k = x.size
     s = x + (l1 - x.sum()) / k
+    # below this |s - m|^2 the differences are the rounding of the shift above (x constant)
+    flat = k * (1e-12 * max(float(np.abs(x).max()), l1)) ** 2
     free = np.ones(k, dtype=bool)  # complement of Hoyer's zero set Z
     for _ in range(k + 1):  # Z grows by >= 1 per pass, so at most k passes
         d = int(free.sum())
@@ -128,7 +130,7 @@ def _project_nonneg(x: np.ndarray, l1: float, l2: float) -> np.ndarray:
         diff = s - m  # zero outside `free`; sums to 0 over `free`
         a = float(diff @ diff)
         c = float(m @ m) - l2 * l2  # <= 0 while the support is large enough
-        if a <= 1e-30 * max(l1 * l1, 1.0):
+        if a <= flat:
             # s sits on the centre m (e.g. x constant): any direction in the support,
             # orthogonal to the ones vector, is as close. Pick a deterministic one that
             # puts the extra mass on the first free entry.

@@ -45,3 +45,58 @@ def check_orthonormal(basis, what: str, k: int | None = None, atol: float = 1e-6
     if err > atol:
         raise ValueError(f"{what} columns are not orthonormal (max |B^T B - I| = {err:.3g}; expected <= {atol:g})")
     return b
+
+
+def check_index(value, what: str) -> int:
+    """A non-negative integer index (a channel, a class, a position, a batch element).
+
+    Negative indices are refused: Python would read -1 as the last entry, silently."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer index >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must be an integer index >= 0, got {value} "
+                         "(negative indices are refused: -1 would silently mean the last)")
+    return int(value)
+
+
+def check_in_range(index: int, size, what: str, where: str) -> int:
+    """``index < size`` (``size`` None: unknown, not checked). ``where`` says what has
+    ``{size}`` entries, e.g. ``"layer 'conv2' has {size} channels"``."""
+    if size is not None and index >= size:
+        where = where.replace("{size}", str(size))
+        valid = f"valid: 0 to {size - 1}" if size else "it has none"
+        raise ValueError(f"{what} {index} is out of range: {where} ({valid})")
+    return index
+
+
+def check_out_dir(path, what: str = "output folder"):
+    """Create folder ``path`` if needed and prove it writable (an unnamed temporary file in it,
+    written and fsynced), or raise a one-line ValueError before any computation."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cannot use {path} as the {what}: it is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:  # O_TMPFILE where available: never visible
+            probe.write(b"probe\n" * 512)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise ValueError(f"cannot write the {what} {path}: {err.strerror or err}") from None
+    return path
+
+
+def check_out_file(path, what: str = "output file"):
+    """A file path that can be written: not a folder, its folder created if needed and
+    writable (probed as in `check_out_dir`); ``path`` itself is not created."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot use {path} as the {what}: it is a folder; expected a file name")
+    check_out_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    return path

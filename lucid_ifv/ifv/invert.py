@@ -7,6 +7,7 @@ import numpy as np
 from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
 from lucid_ifv.ifv.solve import GramStatistics, InversionResult, gram_statistics, significance_matrix, solve
 from lucid_ifv.param import Param
+from lucid_ifv.validation import check_finite
 
 
 def jacobian_spectra(f, jac, cossim_pow: float = 1, with_significance: bool = False) -> list:
@@ -69,6 +70,28 @@ def angle_modulo_trivial(predicted, target, response, trivial_basis, cossim_pow:
     return angles
 
 
+def _check_images(realization) -> None:
+    """Images (anything but a `RenderResult` or a list of parameter arrays) must be finite,
+    non-empty and in [0, 1], as `lucid_ifv.imageio.load_images` and the CLI require: the
+    parametrizations map only [0, 1] back to parameters, so anything else would be clipped
+    or give NaN parameters, silently."""
+    from lucid_ifv.render import RenderResult
+
+    if isinstance(realization, (RenderResult, list, tuple)):
+        return
+    try:
+        images = np.asarray(realization, np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"images must be a numeric array [B, H, W, C] in [0, 1], got {type(realization).__name__} "
+                         f"({' '.join(str(err).split())})") from None
+    check_finite(images, "images")
+    if images.size == 0:
+        raise ValueError(f"images of shape {images.shape} hold no pixels; expected [B, H, W, C] with B >= 1")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (rescale them, e.g. uint8 / 255)")
+
+
 def invert(model, layer: str, realization, param: Param | None = None, cossim_pow: float = 1,
            aggregation=None, critical_space=None, features=None, prior=None, wrt: str = "params",
            chunk: int | None = None, dead_tol="auto", method: str | None = None,
@@ -94,6 +117,7 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
+    _check_images(realization)
     param, params = resolve_realization(model, realization, param, wrt)
     f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
     grads = None if prior is None else prior_gradients(model, prior, params, param)

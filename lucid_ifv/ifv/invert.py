@@ -95,7 +95,8 @@ def _check_images(realization) -> None:
 def invert(model, layer: str, realization, param: Param | None = None, cossim_pow: float = 1,
            aggregation=None, critical_space=None, features=None, prior=None, wrt: str = "params",
            chunk: int | None = None, dead_tol="auto", method: str | None = None,
-           expected_prior_weight=None) -> InversionResult:
+           expected_prior_weight=None, transforms=None, n_transforms: int = 16,
+           transform_seed: int = 0) -> InversionResult:
     """Grad-IFV: the target objectives a batch of realizations was optimized for.
 
     Args:
@@ -113,12 +114,25 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
       chunk: features per vectorized Jacobian block.
       dead_tol, method, expected_prior_weight: see `solve` (default: auto tolerance; the
         prior-aware solve with a prior, the paper's without).
+      transforms: None (default): the FV had no random transforms. A list of transforms
+        (`lucid_ifv.transform`, e.g. ``standard_transforms``): the FV was rendered with them;
+        solve the expected stationarity equation over ``n_transforms`` draws seeded from
+        ``transform_seed`` (`lucid_ifv.ifv.robust`, ``wrt="params"`` only).
     Returns:
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
     _check_images(realization)
     param, params = resolve_realization(model, realization, param, wrt)
-    f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
     grads = None if prior is None else prior_gradients(model, prior, params, param)
+    if transforms is not None:
+        from lucid_ifv.ifv.robust import solve_expected, transformed_jacobians
+
+        if wrt != "params":
+            raise ValueError(f"transforms need wrt='params' (the FV's parameters), got wrt={wrt!r}")
+        f, jac = transformed_jacobians(model, layer, params, param, transforms, n_transforms, transform_seed,
+                                       aggregation, features, chunk)
+        return solve_expected(f, jac, cossim_pow, grads, critical_space=critical_space, dead_tol=dead_tol,
+                              method=method, expected_prior_weight=expected_prior_weight)
+    f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
     return solve(f, jac, cossim_pow, critical_space, grads, dead_tol, method, expected_prior_weight)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
+from lucid_ifv.ifv.jacobian import feature_jacobian
 from lucid_ifv.ifv.solve import InversionResult, significance_matrix, solve
 from lucid_ifv.param import Param
 
@@ -99,16 +99,14 @@ def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: 
 
 
 def invert_robust(model, layer: str, realization, param: Param | None = None, transforms=None,
-                  n_transforms: int = 16, seed: int = 0, cossim_pow: float = 1, aggregation=None, features=None,
-                  prior=None, iterations: int = 2, chunk=None, **solve_options) -> InversionResult:
-    """Grad-IFV for a visualization rendered with random ``transforms`` (None: Lucid's
-    standard transforms; pass the ones the FV used) from ``n_transforms`` seeded draws.
+                  n_transforms: int = 16, seed: int = 0, **invert_options) -> InversionResult:
+    """`ifv.invert` for a visualization rendered with random ``transforms`` (None: Lucid's
+    standard transforms; pass the ones the FV used), from ``n_transforms`` seeded draws."""
+    from lucid_ifv import transform as transform_mod
+    from lucid_ifv.ifv.invert import invert
 
-    Same arguments as `ifv.invert` otherwise (``realization``: images, parameter arrays or a
-    `RenderResult`; ``prior``: the FV's prior terms).
-    """
-    param, params = resolve_realization(model, realization, param, "params")
-    f, jac = transformed_jacobians(model, layer, params, param, transforms, n_transforms, seed, aggregation,
-                                   features, chunk)
-    grads = None if prior is None else prior_gradients(model, prior, params, param)
-    return solve_expected(f, jac, cossim_pow, grads, iterations, **solve_options)
+    transforms = list(transform_mod.standard_transforms) if transforms is None else list(transforms)
+    if not transforms:
+        raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
+    return invert(model, layer, realization, param, transforms=transforms, n_transforms=n_transforms,
+                  transform_seed=seed, **invert_options)

@@ -4,10 +4,26 @@ For a realization with parameters ``z`` (``[B, D]`` flattened per sample), the f
 response is ``f = h(z)`` (``[B, k]``) and its Jacobian ``J = dh/dz`` (``[B, k, D]``); a prior
 term ``R`` contributes ``grad_z R`` (``[B, D]``). Everything here runs in float32, the
 network's own precision; the solves (`lucid_ifv.ifv.solve`) take it from there in float64.
+
+The Jacobian is computed ``c`` rows at a time by one compiled function ``(z, rows) -> (f,
+J[rows])``: a forward pass, then ``c`` backward passes vectorized by ``pfor`` (each with the
+one-hot cotangent of one feature, for all samples at once). Its trace (the ``pfor``
+conversion of the backward graph, seconds on an Inception-style net) does not depend on
+which or how many features are asked for, only on ``c``; it is cached by what determines
+the graph (`_cache_key`): the model and layer, the parametrization's *structure*
+(`Param.structure_key`, not the object or its values), the aggregation, ``c``, the batch
+and the parameter count. A fresh parametrization of the same structure (every
+``ifv.invert(model, layer, images)`` call builds one) reuses the compiled function, and at
+most `CACHE_SIZE` of them are kept (least recently used first out). By default ``c`` is
+the largest equal split whose estimated backward-pass memory fits `BLOCK_BUDGET`
+(`default_chunk`), the fastest measured (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import os
 from typing import Sequence
 
 import numpy as np
@@ -15,15 +31,33 @@ import tensorflow as tf
 
 from lucid_ifv import objectives as objectives_mod
 from lucid_ifv.param import Param, PixelParam, image_for_model
-from lucid_ifv.render import RenderResult, layers_used, make_T
+from lucid_ifv.render import RenderResult
 from lucid_ifv.validation import check_finite
 
-_JACOBIAN_FNS: dict = {}
+#: Compiled Jacobian functions kept (least recently used evicted first).
+CACHE_SIZE = 8
+#: Estimated bytes the vectorized backward pass of one Jacobian block may hold (see
+#: `default_chunk`); ``LUCID_IFV_JACOBIAN_BLOCK_MB`` overrides it. Measured on
+#: inception_small (docs/performance.md): blocks of about this size run fastest; larger
+#: ones are no faster, first-run slower, and hold more memory.
+BLOCK_BUDGET = 384 << 20
+
+_JACOBIAN_FNS: collections.OrderedDict = collections.OrderedDict()
+_ACTIVATION_SIZES: collections.OrderedDict = collections.OrderedDict()
+_STATS = {"traces": 0}
 
 
 def clear_cache() -> None:
     """Forget the compiled Jacobian functions (they hold references to models and params)."""
     _JACOBIAN_FNS.clear()
+    _ACTIVATION_SIZES.clear()
+    _STATS["traces"] = 0
+
+
+def cache_info() -> dict:
+    """``{"entries": compiled functions cached, "traces": traces since the last
+    `clear_cache`, "max_entries": CACHE_SIZE}``."""
+    return {"entries": len(_JACOBIAN_FNS), "traces": _STATS["traces"], "max_entries": CACHE_SIZE}
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -84,26 +118,137 @@ def resolve_realization(model, realization, param: Param | None, wrt: str):
 
 
 # -- Jacobian -----------------------------------------------------------------------------
-def _jacobian_fn(model, layer, param, aggregation, features, chunk):
-    key = (id(model), layer, id(param), aggregation if isinstance(aggregation, (str, type(None))) else id(aggregation),
-           None if features is None else tuple(int(i) for i in features), chunk)
-    if key in _JACOBIAN_FNS:
-        return _JACOBIAN_FNS[key][0]
+@dataclasses.dataclass
+class _Compiled:
+    """A cached compiled Jacobian block with what its trace closes over (kept alive, so the
+    identities in its key stay unique while it is cached)."""
 
-    @tf.function(reduce_retracing=True)
-    def response_and_jacobian(z):
+    fn: object
+    model: object
+    param: Param
+    aggregation: object
+
+
+def _param_key(param: Param):
+    key = param.structure_key() if hasattr(param, "structure_key") else None
+    return ("identity", id(param)) if key is None else ("structure", key)
+
+
+def _aggregation_key(aggregation):
+    return aggregation if isinstance(aggregation, (str, type(None))) else ("identity", id(aggregation))
+
+
+def _cache_key(model, layer, param, aggregation, chunk, dim):
+    return (id(model), layer, _param_key(param), _aggregation_key(aggregation), int(chunk), param.batch, int(dim),
+            "float32")
+
+
+def _jacobian_fn(model, layer, param, aggregation, chunk, dim):
+    """The compiled ``(z [B, D], rows [chunk] int32) -> (f [B, depth], g [chunk, B, D])``:
+    ``g[i, b] = d f[b, rows[i]] / d z[b]`` (zero for ``rows[i] = -1``), cached (`_cache_key`)."""
+    key = _cache_key(model, layer, param, aggregation, chunk, dim)
+    entry = _JACOBIAN_FNS.get(key)
+    if entry is not None:
+        _JACOBIAN_FNS.move_to_end(key)
+        return entry.fn
+    spec = [tf.TensorSpec([param.batch, dim], tf.float32), tf.TensorSpec([chunk], tf.int32)]
+
+    @tf.function(input_signature=spec, autograph=False)
+    def response_and_jacobian(z, rows):
+        _STATS["traces"] += 1  # Python side effect: runs once per trace
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(z)
-            images = param(_unflatten(z, param))
-            acts = model(images, [layer])[layer]
-            f = objectives_mod.feature_response(acts, aggregation, features)
-            pieces = [f[:, i : i + chunk] for i in range(0, f.shape[-1], chunk)]
-        blocks = [tape.batch_jacobian(piece, z, experimental_use_pfor=True) for piece in pieces]
-        del tape
-        return f, tf.concat(blocks, axis=1)
+            images = param.forward(_unflatten(z, param))
+            f = objectives_mod.feature_response(model(images, [layer])[layer], aggregation)
+        # One cotangent per row: feature rows[i] of every sample (samples are independent, so
+        # one backward pass gives all B rows). pfor traces the backward graph once for all rows.
+        width = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
+        cotangents = tf.broadcast_to(tf.one_hot(rows, width, dtype=f.dtype)[:, None, :], [chunk, param.batch, width])
+        g = tf.vectorized_map(
+            lambda u: tape.gradient(f, z, output_gradients=u, unconnected_gradients=tf.UnconnectedGradients.ZERO),
+            cotangents)
+        return f, g
 
-    _JACOBIAN_FNS[key] = (response_and_jacobian, model, param)  # keep both alive: ids stay unique
+    _JACOBIAN_FNS[key] = _Compiled(response_and_jacobian, model, param, aggregation)
+    _evict(_JACOBIAN_FNS)
     return response_and_jacobian
+
+
+def _evict(cache) -> None:
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def _block_budget() -> int:
+    value = os.environ.get("LUCID_IFV_JACOBIAN_BLOCK_MB")
+    return BLOCK_BUDGET if not value else int(float(value) * (1 << 20))
+
+
+def activation_elements(model, layer: str, param: Param, aggregation=None) -> int:
+    """Float elements one sample produces between the parameters and the feature response
+    (every intermediate tensor of the traced forward, nested functions included; constants
+    not): what one backward row may hold. Read off a trace of the forward pass (cached)."""
+    return _forward_info(model, layer, param, aggregation)[0]
+
+
+def _forward_info(model, layer, param, aggregation):
+    """``(activation_elements, number of features)`` from a trace of the forward (cached)."""
+    key = (id(model), layer, _param_key(param), _aggregation_key(aggregation))
+    if key in _ACTIVATION_SIZES:
+        _ACTIVATION_SIZES.move_to_end(key)
+    else:
+        def forward(*ps):
+            return objectives_mod.feature_response(model(param.forward(list(ps)), [layer])[layer], aggregation)
+
+        shapes = [tf.TensorSpec(v.shape, v.dtype) for v in param.variables]
+        concrete = tf.function(forward, autograph=False).get_concrete_function(*shapes)
+        size = -(-_graph_elements(concrete.graph, set(), param.batch) // param.batch)
+        width = concrete.structured_outputs.shape[-1]
+        if width is None:  # no static shape: run it once
+            width = forward(*(tf.zeros(v.shape, v.dtype) for v in param.variables)).shape[-1]
+        # the entry keeps model, param and aggregation alive: the ids in its key stay unique
+        _ACTIVATION_SIZES[key] = ((size, int(width)), model, param, aggregation)
+        _evict(_ACTIVATION_SIZES)
+    return _ACTIVATION_SIZES[key][0]
+
+
+def _graph_elements(graph, seen, batch: int) -> int:
+    """Float elements of a graph's op outputs (unknown dimensions count as ``batch``)."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
+            name = op.get_attr("f").name
+            if name not in seen:  # count a function's body once (an upper bound per call)
+                seen.add(name)
+                fn = graph._get_function(name) if hasattr(graph, "_get_function") else None
+                inner = getattr(fn, "graph", None)
+                if inner is not None:
+                    total += _graph_elements(inner, seen, batch)
+            continue
+        if op.type in ("Const", "Placeholder", "VarHandleOp", "ReadVariableOp", "Identity", "NoOp"):
+            continue
+        for out in op.outputs:
+            if out.dtype.is_floating and out.shape.rank is not None:
+                total += int(np.prod([batch if d is None else d for d in out.shape.as_list()]))
+    return total
+
+
+def default_chunk(k: int, batch: int, dim: int, activation_elements: int, budget: int | None = None) -> int:
+    """Jacobian rows per compiled block: all ``k`` when ``k`` rows of the vectorized backward
+    pass (an estimated ``4 (activation_elements + 2 dim)`` bytes per sample and row) fit in
+    ``budget`` (default `BLOCK_BUDGET`), else the fewest blocks that do, of equal size (no
+    ragged last block wasting padded rows).
+
+    The block size does not change the trace cost (one pfor conversion whatever the number of
+    blocks), so it is chosen for the run: measured on inception_small (docs/performance.md),
+    blocks of ~16-32 rows at batch 4 run as fast as any and start fastest; one block of all
+    256 rows holds ~2 GB and its first run is slower.
+    """
+    budget = _block_budget() if budget is None else budget
+    per_row = 4 * batch * (activation_elements + 2 * dim)
+    fit = max(1, budget // max(per_row, 1))
+    blocks = -(-k // min(k, fit))
+    return -(-k // blocks)
 
 
 def feature_jacobian(model, layer: str, realization, param: Param | None = None, aggregation=None,
@@ -119,24 +264,41 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
         `image_for_model`). Images are mapped to parameters with ``param.params_from_image``.
       aggregation, features: as in `feature_objective`.
       wrt: ``"params"`` (the FV's parameters ``z``, default) or ``"pixels"``.
-      chunk: features per vectorized Jacobian block (default 32); bounds memory, the
-        result does not depend on it.
+      chunk: features per vectorized Jacobian block (default `default_chunk`: blocks whose
+        backward pass fits `BLOCK_BUDGET`); bounds memory, the result does not depend on it.
     Returns:
       ``(f, J)``: float32 arrays ``[B, k]`` and ``[B, k, D]`` (D parameters per sample).
     """
     model.layer(layer)
     param, params = resolve_realization(model, realization, param, wrt)
-    depth = model.layer(layer).depth
+    elements, depth = _forward_info(model, layer, param, aggregation)  # depth: the response's width
     if features is not None:
         features = np.asarray(features, dtype=np.int64)
         if features.ndim != 1 or features.size == 0 or features.min() < 0 or features.max() >= depth:
             raise ValueError(f"features must be channel indices in [0, {depth}), got {features.tolist()}")
-    chunk = 32 if chunk is None else int(chunk)
+    rows = np.arange(depth) if features is None else features
+    k = rows.size
+    z = _flatten(params, param.batch)
+    batch, dim = z.shape
+    if chunk is None:
+        chunk = default_chunk(k, batch, dim, elements)
+    chunk = int(chunk)
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    fn = _jacobian_fn(model, layer, param, aggregation, features, chunk)
-    f, jac = fn(tf.constant(_flatten(params, param.batch)))
-    return f.numpy(), jac.numpy()
+    chunk = min(chunk, k)
+    fn = _jacobian_fn(model, layer, param, aggregation, chunk, dim)
+    padded = np.full(-(-k // chunk) * chunk, -1, np.int32)  # -1: a zero cotangent row
+    padded[:k] = rows
+    z = tf.constant(z)
+    jac = np.empty((batch, k, dim), np.float32)
+    f = None
+    for start in range(0, k, chunk):
+        f_all, g = fn(z, tf.constant(padded[start:start + chunk]))
+        stop = min(start + chunk, k)
+        jac[:, start:stop] = np.swapaxes(g.numpy()[: stop - start], 0, 1)
+        if f is None:
+            f = f_all.numpy()[:, rows]
+    return f, jac
 
 
 def prior_gradients(model, prior, realization, param: Param | None = None, wrt: str = "params") -> np.ndarray:
@@ -153,12 +315,25 @@ def prior_gradients(model, prior, realization, param: Param | None = None, wrt: 
     z = tf.constant(_flatten(params, param.batch))
     grads = []
     for term in terms:
-        layers = layers_used(model, term, param)
         with tf.GradientTape() as tape:
             tape.watch(z)
             ps = _unflatten(z, param)
-            x = param(ps)
-            value = tf.reduce_sum(term(make_T(model, x, x, ps, layers)))
+            value = tf.reduce_sum(term(_lazy_T(model, param.forward(ps), ps)))
         g = tape.gradient(value, z)
         grads.append(np.zeros(z.shape, np.float32) if g is None else g.numpy())
     return np.stack(grads, axis=1)
+
+
+def _lazy_T(model, images, params):
+    """The ``T`` an objective sees, evaluated eagerly: each layer is computed when first asked
+    for (nothing is traced, unlike rendering's `layers_used` + `make_T`)."""
+    acts = {}
+
+    def T(name):
+        if name in ("input", "params"):
+            return images if name == "input" else list(params)
+        if name not in acts:
+            acts[name] = model(images, [name])[name]
+        return acts[name]
+
+    return T

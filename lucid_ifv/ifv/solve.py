@@ -163,17 +163,34 @@ class GramStatistics:
 
 
 def gram_statistics(jac, prior_grads=None) -> GramStatistics:
-    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``."""
-    jac = check_finite(np.asarray(jac, np.float64), "Jacobians")
+    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``.
+
+    One sample at a time, each product a BLAS matrix product in float64: the float32
+    Jacobian is widened one sample at a time (a ``[k, D]`` float64 copy, not the batch's),
+    and the products of float32 values are exact in float64, so the small eigenvalues of
+    ``J J^T`` that the solve needs keep their digits (float32 products would not).
+    """
+    jac = check_finite(np.asarray(jac), "Jacobians")
     if jac.ndim != 3:
         raise ValueError(f"Jacobians of shape {jac.shape}; expected [B, k, D]")
-    if prior_grads is None:
-        return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac))
-    grads = check_finite(np.asarray(prior_grads, np.float64), "prior gradients")
-    if grads.ndim != 3 or grads.shape[0] != jac.shape[0] or grads.shape[2] != jac.shape[2]:
-        raise ValueError(f"prior gradients of shape {grads.shape}; expected [{jac.shape[0]}, n_terms, {jac.shape[2]}]")
-    return GramStatistics(np.einsum("bkd,bld->bkl", jac, jac), np.einsum("bkd,bnd->bkn", jac, grads),
-                          np.einsum("bnd,bmd->bnm", grads, grads))
+    grads = None
+    if prior_grads is not None:
+        grads = check_finite(np.asarray(prior_grads), "prior gradients")
+        if grads.ndim != 3 or grads.shape[0] != jac.shape[0] or grads.shape[2] != jac.shape[2]:
+            raise ValueError(f"prior gradients of shape {grads.shape}; expected [{jac.shape[0]}, n_terms, {jac.shape[2]}]")
+    batch, k, _ = jac.shape
+    jjt = np.empty((batch, k, k))
+    jg = gg = None
+    if grads is not None:
+        jg, gg = np.empty((batch, k, grads.shape[1])), np.empty((batch, grads.shape[1], grads.shape[1]))
+    for b in range(batch):
+        j = np.asarray(jac[b], np.float64)
+        jjt[b] = j @ j.T
+        if grads is not None:
+            g = np.asarray(grads[b], np.float64)
+            jg[b] = j @ g.T
+            gg[b] = g @ g.T
+    return GramStatistics(jjt, jg, gg)
 
 
 # -- critical bases ------------------------------------------------------------------------

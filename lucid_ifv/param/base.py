@@ -31,6 +31,7 @@ Everything else (rendering, Jacobians, inversion of saved images) works with it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +62,31 @@ def numpy_seed(seed):
         yield
     finally:
         np.random.set_state(state)
+
+
+class _NoKey(Exception):
+    """An attribute `Param.structure_key` cannot describe."""
+
+
+def _state_key(value):
+    """Hashable description of one attribute of a parametrization (see `Param.structure_key`)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, Param):
+        key = value.structure_key()
+        if key is None:
+            raise _NoKey(value)
+        return ("param", key)
+    if isinstance(value, (np.ndarray, np.generic)) or (isinstance(value, tf.Tensor) and hasattr(value, "numpy")):
+        array = np.ascontiguousarray(value.numpy() if isinstance(value, tf.Tensor) else value)
+        if array.dtype == object:
+            raise _NoKey(value)
+        return ("array", array.dtype.str, array.shape, hashlib.sha1(array.tobytes()).hexdigest())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_state_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((repr(k), _state_key(v)) for k, v in value.items())))
+    raise _NoKey(value)  # callables, tf.Variables (a forward reading one captures *that* variable), ...
 
 
 class Param:
@@ -122,6 +148,25 @@ class Param:
 
     def numpy_params(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.variables]
+
+    def structure_key(self):
+        """A hashable description of everything that determines ``forward`` except the
+        parameter values: the class, the shapes and dtypes of the variables and of the output,
+        and every other attribute (Fourier scales, resize matrices, decorrelation and sigmoid
+        flags, nested parametrizations), arrays by content. Two parametrizations with equal
+        keys map equal parameter values to equal inputs, so a function compiled for one
+        (`lucid_ifv.ifv.feature_jacobian`) serves the other. None when an attribute cannot be
+        described (e.g. a callable or an extra `tf.Variable` read in ``forward``): callers then
+        fall back to the object's identity. Subclasses with state outside their attributes
+        override this.
+        """
+        try:
+            state = tuple(sorted((name, _state_key(value)) for name, value in vars(self).items()
+                                 if name not in ("variables", "shape")))
+        except (_NoKey, TypeError):  # TypeError: no __dict__ (slots)
+            return None
+        variables = tuple((tuple(v.shape), v.dtype.name) for v in self.variables)
+        return (type(self).__module__, type(self).__qualname__, self.shape, variables, state)
 
     def __repr__(self):
         return f"{type(self).__name__}(shape={self.shape})"

@@ -18,7 +18,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -233,17 +232,6 @@ def _check_invert_inputs(args, model, layer, checked: dict) -> None:
     checked["images"] = images
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def cmd_invert(args) -> int:
     from lucid_ifv import ifv, metrics, objectives as obj
 
@@ -278,7 +266,9 @@ def cmd_invert(args) -> int:
         rows.append(row)
         print(json.dumps(row))
     if args.out:
-        _write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "rows": rows}, indent=1))
+        from lucid_ifv.experiment import write_text_atomic
+
+        write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "rows": rows}, indent=1))
     return 0
 
 

@@ -533,7 +533,11 @@ _JACOBIAN_FNS: dict = {}
 
 
 def _kink_jacobian_fn(probe: _Probe, param):
-    key = (id(probe), id(param))
+    """Compiled per probe and parametrization *structure* (as `ifv.feature_jacobian`): a fresh
+    parametrization of the same kind reuses the trace (the function reads only its argument)."""
+    from lucid_ifv.ifv.jacobian import _param_key
+
+    key = (id(probe), _param_key(param))
     if key in _JACOBIAN_FNS:
         return _JACOBIAN_FNS[key][0]
 

@@ -87,6 +87,20 @@ def test_kink_gradients_match_autodiff(tiny):
     np.testing.assert_allclose(rows["pool"], expected_tie, atol=1e-6)  # pairs are (lower, higher index)
 
 
+def test_kink_jacobian_compiled_once_per_parametrization_structure(tiny):
+    """A fresh parametrization of the same kind (the usual call: new arrays) reuses the compiled
+    function, and gets its own answer."""
+    kinks.clear_cache()
+    first = kinks.kink_gradients(tiny, "layer", IMAGE, pixel_param(IMAGE), aggregation="mean")
+    other = IMAGE[:, ::-1]
+    second = kinks.kink_gradients(tiny, "layer", other, pixel_param(other), aggregation="mean")
+    assert len(kinks._JACOBIAN_FNS) == 1
+    kinks.clear_cache()
+    np.testing.assert_allclose(second, kinks.kink_gradients(tiny, "layer", other, pixel_param(other),
+                                                             aggregation="mean"), atol=1e-6)
+    assert first.shape[0] == second.shape[0] == 1
+
+
 def test_kink_gradients_on_mnist_match_per_unit_gradients():
     """On the shipped MNIST net (Fourier-free pixel param): rows of kink_gradients equal the
     gradients of the same pre-activation units computed one by one."""

@@ -138,3 +138,15 @@ def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
     assert figure.std() > 20  # a heatmap, not a blank canvas
     with pytest.raises(SystemExit, match="give --model-b"):
         main(["compare", "--model", "mnist_small", "--out", str(out)])
+
+
+def test_reoptimization_ssim_is_reported_per_row():
+    a = load_shipped("mnist_small")
+    b = permute_channels(a, "conv2", seed=4)
+    result = compare(a, "conv2", b.model, "conv2", default_config(warmup_steps=20, adam_steps=60, max_lbfgs_steps=60,
+                                                                   batch_size=2),
+                     features=[2, 9], reoptimize_steps=10, progress=False)
+    assert result.ssim.shape == (2,) and np.all((result.ssim > -1) & (result.ssim <= 1))
+    assert result.to_dict()["ssim"] == result.ssim.tolist()
+    with pytest.raises(ValueError, match="reoptimize_steps must be >= 0"):
+        compare(a, "conv2", b.model, "conv2", features=[2], reoptimize_steps=-1)

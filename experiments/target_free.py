@@ -89,7 +89,7 @@ def make_param(model, args, batch, seed):
 def render(model, objective, param, args, seed):
     started = time.perf_counter()
     result = render_vis(model, objective, param, transforms=[], thresholds=(args.adam,), lbfgs_steps=args.lbfgs,
-                        seed=seed, progress=False)
+                        seed=seed, progress=False, relu_gradient_override=False)
     return result, time.perf_counter() - started
 
 

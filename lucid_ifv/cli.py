@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lucid_ifv import threads  # no TensorFlow at import: check_args runs before it
+
 DEFAULT_MODEL = "inception_small"
 
 
@@ -573,6 +575,8 @@ def check_args(args) -> None:
     from lucid_ifv.validation import check_out_dir, check_out_file
 
     check_numbers(args)
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"error: --threads must be an integer >= 1, got {args.threads}")
     command = args.command
     if command == "compare":
         if args.model_b and args.permuted is not None:
@@ -618,6 +622,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lucid-ifv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"TensorFlow intra-op and BLAS threads (inter-op 1); default ${threads.ENV_VAR} or "
+                             f"TensorFlow's own choice (lucid_ifv/threads.py)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list the model zoo").set_defaults(func=cmd_models)
@@ -703,6 +710,7 @@ def main(argv=None) -> int:
         return err.code if isinstance(err.code, int) else 2
     try:
         check_args(args)
+        threads.configure_from_env() if args.threads is None else threads.configure_threads(args.threads)
         return args.func(args)
     except SystemExit as err:
         if isinstance(err.code, str):

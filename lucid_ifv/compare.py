@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lucid_ifv import experiment, ifv
+from lucid_ifv.atomic import write_atomic
 from lucid_ifv import objectives as obj
 
 
@@ -97,11 +97,7 @@ def _check_features(features, k: int) -> np.ndarray:
 
 
 def _save_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: np.savez(fh, **arrays), fsync=True)
 
 
 def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from lucid_ifv import ifv, metrics, sampling
 from lucid_ifv import objectives as obj
+from lucid_ifv.atomic import write_atomic
 from lucid_ifv.param import image_for_model
 from lucid_ifv.render import render_vis
 
@@ -211,6 +212,7 @@ def _objective(config, setup, targets):
 def _render(*args, **kwargs):
     """`render_vis`, except that an interrupted optimization raises `ExperimentInterrupted`
     instead of returning half-optimized images (which an experiment must never record)."""
+    kwargs.setdefault("relu_gradient_override", False)  # records stay comparable with earlier runs
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="render_vis interrupted")
         result = render_vis(*args, **kwargs)
@@ -443,22 +445,11 @@ def _atomic_write(path: Path, write) -> None:
     folder, fsynced, then renamed over ``path``. On any failure the temporary file is removed
     and ``path`` is untouched; an OSError becomes an `ExperimentError`."""
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, write, fsync=True, suffix=TEMP_SUFFIX)
         _fsync_dir(path.parent)
-    except BaseException as err:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise _write_error(path, err) from err
-        raise
+    except OSError as err:
+        raise _write_error(path, err) from err
 
 
 def write_text_atomic(path, text: str) -> None:

@@ -22,12 +22,12 @@ is not ``.npy``/``.npz`` is refused by its signature before any decoder sees it.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from lucid_ifv.atomic import write_atomic
 from lucid_ifv.validation import check_finite
 
 MAX_PIXELS = 4096 * 4096  # larger PNGs are refused before decoding (no model takes them)
@@ -51,34 +51,14 @@ def save_png(image, path) -> Path:
     image = check_finite(np.asarray(image, dtype=np.float64), "image")
     if image.ndim != 3 or image.shape[-1] not in (1, 3) or 0 in image.shape:
         raise ValueError(f"an image to save must be [H, W, 1 or 3], got shape {image.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
     picture = Image.fromarray(pixels[..., 0], mode="L") if pixels.shape[-1] == 1 else Image.fromarray(pixels, "RGB")
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            picture.save(fh, format="PNG")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: picture.save(fh, format="PNG"))
 
 
 def save_npz(path, **arrays) -> Path:
     """`np.savez_compressed` atomically (temporary file in the same folder, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def _check_file(path: Path, what: str = "file") -> bytes:

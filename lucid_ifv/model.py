@@ -35,6 +35,13 @@ class LayerInfo:
     def from_dict(cls, d: dict) -> "LayerInfo":
         return cls(str(d["name"]), int(d["depth"]), tuple(d.get("tags", ())))
 
+    @property
+    def activations(self):
+        """Lucid's precomputed activations on natural images: no lucid-ifv model ships them."""
+        raise ValueError(
+            f"no activations ship for layer {self.name!r}: compute them with model(images, [{self.name!r}])"
+        )
+
 
 class Model:
     """Base class: validation, value-range mapping and layer look-up.
@@ -48,6 +55,10 @@ class Model:
     image_shape: tuple[int, int, int] = (0, 0, 0)
     image_value_range: tuple[float, float] = (0.0, 1.0)
     layers: tuple[LayerInfo, ...] = ()
+    #: False when the model takes images of any height and width (fully convolutional
+    #: frozen graphs; ``image_shape`` is then its native size and layers that need the
+    #: native size say so, see `check_input_size`).
+    fixed_input_size: bool = True
 
     # -- metadata -----------------------------------------------------------------
     @property
@@ -77,23 +88,40 @@ class Model:
         return lo + images * (hi - lo)
 
     def check_images(self, images) -> tf.Tensor:
-        """Validate a batch of images `[B, H, W, C]` (shape, finite values); float32 tensor."""
+        """Validate a batch of images `[B, H, W, C]` (shape, finite values); float32 tensor.
+
+        H and W must equal ``image_shape``'s unless ``fixed_input_size`` is False.
+        """
         images = tf.convert_to_tensor(images, dtype=tf.float32)
         expected = tuple(self.image_shape)
-        if images.shape.rank != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"images of shape {tuple(images.shape)} do not fit model {self.name!r}: "
-                f"expected [batch, {', '.join(map(str, expected))}]"
-            )
+        if self.fixed_input_size:
+            fits = images.shape.rank == 4 and tuple(images.shape[1:]) == expected
+            wanted = f"[batch, {', '.join(map(str, expected))}] (its input size is fixed)"
+        else:
+            fits = images.shape.rank == 4 and images.shape[-1] == expected[-1]
+            wanted = f"[batch, height, width, {expected[-1]}]"
+        if not fits:
+            raise ValueError(f"images of shape {tuple(images.shape)} do not fit model {self.name!r}: expected {wanted}")
         if tf.executing_eagerly():
             check_finite(images.numpy(), "images")
         return images
+
+    def check_input_size(self, height: int, width: int, layers: Sequence[str] | str) -> None:
+        """ValueError, naming the reason, unless `layers` can be computed from inputs of
+        ``height x width`` (the native size always can)."""
+        h, w, _ = self.image_shape
+        if (int(height), int(width)) != (h, w) and self.fixed_input_size:
+            raise ValueError(
+                f"model {self.name!r} takes inputs of {h}x{w} only (its input size is fixed), "
+                f"got {height}x{width}"
+            )
 
     def __call__(self, images, layers: Sequence[str] | str) -> dict[str, tf.Tensor]:
         """Activations of `layers` for `images` in [0, 1].
 
         Args:
-          images: ``[B, H, W, C]`` with ``(H, W, C) == image_shape``, values in [0, 1].
+          images: ``[B, H, W, C]`` with ``(H, W, C) == image_shape`` (any H, W when
+            ``fixed_input_size`` is False), values in [0, 1].
           layers: layer names (or one name).
         Returns:
           dict name -> activations ``[B, h, w, depth]`` or ``[B, depth]``.
@@ -104,6 +132,54 @@ class Model:
 
     def _activations(self, inputs: tf.Tensor, names: list[str]) -> dict[str, tf.Tensor]:
         raise NotImplementedError
+
+    # -- Lucid's model API (for code ported through lucid_ifv.compat) ----------------------
+    def load_graphdef(self) -> None:
+        """Lucid's explicit load. Models here load on first use; a `LucidModel` loads now."""
+
+    def show_graph(self) -> str:
+        """A text summary of the model (Lucid draws the graph): input and layers; printed and returned."""
+        lines = [f"{self.name}: input {tuple(self.image_shape)} in {tuple(self.image_value_range)}"
+                 + ("" if self.fixed_input_size else " (any height and width)")]
+        lines += [f"  {layer.name:<32} depth {layer.depth:<6} {', '.join(layer.tags)}" for layer in self.layers]
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    def get_layer(self, name: str) -> LayerInfo:
+        """Lucid's name for `layer`."""
+        return self.layer(name)
+
+    def get_activations(self, layer: str, examples, batch_size: int = 64) -> np.ndarray:
+        """Activations of `layer` for `examples` ``[N, H, W, C]`` in [0, 1], computed in
+        batches of `batch_size` (Lucid's ``get_activations``); ``[N, ...]`` numpy."""
+        examples = np.asarray(examples, np.float32)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        parts = [self(examples[i:i + int(batch_size)], [layer])[layer].numpy()
+                 for i in range(0, len(examples), int(batch_size))]
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+    def import_graph(self, t_input, scope="import", forget_xy_shape=True, input_map=None, t_raw=None):
+        """Lucid's ``import_graph`` in TF2 form (there is no default graph to import into):
+        returns ``T`` with ``T(layer)`` the activations of ``t_input`` (images ``[B, H, W, C]``
+        in [0, 1]; computed on call, so use it inside the step being differentiated),
+        ``T("input")`` ``t_raw`` (default ``t_input``) and ``T("labels")`` the labels.
+        ``scope`` and ``input_map`` have no TF2 meaning and must keep their defaults;
+        ``forget_xy_shape`` is implied (models that take any size take any size)."""
+        if scope != "import" or input_map is not None:
+            raise ValueError(f"import_graph: scope={scope!r} and input_map={input_map!r} have no TF2 meaning; "
+                             f"leave them at their defaults")
+        t_raw = t_input if t_raw is None else t_raw
+
+        def T(layer):
+            if layer == "input":
+                return t_raw
+            if layer == "labels":
+                return getattr(self, "labels", None)
+            return self(t_input, [layer])[layer]
+
+        return T
 
     def __repr__(self) -> str:
         return (

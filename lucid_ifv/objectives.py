@@ -12,6 +12,9 @@ in freely (anything callable on ``T``). A sum keeps its additive terms (`Objecti
 which `render_vis` uses to judge stationarity. Lucid's formulas are kept exactly, including
 ``direction``'s cosine floor at 0.1 and 1e-4 on the norms; `feature_objective` is the
 paper's unclamped significance ``m(f, t) = <f, t> cos(f, t)^p`` that Grad-IFV inverts.
+All of Lucid 0.3.10's objectives are here (``tensor_direction``, the blurs,
+``channel_interpolate``, ``penalize_boundary_complexity``, ``alignment``, ``input_diff``
+included), with Lucid's values; ours refuse bad arguments with a ValueError.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ __all__ = [
     "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
     "direction_neuron", "deepdream", "total_variation", "L1", "L2", "params_L2", "diversity",
     "class_logit", "feature_response", "significance", "feature_objective", "terms_of",
-    "response_scale", "relative_prior",
+    "response_scale", "relative_prior", "tensor_direction", "blur_input_each_step",
+    "blur_alpha_each_step", "channel_interpolate", "penalize_boundary_complexity", "alignment",
+    "input_diff", "direction_cossim", "handle_batch",
 ]
 
 
@@ -123,24 +128,65 @@ def _arg_str(arg) -> str:
     return "..." if len(s) > 15 or "\n" in s else s
 
 
-def wrap_objective(f):
+def wrap_objective(require_format=None, handle_batch=False):
     """Decorator: turn ``f(*args) -> (T -> scalar)`` into a factory of `Objective`s.
 
+    Use it bare, ``@wrap_objective``, or as Lucid's ``@wrap_objective(require_format=None,
+    handle_batch=False)``:
+
+    * ``require_format="NHWC"``: ``f``'s objective sees dense ``[B, C]`` tensors as
+      ``[B, 1, 1, C]`` (Lucid's ``_T_force_NHWC``; our models are NHWC already).
+    * ``handle_batch=True``: the factory takes a keyword ``batch=None``, and ``f``'s
+      objective sees only batch element ``batch`` of every tensor (Lucid's
+      ``handle_batch``). If ``f`` has a ``batch`` argument of its own, it handles it.
+
     The objective is named after ``f``; its description is ``Title [args]`` listing every
-    argument, defaults included, as Lucid's does.
+    argument, defaults included, as Lucid's does (an added ``batch`` is listed when given).
     """
+    if callable(require_format):  # bare @wrap_objective: the argument is f itself
+        return _objective_factory(require_format, None, False)
+    if require_format not in (None, "NHWC"):
+        raise ValueError(f"require_format must be None or 'NHWC', got {require_format!r}")
+    if not isinstance(handle_batch, bool):
+        raise ValueError(f"handle_batch must be True or False, got {handle_batch!r}")
+    return lambda f: _objective_factory(f, require_format, handle_batch)
+
+
+def _objective_factory(f, require_format, handle_batch):
+    """`wrap_objective`'s factory of `Objective`s for ``f``."""
     signature = inspect.signature(f)
+    adds_batch = handle_batch and "batch" not in signature.parameters
 
     @functools.wraps(f)
     def factory(*args, **kwargs):
+        batch = kwargs.pop("batch", None) if adds_batch else None
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        if bound.arguments.get("batch") is not None:  # refused now, not when rendering
-            _with_batch(None, bound.arguments["batch"])
-        description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in bound.arguments.values()) + "]"
-        return Objective(f(*args, **kwargs), f.__name__, description)
+        arguments = list(bound.arguments.values()) + ([] if batch is None else [batch])
+        checked = batch if adds_batch else bound.arguments.get("batch")
+        if checked is not None:  # refused now, not when rendering
+            _with_batch(None, checked)
+        description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in arguments) + "]"
+        return Objective(_process_T(f(*args, **kwargs), require_format, batch), f.__name__, description)
 
+    if adds_batch:  # show the added keyword in help() and inspect.signature
+        params = list(signature.parameters.values())
+        at = len(params) - bool(params and params[-1].kind is inspect.Parameter.VAR_KEYWORD)
+        params.insert(at, inspect.Parameter("batch", inspect.Parameter.KEYWORD_ONLY, default=None))
+        factory.__signature__ = signature.replace(parameters=params)
     return factory
+
+
+def _process_T(objective_func, require_format=None, batch=None):
+    """``objective_func`` seeing ``T`` in ``require_format`` and restricted to ``batch``."""
+    if require_format is None and batch is None:
+        return objective_func
+
+    def processed(T):
+        T = _with_batch(T, batch)
+        return objective_func((lambda name: _nhwc(T(name))) if require_format == "NHWC" else T)
+
+    return processed
 
 
 def _with_batch(T, batch):
@@ -153,6 +199,11 @@ def _with_batch(T, batch):
 
     def T_batch(name):
         t = T(name)
+        if isinstance(t, (list, tuple)):  # T("params"): each parameter tensor has a batch axis
+            return [T_batch_of(p, name) for p in t]
+        return T_batch_of(t, name)
+
+    def T_batch_of(t, name):
         check_in_range(batch, _dim(t, 0), "batch", f"{name!r} has a batch of {{size}}")
         return t[batch : batch + 1]
 
@@ -196,9 +247,18 @@ def _check_features_in_range(features, depth, where):
             check_in_range(int(i), depth, "features entry", f"{where} has {{size}} channels")
 
 
+def _rank(t):
+    """``t``'s static rank, or None when unknown (or ``t`` is not an array, e.g. a list)."""
+    shape = getattr(t, "shape", None)
+    try:
+        return None if shape is None else len(shape)
+    except (TypeError, ValueError):  # a TensorShape of unknown rank
+        return None
+
+
 def _nhwc(t):
-    """Dense ``[B, C]`` -> ``[B, 1, 1, C]`` (Lucid's `_T_force_NHWC`)."""
-    return t[:, None, None, :] if t.shape.rank == 2 else t
+    """Dense ``[B, C]`` -> ``[B, 1, 1, C]`` (Lucid's `_T_force_NHWC`); anything else unchanged."""
+    return t[:, None, None, :] if _rank(t) == 2 else t
 
 
 def _center_position(acts, x=None, y=None, layer=None):
@@ -232,12 +292,23 @@ def _vector(vec, what="vec") -> np.ndarray:
     return vec
 
 
-def _check_depth(acts, vec, layer):
+def _check_depth(acts, vec, layer, what="direction vector"):
     depth = acts.shape[-1]
     if depth is not None and depth != vec.shape[-1]:
-        raise ValueError(
-            f"direction vector has length {vec.shape[-1]} but layer {layer!r} has {depth} channels"
-        )
+        raise ValueError(f"{what} has length {vec.shape[-1]} but layer {layer!r} has {depth} channels")
+
+
+def _check_broadcasts_to(arr, t, what, name):
+    """ValueError unless the array ``arr`` broadcasts to ``t``'s static shape (unknown sizes
+    match anything), so that ``t - arr`` keeps ``t``'s shape."""
+    rank = _rank(t)
+    if rank is None:
+        return
+    dims = [_dim(t, axis) for axis in range(rank)]
+    ok = arr.ndim <= rank and all(a == 1 or d is None or a == d for a, d in zip(arr.shape[::-1], dims[::-1]))
+    if not ok:
+        shown = ", ".join("*" if d is None else str(d) for d in dims)
+        raise ValueError(f"{what} has shape {arr.shape}; expected a shape that broadcasts to {name}'s [{shown}]")
 
 
 @wrap_objective
@@ -278,6 +349,15 @@ def direction(layer, vec, cossim_pow=0, batch=None):
     return inner
 
 
+direction_cossim = direction  # Lucid's alias
+
+
+def handle_batch(batch=None):
+    """Lucid's decorator ``handle_batch(batch)(f)``: ``f`` sees every tensor of ``T`` restricted
+    to batch element `batch` (None: all)."""
+    return lambda f: lambda T: f(_with_batch(T, batch))
+
+
 @wrap_objective
 def direction_neuron(layer_name, vec, x=None, y=None, cossim_pow=0, batch=None):
     """`direction` at a single position (default the centre)."""
@@ -289,6 +369,40 @@ def direction_neuron(layer_name, vec, x=None, y=None, cossim_pow=0, batch=None):
         acts = _center_position(_nhwc(_with_batch(T, batch)(layer_name)), x, y, layer_name)
         _check_depth(acts, vec, layer_name)
         return _dot_cossim(acts, vec[None, None, None], cossim_pow)
+
+    return inner
+
+
+@wrap_objective(require_format="NHWC")
+def tensor_direction(layer, vec, cossim_pow=0, batch=None):
+    """Lucid's tensor_direction: `direction` against a spatial pattern.
+
+    ``vec`` is ``[h, w, C]`` (or ``[1 or B, h, w, C]``); it is compared position by position
+    with the centred ``h x w`` crop of the activations ``[B, H, W, C]`` (a dense layer is
+    ``[B, 1, 1, C]``): ``mean(<x, vec> max(0.1, cos)^cossim_pow)`` over batch and positions.
+    """
+    vec = check_finite(np.asarray(vec, dtype=np.float32), "vec")
+    if vec.ndim not in (3, 4) or 0 in vec.shape:
+        raise ValueError(f"vec must be a non-empty pattern [h, w, C] or [B, h, w, C], got shape {vec.shape}")
+    vec = vec[None] if vec.ndim == 3 else vec
+
+    def inner(T):
+        acts = _with_batch(T, batch)(layer)
+        _check_depth(acts, vec, layer, "vec (last axis)")
+        for axis, side in ((1, "rows"), (2, "columns")):
+            size = _dim(acts, axis)
+            if size is not None and vec.shape[axis] > size:
+                raise ValueError(f"vec has {vec.shape[axis]} {side} but layer {layer!r} has {size}; "
+                                 f"expected a pattern no larger than the layer")
+        n = _dim(acts, 0)
+        if vec.shape[0] != 1 and n is not None and vec.shape[0] != n:
+            raise ValueError(f"vec has a batch of {vec.shape[0]} but layer {layer!r} gives {n} "
+                             f"element(s); expected a batch of 1 or {n}")
+        shape = tf.shape(acts)
+        top = (shape[1] - vec.shape[1]) // 2
+        left = (shape[2] - vec.shape[2]) // 2
+        crop = acts[:, top : top + vec.shape[1], left : left + vec.shape[2]]
+        return _dot_cossim(crop, vec, cossim_pow)
 
     return inner
 
@@ -370,6 +484,163 @@ def class_logit(layer, label, batch=None):
                              f"{logits.shape} (use channel() for a convolutional layer)")
         check_in_range(label, _dim(logits, -1), "label", f"layer {layer!r} has {{size}} classes")
         return tf.reduce_sum(logits[:, label])
+
+    return inner
+
+
+# -- Lucid's remaining objectives: blurs, interpolation along the batch, alignment ----------
+def _blur(x, w=3):
+    """Lucid's ``_tf_blur``: each channel's weighted mean over a ``w x w`` window (weight 1
+    inside, 0.5 on the window's border), renormalized where the window leaves the image.
+
+    ``x``: ``[B, H, W, C]`` with a known ``C``; returns the same shape.
+    """
+    k = np.full([w, w], 0.5, dtype=np.float32)
+    k[1:-1, 1:-1] = 1.0
+    kernel = tf.constant(np.tile(k[:, :, None, None], [1, 1, x.shape[-1], 1]), x.dtype)
+    conv = lambda t: tf.nn.depthwise_conv2d(t, kernel, [1, 1, 1, 1], "SAME")
+    return conv(x) / conv(tf.ones_like(x))
+
+
+def _images(T, what, min_channels=1):
+    """``T("input")`` after checking it is images ``[B, H, W, C]`` with at least ``min_channels``."""
+    images = T("input")
+    rank, channels = _rank(images), _dim(images, -1)
+    if rank != 4 or channels is None or channels < min_channels:
+        shape = getattr(images, "shape", None)
+        raise ValueError(f"{what} needs images [B, H, W, C] with C >= {min_channels} known channels; "
+                         f"'input' has shape {shape}")
+    return images
+
+
+def _blur_step(images):
+    """``0.5 sum (x - blur(x))^2`` with the blur held constant: its gradient is ``x - blur(x)``."""
+    return 0.5 * tf.reduce_sum((images - tf.stop_gradient(_blur(images))) ** 2)
+
+
+@wrap_objective()
+def blur_input_each_step():
+    """Lucid's blur_input_each_step: ``0.5 sum (x - stop_gradient(blur(x)))^2`` on the images.
+
+    Its gradient is ``x - blur(x)``, so optimizing ``-k * blur_input_each_step()`` is
+    ``x <- (1 - k) x + k blur(x)`` each step (Nguyen et al., 2015). Subtract it.
+    """
+    return lambda T: _blur_step(_images(T, "blur_input_each_step"))
+
+
+@wrap_objective()
+def blur_alpha_each_step():
+    """`blur_input_each_step` on the alpha channel only (channel 3 of RGBA images)."""
+    return lambda T: _blur_step(_images(T, "blur_alpha_each_step (RGBA: alpha is channel 3)", 4)[..., 3:4])
+
+
+def _batch_means(acts, n, layer, what):
+    """Per-element mean of channel ``n``: ``[B, ..., C]`` -> ``[B]``."""
+    x = _channel_of(acts, n, layer, what)
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+@wrap_objective()
+def channel_interpolate(layer1, n_channel1, layer2, n_channel2):
+    """Lucid's channel_interpolate: across the batch, from channel ``n_channel1`` of ``layer1``
+    (element 0) to channel ``n_channel2`` of ``layer2`` (element ``B - 1``).
+
+    ``sum_b (1 - w_b) mean(layer1[b, ..., n_channel1]) + w_b mean(layer2[b, ..., n_channel2])``
+    with ``w_b = b / (B - 1)``; needs a known batch ``B >= 2``.
+    """
+    n_channel1 = check_index(n_channel1, "n_channel1")
+    n_channel2 = check_index(n_channel2, "n_channel2")
+
+    def inner(T):
+        acts1, acts2 = T(layer1), T(layer2)
+        batch_n = _dim(acts1, 0)
+        if batch_n is None or batch_n < 2:
+            raise ValueError(f"channel_interpolate needs a known batch of at least 2 images to interpolate "
+                             f"across; layer {layer1!r} has a batch of {batch_n}")
+        if _dim(acts2, 0) not in (None, batch_n):
+            raise ValueError(f"layer {layer2!r} has a batch of {_dim(acts2, 0)} but layer {layer1!r} "
+                             f"has {batch_n}; expected the same batch")
+        weights = tf.constant(np.arange(batch_n) / float(batch_n - 1), acts1.dtype)
+        means1 = _batch_means(acts1, n_channel1, layer1, "n_channel1")
+        means2 = _batch_means(acts2, n_channel2, layer2, "n_channel2")
+        return tf.reduce_sum((1 - weights) * means1 + weights * means2)
+
+    return inner
+
+
+@wrap_objective()
+def penalize_boundary_complexity(shp, w=20, mask=None, C=0.5):
+    """Lucid's penalize_boundary_complexity: ``-sum mask ((blur5(x) - x)^2 + 0.8 (x - C)^2)``.
+
+    Maximizing it makes the images smooth and of colour ``C`` where ``mask`` is 1.
+
+    Args:
+      shp: the images' shape ``[B, H, W, C]``; the default mask is ``ones(shp)`` with the
+        inner ``[w:-w, w:-w]`` zeroed, i.e. a boundary ``w`` pixels wide (``w=0``, or a
+        ``w`` of half the side or more, leaves the whole image). Unused when ``mask`` is given.
+      w: the boundary width, an integer >= 0.
+      mask: an array that broadcasts to the images ``[B, H, W, C]``, or None.
+      C: the boundary colour, a number or an array that broadcasts to the images.
+    """
+    if mask is None:
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 0:
+            raise ValueError(f"w must be an integer >= 0 (the boundary width in pixels), got {w!r}")
+        dims = np.asarray(shp if isinstance(shp, (list, tuple, np.ndarray, tf.TensorShape)) else [])
+        if dims.shape != (4,) or dims.dtype.kind not in "iu" or (dims < 1).any():
+            raise ValueError(f"shp must be the images' shape [B, H, W, C] (4 integers >= 1), got {shp!r}")
+        mask_ = np.ones(dims, dtype=np.float32)
+        mask_[:, w:-w, w:-w] = 0
+    else:
+        mask_ = check_finite(np.asarray(mask, dtype=np.float32), "mask")
+    color = check_finite(np.asarray(C, dtype=np.float32), "C")
+
+    def inner(T):
+        images = _images(T, "penalize_boundary_complexity")
+        _check_broadcasts_to(mask_, images, "the mask" if mask is not None else "the mask ones(shp)", "'input'")
+        _check_broadcasts_to(color, images, "C", "'input'")
+        diffs = (_blur(images, w=5) - images) ** 2 + 0.8 * (images - color) ** 2
+        return -tf.reduce_sum(diffs * mask_)
+
+    return inner
+
+
+@wrap_objective()
+def alignment(layer, decay_ratio=2):
+    """Lucid's alignment: ``-sum_{d=1..4} sum_i mean((x_i - x_{i+d})^2) / decay_ratio^d``.
+
+    Penalizes the L2 distance at ``layer`` between batch elements up to 4 apart, so that an
+    interpolation (`channel_interpolate`) draws analogous objects in the same place. A batch
+    of 1 gives 0.
+    """
+    number = isinstance(decay_ratio, (int, float, np.number)) and not isinstance(decay_ratio, bool)
+    if not (number and np.isfinite(decay_ratio) and decay_ratio > 0):
+        raise ValueError(f"decay_ratio must be a finite number > 0, got {decay_ratio!r}")
+
+    def inner(T):
+        acts = T(layer)
+        flat = tf.reshape(acts, [tf.shape(acts)[0], -1])  # [B, n]
+        accum = tf.zeros([], acts.dtype)
+        for d in (1, 2, 3, 4):  # pairs (i, i + d); none when B <= d
+            pair_means = tf.reduce_mean((flat[:-d] - flat[d:]) ** 2, axis=1)
+            accum += tf.reduce_sum(pair_means) / float(decay_ratio) ** float(d)
+        return -accum
+
+    return inner
+
+
+@wrap_objective()
+def input_diff(orig_img):
+    """Lucid's input_diff: the RMS difference ``sqrt(mean (x - orig_img)^2)`` from the images.
+
+    ``orig_img`` broadcasts to the images ``[B, H, W, C]`` (e.g. ``[H, W, C]``). Usually
+    subtracted, as a penalty (adversarial examples).
+    """
+    orig = check_finite(np.asarray(orig_img, dtype=np.float32), "orig_img")
+
+    def inner(T):
+        images = T("input")
+        _check_broadcasts_to(orig, images, "orig_img", "'input'")
+        return tf.sqrt(tf.reduce_mean((images - orig) ** 2))
 
     return inner
 

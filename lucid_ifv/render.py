@@ -46,7 +46,9 @@ class RenderResult:
       lbfgs: SciPy's result summary (``nit``, ``message``, ``grad_norm``...) or None.
       interrupted: True when a KeyboardInterrupt stopped the run early (results so far kept).
       residual: ``[B]`` relative stationarity residual of each sample at the final
-        parameters (`stationarity_residual`; 0 means stationary), always computed.
+        parameters (`stationarity_residual`; 0 means stationary), always computed (None
+        for a parametrization that is not per-sample, e.g. a lowres_tensor shared across the
+        batch, or whose images the model only takes after the transforms, e.g. RGBA).
       converged: ``[B]`` bool, ``residual <= converge``; None when ``converge`` was None.
     """
 
@@ -64,6 +66,16 @@ class RenderResult:
     def final(self) -> np.ndarray:
         """The last images ``[B, H, W, C]``."""
         return self.images[-1]
+
+    # Lucid's render_vis returns the list of images: ``result[-1]``, ``len(result)``, loops
+    def __getitem__(self, index):
+        return self.images[index]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self):
+        return iter(self.images)
 
 
 def make_T(model, images, transformed, params, layers):
@@ -123,13 +135,30 @@ def _resolve_param(param_f, model, seed) -> Param:
         with numpy_seed(seed):
             param = param_f()
         if not isinstance(param, Param):
-            raise TypeError(f"param_f must return a lucid_ifv.param.Param, got {type(param).__name__}")
+            raise TypeError(
+                f"param_f must return a lucid_ifv.param.Param, got {type(param).__name__} (build tensors "
+                f"from parametrizations with their arithmetic and slicing, e.g. to_valid_rgb(a + b[..., :3]))"
+            )
         return param
     raise TypeError(f"param_f must be None, a Param or a callable returning one, got {type(param_f).__name__}")
 
 
-def _resolve_transform(transforms, model, rng) -> Callable | None:
-    """Compose the transforms (None: Lucid's standard ones) and resize to the model's input."""
+def _check_param_fits(param: Param, model, transforms) -> None:
+    """ValueError unless the model takes the parametrization's images (channels, unless
+    transforms may change them, e.g. `transform.collapse_alpha_random`; size when the model's
+    input size is fixed)."""
+    h, w, c = param.shape[1:]
+    if c != model.image_shape[-1] and not transforms:
+        raise ValueError(
+            f"the parametrization makes images of {c} channels, model {model.name!r} takes "
+            f"{model.image_shape[-1]} (shape {tuple(param.shape[1:])} vs {tuple(model.image_shape)})"
+        )
+    model.check_input_size(h, w, [])
+
+
+def _resolve_transform(transforms, model, rng, size, resize=True) -> Callable | None:
+    """Compose the transforms (None: Lucid's standard ones), then resize to ``size`` (the
+    images' own ``(h, w)``) when `resize` or when the model's input size is fixed."""
     from lucid_ifv import transform as transform_mod
 
     if transforms is None:
@@ -137,19 +166,52 @@ def _resolve_transform(transforms, model, rng) -> Callable | None:
     transforms = list(transforms)
     if not transforms:
         return None
-    h, w, _ = model.image_shape
-    composed = transform_mod.compose(transforms + [transform_mod.resize_to(h, w)])
+    if resize or model.fixed_input_size:
+        transforms.append(transform_mod.resize_to(*size))
+    composed = transform_mod.compose(transforms)
     return lambda images: composed(images, rng)
+
+
+#: TF1 optimizers (``tf.compat.v1.train.*``, what Lucid code passes) -> Keras equivalents.
+_TF1_OPTIMIZERS = {
+    "AdamOptimizer": lambda o: tf.keras.optimizers.Adam(o._lr, beta_1=o._beta1, beta_2=o._beta2, epsilon=o._epsilon),
+    "GradientDescentOptimizer": lambda o: tf.keras.optimizers.SGD(o._learning_rate),
+    "MomentumOptimizer": lambda o: tf.keras.optimizers.SGD(o._learning_rate, momentum=o._momentum,
+                                                          nesterov=o._use_nesterov),
+    "RMSPropOptimizer": lambda o: tf.keras.optimizers.RMSprop(o._learning_rate, rho=o._decay, momentum=o._momentum,
+                                                             epsilon=o._epsilon, centered=o._centered),
+    "AdagradOptimizer": lambda o: tf.keras.optimizers.Adagrad(o._learning_rate,
+                                                             initial_accumulator_value=o._initial_accumulator_value),
+}
 
 
 def _resolve_optimizer(optimizer):
     if optimizer is None:
         return tf.keras.optimizers.Adam(learning_rate=0.05, epsilon=1e-8)  # TF1 AdamOptimizer's
+    if isinstance(optimizer, tf.compat.v1.train.Optimizer):
+        convert = _TF1_OPTIMIZERS.get(type(optimizer).__name__)
+        if convert is None:
+            raise TypeError(
+                f"the TF1 optimizer {type(optimizer).__name__} has no Keras equivalent here; pass a "
+                f"tf.keras.optimizers one (TF1 Adam, GradientDescent, Momentum, RMSProp, Adagrad are mapped)"
+            )
+        return convert(optimizer)
     if callable(optimizer) and not isinstance(optimizer, tf.keras.optimizers.Optimizer):
-        optimizer = optimizer()
+        return _resolve_optimizer(optimizer())
     if not isinstance(optimizer, tf.keras.optimizers.Optimizer):
         raise TypeError(f"optimizer must be a Keras optimizer or a factory of one, got {type(optimizer).__name__}")
     return optimizer
+
+
+def _report_threshold(step, value, images, print_objectives, T_values) -> None:
+    """`render_vis(verbose=True)`: print the step, the objective and the extra objectives, show
+    the images side by side (inline in IPython, else a PNG; `lucid_ifv.compat.misc.io.show`)."""
+    from lucid_ifv.compat.misc.io import show
+
+    print(step, value)
+    for objective, extra in zip(print_objectives, T_values):
+        print(f"  {objectives_mod._description(objective) or objectives_mod._name(objective)}: {extra:.4g}")
+    show(np.hstack(images))
 
 
 def _flat(variables) -> np.ndarray:
@@ -238,10 +300,85 @@ def _check_converge(converge, max_lbfgs_steps, lbfgs_steps) -> tuple[float | Non
     return float(converge), int(max_lbfgs_steps)
 
 
+class VisSetup:
+    """Everything one feature visualization optimizes, built once: the parametrization, the
+    transforms, the layers the objective reads, the optimizer and the compiled Adam step(s).
+
+    ``forward(params, transform, model) -> T``; ``evaluate(params, model)``: the objective
+    summed over the batch; ``step()`` runs one Adam step (on the redirected-ReLU variant of
+    the model for the first `redirected_relu.REDIRECT_STEPS` calls when
+    ``relu_gradient_override``) and returns the objective before the update;
+    ``extra_values()``: ``print_objectives`` at the current parameters. Arguments as
+    `render_vis`'s.
+    """
+
+    def __init__(self, model, objective, param_f=None, optimizer=None, transforms=None, seed=None,
+                 relu_gradient_override=True, print_objectives=None, resize=True):
+        self.model = model
+        self.objective = objectives_mod.as_objective(objective)
+        self.print_objectives = [objectives_mod.as_objective(o) for o in (print_objectives or [])]
+        self.param = _resolve_param(param_f, model, seed)
+        _check_param_fits(self.param, model, transforms)
+        rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
+        self.transform = _resolve_transform(transforms, model, rng, self.param.shape[1:3], resize)
+        self.layers = set()
+        for each in [self.objective, *self.print_objectives]:
+            self.layers |= layers_used(model, each, self.param, self.transform)
+        model.check_input_size(*self.param.shape[1:3], sorted(self.layers))
+        self.optimizer = _resolve_optimizer(optimizer)
+        self.variables = self.param.variables
+        if not self.variables:
+            raise ValueError(f"{self.param!r} has no variables to optimize (e.g. image_sample draws a new "
+                             f"random image at every step: combine it with a trainable parametrization)")
+        self.optimizer.build(self.variables)
+        redirected = None
+        if relu_gradient_override:
+            from lucid_ifv.redirected_relu import redirected_model
+
+            redirected = redirected_model(model)
+        self._adam_step = self._make_adam_step(model)
+        self._redirected_step = None if redirected is None else self._make_adam_step(redirected)
+        self.steps_done = 0
+
+    def forward(self, params, transform="default", model=None):
+        transform = self.transform if transform == "default" else transform
+        x = self.param(params)
+        return make_T(model or self.model, x, transform_or_identity(transform, x), params, self.layers)
+
+    def evaluate(self, params, model=None):
+        return tf.reduce_sum(self.objective(self.forward(params, model=model)))  # Lucid's vector objectives add up
+
+    def _make_adam_step(self, model):
+        @tf.function
+        def adam_step():
+            with tf.GradientTape() as tape:
+                value = self.evaluate(self.variables, model)
+                loss = -value
+            grads = tape.gradient(loss, self.variables)
+            self.optimizer.apply_gradients(zip(grads, self.variables))
+            return value
+        return adam_step
+
+    def step(self) -> tf.Tensor:
+        from lucid_ifv.redirected_relu import REDIRECT_STEPS
+
+        redirect = self._redirected_step is not None and self.steps_done < REDIRECT_STEPS
+        value = (self._redirected_step if redirect else self._adam_step)()
+        self.steps_done += 1
+        return value
+
+    @tf.function
+    def extra_values(self):
+        T = self.forward(self.variables)
+        return [tf.reduce_sum(o(T)) for o in self.print_objectives]
+
+
 def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
                thresholds: Sequence[int] = (512,), lbfgs_steps: int = 0, seed=None,
                progress: bool = True, lbfgs_options: dict | None = None,
-               converge: float | None = None, max_lbfgs_steps: int = 10000) -> RenderResult:
+               converge: float | None = None, max_lbfgs_steps: int = 10000,
+               relu_gradient_override: bool = True, print_objectives=None, verbose: bool = False,
+               use_fixed_seed: bool = False, resize: bool = True) -> RenderResult:
     """Optimize inputs to maximize ``objective`` (Lucid's `render_vis`, eager TF2).
 
     Args:
@@ -273,6 +410,18 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
         per-sample objectives for ``r_i`` to be sample ``i``'s own (no ``diversity``).
       max_lbfgs_steps: cap on all L-BFGS iterations (the ``lbfgs_steps`` included) when
         converging.
+      relu_gradient_override: Lucid's redirected ReLU gradient for the first
+        `redirected_relu.REDIRECT_STEPS` Adam steps (so that a channel dead for the initial
+        noise still gets a gradient); then the true gradient. No effect on models without
+        ReLU (smooth surrogates).
+      print_objectives: objectives whose values are printed at each threshold with
+        ``verbose`` (Lucid's keyword).
+      verbose: at each threshold print the step and objective and show the images (inline
+        in IPython, else a PNG; see `lucid_ifv.compat.misc.io.show`).
+      use_fixed_seed: Lucid's keyword: ``seed=0`` when ``seed`` is None.
+      resize: resize the transformed images back to the parametrization's size (default);
+        False lets the model see them at the size the transforms make, as Lucid does (only
+        for models that take any size; a model of fixed input size always gets its size).
     Returns:
       `RenderResult`; ``residual`` holds the final ``r_i`` (of the objective without
       transforms, the one the inversion assumes) whatever ``converge`` is.
@@ -282,56 +431,37 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
     if lbfgs_steps < 0:
         raise ValueError(f"lbfgs_steps must be >= 0, got {lbfgs_steps}")
     converge, max_steps = _check_converge(converge, max_lbfgs_steps, lbfgs_steps)
-    objective = objectives_mod.as_objective(objective)
-    param = _resolve_param(param_f, model, seed)
-    if tuple(param.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"the parametrization makes inputs of shape {param.shape[1:]}, model {model.name!r} "
-            f"expects {tuple(model.image_shape)}"
-        )
-    rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-    transform = _resolve_transform(transforms, model, rng)
-    if (lbfgs_steps or converge is not None) and transform is not None:
+    if seed is None and use_fixed_seed:
+        seed = 0
+    vis = VisSetup(model, objective, param_f, optimizer, transforms, seed, relu_gradient_override,
+                   print_objectives, resize)
+    if (lbfgs_steps or converge is not None) and vis.transform is not None:
         raise ValueError(
             "L-BFGS and converge need a deterministic objective: pass transforms=[] with "
             f"lbfgs_steps > 0 or converge (got {lbfgs_steps} L-BFGS steps, converge={converge}, random transforms)"
         )
-    layers = layers_used(model, objective, param, transform)
-    optimizer = _resolve_optimizer(optimizer)
-    variables = param.variables
+    param, variables, objective, print_objectives = vis.param, vis.variables, vis.objective, vis.print_objectives
+    evaluate = vis.evaluate
+    if param.per_sample and param.shape[-1] == model.image_shape[-1]:  # (not RGBA before collapse_alpha)
+        gradient_norms = _gradient_norms_fn(lambda params: vis.forward(params, None), objective, variables)
+        start_grad_norm, _ = gradient_norms(param.numpy_params())
 
-    def forward(params, transform=transform):
-        x = param(params)
-        return make_T(model, x, transform_or_identity(transform, x), params, layers)
-
-    def evaluate(params):
-        return tf.reduce_sum(objective(forward(params)))  # Lucid's vector objectives add up
-
-    gradient_norms = _gradient_norms_fn(lambda params: forward(params, None), objective, variables)
-    start_grad_norm, _ = gradient_norms(param.numpy_params())
-
-    def residual(arrays):
-        return stationarity_residual(*gradient_norms(arrays), start_grad_norm)
-
-    optimizer.build(variables)
-
-    @tf.function
-    def adam_step():
-        with tf.GradientTape() as tape:
-            value = evaluate(variables)
-            loss = -value
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return value
+        def residual(arrays):
+            return stationarity_residual(*gradient_norms(arrays), start_grad_norm)
+    elif converge is not None:
+        raise ValueError(f"converge needs a per-sample parametrization (its stationarity is per sample); "
+                         f"{param!r} shares variables across the batch")
+    else:
+        residual = lambda arrays: None  # noqa: E731 (no per-sample residual exists)
 
     result = RenderResult(images=[], steps=[], param=param, params=[], objective=[])
-    if thresholds[0] == 0:  # as Lucid allows: the images before any step
+    if thresholds[0] == 0:  # the images before any step
         result.images.append(param().numpy())
         result.steps.append(0)
     bar = tqdm(total=thresholds[-1], disable=not progress, desc="render (Adam)", leave=False)
     try:
         for step in range(1, thresholds[-1] + 1):
-            value = float(adam_step())
+            value = float(vis.step())
             if not np.isfinite(value):
                 raise FloatingPointError(f"the objective became {value} at Adam step {step}")
             result.objective.append(value)
@@ -341,6 +471,9 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
             if step in thresholds:
                 result.images.append(param().numpy())
                 result.steps.append(step)
+                if verbose:
+                    extras = [float(v) for v in vis.extra_values()] if print_objectives else []
+                    _report_threshold(step, value, result.images[-1], print_objectives, extras)
         bar.close()
         stop = None if converge is None else lambda flat: bool((residual(_split(flat, variables)) <= converge).all())
         if stop is not None and not lbfgs_steps and stop(_flat(variables)):

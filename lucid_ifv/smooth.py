@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from lucid_ifv import keras_rewrite
 from lucid_ifv.model import KerasModel, Model
 
 DEFAULT_RELU_BETA = 10.0
@@ -142,21 +143,12 @@ class SmoothReLUActivation:
 
 
 @keras.saving.register_keras_serializable(package="lucid_ifv")
-class SmoothReLU(keras.layers.Layer):
+class SmoothReLU(keras_rewrite.ActivationLayer):
     """Layer form of `SmoothReLUActivation` (replaces ``keras.layers.ReLU``)."""
 
     def __init__(self, beta: float = DEFAULT_RELU_BETA, max_value: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.activation = SmoothReLUActivation(beta, max_value)
-
-    def call(self, inputs):
-        return self.activation(inputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), **self.activation.get_config()}
 
 
 @keras.saving.register_keras_serializable(package="lucid_ifv")
@@ -182,32 +174,17 @@ class LSEPooling2D(keras.layers.Layer):
 # -- Keras models -----------------------------------------------------------------------------
 
 
-def _callables(names: Sequence[str], *modules) -> list:
-    """The attributes `names` of `modules` that exist in this Keras / TensorFlow version."""
-    return [getattr(m, n) for m in modules for n in names if hasattr(m, n)]
-
-
-_ACTIVATION_MODULES = (keras.activations, keras.ops, tf.nn)
-#: (activation function, its max_value): relu and relu6 as Keras and TensorFlow spell them.
-_RELUS = [(f, None) for f in _callables(["relu"], *_ACTIVATION_MODULES)] + [
-    (f, 6.0) for f in _callables(["relu6"], *_ACTIVATION_MODULES)]
-_KINKED_ACTIVATIONS = _callables(
+_KINKED_ACTIVATIONS = keras_rewrite.callables(
     ["leaky_relu", "selu", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "hard_shrink",
-     "soft_shrink", "threshold"], *_ACTIVATION_MODULES)
-_KINKED_LAYERS = tuple(_callables(
+     "soft_shrink", "threshold"], *keras_rewrite.ACTIVATION_MODULES)
+_KINKED_LAYERS = tuple(keras_rewrite.callables(
     ["LeakyReLU", "PReLU", "MaxPooling1D", "MaxPooling3D", "GlobalMaxPooling1D",
      "GlobalMaxPooling2D", "GlobalMaxPooling3D"], keras.layers))
 
 
 def _smooth_relu_layer(layer, beta: float) -> SmoothReLU:
-    config = layer.get_config()
-    slope, threshold = config.get("negative_slope") or 0.0, config.get("threshold") or 0.0
-    if slope != 0.0 or threshold != 0.0:
-        raise ValueError(
-            f"cannot smooth ReLU layer {layer.name!r} with negative_slope={slope}, threshold="
-            f"{threshold}; supported: plain relu and relu with max_value (e.g. relu6)"
-        )
-    return SmoothReLU(beta, config.get("max_value"), name=layer.name, dtype=layer.dtype_policy)
+    max_value = keras_rewrite.plain_relu_layer_max_value(layer, "smooth")
+    return SmoothReLU(beta, max_value, name=layer.name, dtype=layer.dtype_policy)
 
 
 def _smooth_max_pool_layer(layer, temperature: float) -> LSEPooling2D:
@@ -238,35 +215,10 @@ def _smooth_layer(layer, beta: float, temperature: float):
             f"cannot smooth activation {activation.__name__!r} of layer {layer.name!r}; "
             f"supported: relu, relu6"
         )
-    for relu, max_value in _RELUS:
-        if activation is relu:
-            config = layer.get_config()
-            config["activation"] = SmoothReLUActivation(beta, max_value)
-            return type(layer).from_config(config)
+    is_relu, max_value = keras_rewrite.relu_max_value(activation)
+    if is_relu:
+        return keras_rewrite.with_activation(layer, SmoothReLUActivation(beta, max_value))
     return None
-
-
-def _layer_paths(model, prefix: str = "") -> dict[int, str]:
-    """id(layer) -> "outer/inner/layer" for every layer of `model` and its nested models."""
-    paths = {}
-    for layer in model.layers:
-        paths[id(layer)] = prefix + layer.name
-        if isinstance(layer, keras.Model):
-            paths.update(_layer_paths(layer, f"{prefix}{layer.name}/"))
-    return paths
-
-
-def _copy_weights(source, target) -> None:
-    """Copy weights layer by layer (matched by name, nested models recursively)."""
-    targets = {layer.name: layer for layer in target.layers}
-    for layer in source.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        clone = targets[layer.name]
-        if isinstance(layer, keras.Model):
-            _copy_weights(layer, clone)
-        else:
-            clone.set_weights(layer.get_weights())
 
 
 def smooth_keras_model(keras_model, beta: float, temperature: float):
@@ -276,19 +228,7 @@ def smooth_keras_model(keras_model, beta: float, temperature: float):
     Returns:
       (the new Keras model, the replaced layers' paths ``"outer/inner/layer"``).
     """
-    paths = _layer_paths(keras_model)
-    replaced: list[str] = []
-
-    def clone(layer):
-        smooth = _smooth_layer(layer, beta, temperature)
-        if smooth is None:
-            return type(layer).from_config(layer.get_config())
-        replaced.append(paths.get(id(layer), layer.name))
-        return smooth
-
-    smoothed = keras.models.clone_model(keras_model, clone_function=clone, recursive=True)
-    _copy_weights(keras_model, smoothed)
-    return smoothed, replaced
+    return keras_rewrite.rebuild(keras_model, lambda layer: _smooth_layer(layer, beta, temperature))
 
 
 # -- frozen graphs ----------------------------------------------------------------------------
@@ -431,8 +371,9 @@ def _smooth_graph_model(model, beta: float, temperature: float):
         model.graph_def, model.input_name, model.image_shape, beta, temperature
     )
     metadata = dataclasses.replace(model.metadata, name=f"{model.name}~smooth")
+    # the log-sum-exp pools' subgraphs have static shapes: the surrogate keeps the native size
     smoothed = GraphModel(graph_def, metadata, allow_ops=tuple(unsafe_nodes(model.graph_def)),
-                          source=model.source)
+                          source=model.source, any_size=False)
     return smoothed, replaced
 
 

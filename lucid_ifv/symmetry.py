@@ -205,7 +205,7 @@ def _permute_graph(model, layer: str, perm, scales):
         start += k
     _compensate_readers(graph_def, head, perm, scales, nodes)
     metadata = dataclasses.replace(model.metadata, name=f"{model.name}~permuted")
-    return GraphModel(graph_def, metadata, source=model.source)
+    return GraphModel(graph_def, metadata, source=model.source, any_size=not model.fixed_input_size)
 
 
 # -- Keras ----------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ __all__ = [
     "compose",
     "crop_or_pad_to",
     "resize_to",
+    "collapse_alpha_random",
+    "normalize_gradient",
     "standard_transforms",
 ]
 
@@ -319,6 +321,130 @@ def resize_to(height: int, width: int) -> Transform:
 
     def inner(images, rng):
         return tf.image.resize(_as_images(images), [height, width], method="bilinear")
+
+    return inner
+
+
+def _check_sd(sd) -> float:
+    """Lucid's ``sd`` of a random spectrum: a finite number >= 0, None meaning 0.01."""
+    if sd is None:
+        return 0.01
+    if isinstance(sd, bool) or not isinstance(sd, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(sd)) or sd < 0:
+        raise ValueError(f"collapse_alpha_random: sd must be a finite number >= 0 (or None), got {sd!r}")
+    return float(sd)
+
+
+def _random_background(batch, h: int, w: int, sd: float, rng: tf.random.Generator) -> tf.Tensor:
+    """Lucid's ``param.random.image_sample([B, h, w, 3], sd=sd)``: ``[B, h, w, 3]`` in (0, 1).
+
+    Per image a random spectrum ``sd * N(0, 1)`` of shape ``[2, 3, h, fw]`` (real and
+    imaginary parts, Lucid's layout; drawn here as one ``rng.normal([B, 2, 3, h, fw])``),
+    scaled by ``sqrt(w h) / max(freqs, 1 / max(h, w))`` (decay power 1), inverse-FFT'd,
+    cropped to ``h x w``, divided by 4, then mapped to RGB as ``to_valid_rgb`` with
+    ``decorrelate=True, sigmoid=True`` (colour decorrelation, then a sigmoid).
+    """
+    from lucid_ifv.param.color import linear_decorrelate_color
+    from lucid_ifv.param.spatial import rfft2d_freqs
+
+    freqs = rfft2d_freqs(h, w)
+    scale = (1.0 / np.maximum(freqs, 1.0 / max(h, w)) * np.sqrt(w * h)).astype(np.float32)
+    noise = sd * rng.normal(shape=tf.stack([batch, 2, 3, *freqs.shape]), dtype=tf.float32)
+    spectrum = tf.complex(noise[:, 0] * scale, noise[:, 1] * scale)  # [B, 3, h, fw]
+    image = tf.signal.irfft2d(spectrum)[:, :, :h, :w]
+    image = tf.transpose(image, [0, 2, 3, 1]) / 4.0
+    return tf.sigmoid(linear_decorrelate_color(image))
+
+
+def collapse_alpha_random(sd: float | None = 0.5) -> Transform:
+    """Composite RGBA images onto a random background (Lucid's ``collapse_alpha_random``).
+
+    ``[B, H, W, 4] -> [B, H, W, 3]``: ``a * rgb + (1 - a) * background`` with
+    ``rgb, a = images[..., :3], images[..., 3:]``, exactly Lucid's formula.  The background is
+    Lucid's ``param.random.image_sample(shape, sd=sd)`` (see `_random_background`): random
+    Fourier noise with a 1/f spectrum, colour-decorrelated and passed through a sigmoid, so
+    it lies in (0, 1) and is a smooth, coloured cloud pattern rather than white noise.  A
+    new background is drawn from ``rng`` on every call, one per image of the batch (as
+    Lucid draws one per image).  Alpha is used as given (not clipped); with ``rgb`` and
+    ``a`` in [0, 1] the output is in [0, 1].  Gradients flow to ``rgb`` and ``a``.
+
+    Args:
+        sd: standard deviation of the random spectrum, a finite number >= 0 (default 0.5,
+            Lucid's); None means 0.01, as in Lucid.  Needs a static ``H``, ``W`` and ``C = 4``
+            (as Lucid, which read the static shape); the batch size may be dynamic.
+    """
+    sd = _check_sd(sd)
+
+    def inner(images, rng):
+        x = _as_images(images)
+        _, h, w, c = x.shape.as_list() if x.shape.rank is not None else [None] * 4
+        if c != 4:
+            raise ValueError(f"collapse_alpha_random needs RGBA images [B, H, W, 4], got shape {x.shape}")
+        if h is None or w is None:
+            raise ValueError(f"collapse_alpha_random needs a static height and width, got shape {x.shape}")
+        rgb, a = x[..., :3], x[..., 3:4]
+        background = _random_background(tf.shape(x)[0], h, w, sd, rng)
+        background.set_shape([x.shape[0], h, w, 3])
+        return a * rgb + (1.0 - a) * background
+
+    return inner
+
+
+def _check_grad_scales(grad_scales) -> np.ndarray | None:
+    if grad_scales is None:
+        return None
+    try:
+        arr = np.asarray(grad_scales, dtype=np.float32)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or not np.isfinite(arr).all():
+        raise ValueError(
+            f"normalize_gradient: grad_scales must be None or a non-empty list of finite numbers "
+            f"(one per image), got {grad_scales!r}"
+        )
+    return arr
+
+
+def normalize_gradient(grad_scales: Sequence[float] | None = None) -> Transform:
+    """Identity forward; backward, each image's gradient is divided by its L2 norm.
+
+    ``[B, H, W, C] -> [B, H, W, C]`` unchanged.  The gradient flowing back through it is
+    Lucid's ``grad * grad_scales[b] / ||grad[b]||`` where ``||grad[b]||`` is the L2 norm of
+    image ``b``'s incoming gradient over H, W and C (taken *before* the scale), so every image
+    of the batch gets a gradient of norm ``|grad_scales[b]|`` (1 without scales).  Lucid
+    overrode the gradient of ``tf.identity``; this uses ``tf.custom_gradient`` (eager and
+    ``tf.function``).
+
+    One difference: where an image's incoming gradient is exactly zero, Lucid computed 0 / 0
+    (NaN); this returns a zero gradient for that image instead.
+
+    Args:
+        grad_scales: None, or one factor per image (a list of ``B`` finite numbers; a single
+            factor broadcasts to the batch, as in Lucid).
+    """
+    scales = _check_grad_scales(grad_scales)
+
+    @tf.custom_gradient
+    def _identity(x):
+        def grad(upstream):
+            norm = tf.sqrt(tf.reduce_sum(tf.square(upstream), [1, 2, 3], keepdims=True))
+            if scales is not None:
+                upstream = upstream * tf.constant(scales)[:, None, None, None]
+            return tf.math.divide_no_nan(upstream, norm)
+
+        return tf.identity(x), grad
+
+    def inner(images, rng):
+        x = _as_images(images)
+        if x.shape.rank is None:
+            raise ValueError("normalize_gradient needs images of known rank 4 [B, H, W, C]")
+        batch = x.shape[0]
+        if scales is not None and scales.size != 1 and batch is not None and batch != scales.size:
+            raise ValueError(
+                f"normalize_gradient: grad_scales has {scales.size} entries but the batch has "
+                f"{batch} images; expected one scale per image (or a single one)"
+            )
+        return _identity(x)
 
     return inner
 

@@ -228,7 +228,11 @@ def _pre_relu_concat(nodes: dict, concat, name: str):
 
 
 def add_pre_relu_concats(graph_def: tf.compat.v1.GraphDef, layer_names: Iterable[str] = ()) -> list[str]:
-    """Add Lucid's ``<x>_pre_relu`` concats to `graph_def` (in place); return their names.
+    """Add Lucid's ``<x>_pre_relu`` tensors to `graph_def` (in place); return their names.
+
+    A declared layer (in `layer_names`) computed by a ``Relu`` (maybe behind Identity nodes)
+    gets ``<x>_pre_relu``, an Identity of the Relu's input (e.g. ``conv2_pre_relu`` of a
+    Keras export); concats get a ``_pre_relu`` concat:
 
     ``<x>`` is every top-level concat node (Lucid's InceptionV1 ``post_import``) and every
     name in `layer_names` whose tensor is a concat behind Identity nodes (Keras exports:
@@ -239,16 +243,26 @@ def add_pre_relu_concats(graph_def: tf.compat.v1.GraphDef, layer_names: Iterable
     """
     nodes = {n.name: n for n in graph_def.node}
     concats = {n.name: n for n in graph_def.node if n.op in _CONCATS and "/" not in n.name}
+    relus = {}
     for name in layer_names:
         base, _, index = name.partition(":")
         node = _behind_identities(nodes, base) if index in ("", "0") else None
         if node is not None and node.op in _CONCATS:
             concats.setdefault(base, node)
+        elif node is not None and node.op == "Relu":
+            relus[base] = node
     added = []
     for base, concat in concats.items():
         name = f"{base}_pre_relu"
         node = None if name in nodes else _pre_relu_concat(nodes, concat, name)
         if node is not None:
+            added.append(node)
+            nodes[name] = node
+    for base, relu in relus.items():  # a declared layer that is a ReLU: its input, by Lucid's name
+        name = f"{base}_pre_relu"
+        if name not in nodes:
+            node = tf.compat.v1.NodeDef(name=name, op="Identity", input=[relu.input[0]])
+            node.attr["T"].CopyFrom(relu.attr["T"])
             added.append(node)
             nodes[name] = node
     graph_def.node.extend(added)
@@ -272,10 +286,13 @@ class GraphModel(Model):
     """
 
     def __init__(self, graph_def: tf.compat.v1.GraphDef, metadata: Metadata, *,
-                 allow_ops: Iterable[str] = (), source: str = "<GraphDef>"):
+                 allow_ops: Iterable[str] = (), source: str = "<GraphDef>",
+                 any_size: bool = True, gradient_overrides: dict[str, str] | None = None):
         check_ops(graph_def, allow_ops, source)
         self.allow_ops = tuple(sorted(_as_set(allow_ops)))
         self.source = source
+        self.fixed_input_size = not any_size
+        self.gradient_overrides = dict(gradient_overrides or {})
         self.metadata = metadata
         self.name = metadata.name or "graph"
         self.image_shape = tuple(metadata.image_shape)
@@ -291,13 +308,16 @@ class GraphModel(Model):
         self._function = tf.compat.v1.wrap_function(self._import, [spec])
         self._graph = self._function.graph
         self._pruned: dict[tuple[str, ...], object] = {}
+        self._any_size_function = None  # imported on first use at another size
         self.layers = tuple(self._declared_layer(d) for d in metadata.layers)
 
     # -- construction -------------------------------------------------------------------
     def _import(self, images: tf.Tensor) -> None:
-        tf.compat.v1.import_graph_def(
-            self.graph_def, input_map={f"{self.input_name}:0": images}, name=SCOPE
-        )
+        graph = tf.compat.v1.get_default_graph()
+        with graph.gradient_override_map(self.gradient_overrides):
+            tf.compat.v1.import_graph_def(
+                self.graph_def, input_map={f"{self.input_name}:0": images}, name=SCOPE
+            )
 
     def _check_input_node(self) -> None:
         nodes = {n.name: n for n in self.graph_def.node}
@@ -385,16 +405,60 @@ class GraphModel(Model):
         return LayerInfo(name, _static_depth(tensor) or 0, _tags_for(tensor))
 
     # -- evaluation -----------------------------------------------------------------------
-    def _pruned_function(self, tensor_names: tuple[str, ...]):
-        if tensor_names not in self._pruned:
-            fetches = [self._graph.get_tensor_by_name(f"{SCOPE}/{t}") for t in tensor_names]
-            self._pruned[tensor_names] = self._function.prune(self._function.inputs[0], fetches)
-        return self._pruned[tensor_names]
+    def _pruned_function(self, tensor_names: tuple[str, ...], native: bool = True):
+        """The graph pruned to `tensor_names`; ``native=False``: imported with unknown height
+        and width (static shapes forgotten, as Lucid's ``forget_xy_shape``)."""
+        key = (tensor_names, native)
+        if key not in self._pruned:
+            function = self._function
+            if not native:
+                if self._any_size_function is None:
+                    spec = tf.TensorSpec((None, None, None, self.image_shape[-1]), tf.float32, name="images")
+                    self._any_size_function = tf.compat.v1.wrap_function(self._import, [spec])
+                function = self._any_size_function
+            fetches = [function.graph.get_tensor_by_name(f"{SCOPE}/{t}") for t in tensor_names]
+            self._pruned[key] = function.prune(function.inputs[0], fetches)
+        return self._pruned[key]
 
     def _activations(self, inputs: tf.Tensor, names: list[str]) -> dict[str, tf.Tensor]:
         key = tuple(self._tensor_name(n) for n in names)
-        outputs = self._pruned_function(key)(inputs)
+        if tuple(inputs.shape[1:3]) == tuple(self.image_shape[:2]):
+            return dict(zip(names, self._pruned_function(key, True)(inputs)))
+        try:
+            outputs = self._pruned_function(key, False)(inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            raise self._size_error(names, inputs, _first_reason(str(getattr(error, "message", error)))) from None
+        for name, output in zip(names, outputs):  # e.g. a VALID pool larger than its input: empty
+            if tf.executing_eagerly() and (0 in output.shape or output.shape[0] != inputs.shape[0]):
+                raise self._size_error([name], inputs, f"it comes out of shape {tuple(output.shape)}")
         return dict(zip(names, outputs))
+
+    def _size_error(self, names, inputs, reason: str) -> ValueError:
+        (h, w), (nh, nw, _) = inputs.shape[1:3], self.image_shape
+        return ValueError(
+            f"layer(s) {', '.join(map(repr, names))} of model {self.name!r} cannot be computed from "
+            f"{h}x{w} inputs (they need the native {nh}x{nw}, or a size their pools and reshapes allow): {reason}"
+        )
+
+    def check_input_size(self, height: int, width: int, layers) -> None:
+        """ValueError naming the layer that cannot be computed at ``height x width`` (e.g.
+        behind a dense head, or too small for a VALID pool), found by one forward pass of a
+        blank image per layer; the native size always passes."""
+        super().check_input_size(height, width, layers)
+        if (int(height), int(width)) == tuple(self.image_shape[:2]):
+            return
+        blank = tf.fill([1, int(height), int(width), self.image_shape[-1]], 0.5)
+        for name in self.check_layers(layers):
+            self._activations(self.to_value_range(blank), [name])
+
+
+def _first_reason(message: str) -> str:
+    """The informative line of a TensorFlow runtime error (not its banner or node trace)."""
+    noise = ("Graph execution error", "Detected at node", "[[", "Stack trace", "File ", "Op:")
+    message = message.split("also failed due to: ")[-1]  # tf.function binding errors: the shape error after it
+    lines = [line.strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(noise)]
+    return (useful or lines or [""])[0][:200]
 
 
 # -- loading --------------------------------------------------------------------------------

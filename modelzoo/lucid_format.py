@@ -21,13 +21,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from lucid_ifv.atomic import write_atomic
 from lucid_ifv.model import LayerInfo
 
 METADATA_NODE = "lucid_metadata_json"
@@ -196,19 +196,7 @@ def read_graph_def(path: str | os.PathLike) -> tf.compat.v1.GraphDef:
 
 def write_graph_def(graph_def: tf.compat.v1.GraphDef, path: str | os.PathLike) -> None:
     """Write a binary GraphDef atomically (temporary file in the same directory, then rename)."""
-    _write_atomic(Path(path), graph_def.SerializeToString())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, graph_def.SerializeToString(), suffix=".part")
 
 
 def read_metadata(graph_def: tf.compat.v1.GraphDef, source: str = "<GraphDef>") -> dict | None:

@@ -58,6 +58,7 @@ class LucidModel(Model):
     image_value_range: tuple[float, float] = (0.0, 1.0)
     layers: tuple[LayerInfo, ...] = ()
     allow_ops: tuple[str, ...] = ()
+    fixed_input_size: bool = False  # frozen graphs take any size, as in Lucid
 
     def __init__(self, *, model_path: str | None = None, labels_path: str | None = None,
                  sha256: str | None = None, cache_dir=None, progress: bool = True, **overrides):
@@ -102,6 +103,7 @@ class LucidModel(Model):
         if self._graph_model is None:
             if not self.model_path:
                 raise ValueError(f"{self.name} has no model_path: set the class attribute or pass model_path=")
+            self._loaded_from = self.model_path
             self._graph_model = load_model(
                 self.model_path,
                 cache_dir=self.cache_dir,
@@ -111,6 +113,13 @@ class LucidModel(Model):
                 **self.metadata.to_dict(),
             )
         return self._graph_model
+
+    def load_graphdef(self) -> None:
+        """Load the graph now (Lucid's explicit load), from ``model_path`` as it is now: set
+        ``model.model_path = LOCAL_PB`` first to load an offline copy."""
+        if self._graph_model is not None and self._loaded_from != self.model_path:
+            self._graph_model = None
+        self.graph_model  # noqa: B018 (loads)
 
     @property
     def is_loaded(self) -> bool:
@@ -139,6 +148,10 @@ class LucidModel(Model):
 
     def _activations(self, inputs: tf.Tensor, names: list[str]) -> dict[str, tf.Tensor]:
         return self.graph_model._activations(inputs, names)
+
+    def check_input_size(self, height: int, width: int, layers) -> None:
+        """See `GraphModel.check_input_size` (loads the graph)."""
+        self.graph_model.check_input_size(height, width, layers)
 
     # -- labels -------------------------------------------------------------------------
     @property

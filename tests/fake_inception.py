@@ -14,6 +14,9 @@ TensorFlow's inception5h ``tensorflow_inception_graph.pb``, which Lucid serves):
 
 Channel counts are InceptionV1's divided by 16 (rounded up), the input is 64x64x3, and the
 weights are random with a fixed seed. `FAKE_DEPTHS` lists every layer's depth.
+``build_graph_def(divisor=1, size=224)`` builds the same graph at InceptionV1's full channel
+counts and input size (`depths` gives the depths for any divisor); the final average pool
+covers all of ``mixed5b`` (as InceptionV1's ``avgpool0``), so ``softmax2`` has one row per image.
 """
 
 from __future__ import annotations
@@ -45,28 +48,38 @@ _MIXED = {
 }
 
 
-def _small(n: int) -> int:
-    return math.ceil(n / 16)
+DIVISOR = 16
 
 
-def _mixed_depth(name: str) -> int:
-    w = [_small(c) for c in _MIXED[name]]
+def _small(n: int, divisor: int = DIVISOR) -> int:
+    return math.ceil(n / divisor)
+
+
+def _mixed_depth(name: str, divisor: int = DIVISOR) -> int:
+    w = [_small(c, divisor) for c in _MIXED[name]]
     return w[0] + w[2] + w[4] + w[5]
 
 
-FAKE_DEPTHS = {
-    "conv2d0": _small(64), "conv2d1": _small(64), "conv2d2": _small(192),
-    **{m: _mixed_depth(m) for m in _MIXED},
-    "head0_bottleneck": _small(128), "nn0": _small(1024), "softmax0": CLASSES,
-    "head1_bottleneck": _small(128), "nn1": _small(1024), "softmax1": CLASSES,
-    "softmax2": CLASSES,
-}
+def depths(divisor: int = DIVISOR) -> dict[str, int]:
+    """Every layer's depth when InceptionV1's channel counts are divided by `divisor`."""
+    return {
+        "conv2d0": _small(64, divisor), "conv2d1": _small(64, divisor), "conv2d2": _small(192, divisor),
+        **{m: _mixed_depth(m, divisor) for m in _MIXED},
+        "head0_bottleneck": _small(128, divisor), "nn0": _small(1024, divisor), "softmax0": CLASSES,
+        "head1_bottleneck": _small(128, divisor), "nn1": _small(1024, divisor), "softmax1": CLASSES,
+        "softmax2": CLASSES,
+    }
+
+
+FAKE_DEPTHS = depths()
 
 
 class _Builder:
-    def __init__(self, seed: int, legacy_concat: bool):
+    def __init__(self, seed: int, legacy_concat: bool, divisor: int = DIVISOR):
         self.rng = np.random.default_rng(seed)
         self.legacy_concat = legacy_concat
+        self.divisor = divisor
+        self.depths = depths(divisor)
 
     def _weights(self, name: str, shape, scale: float = 1.0):
         fan_in = int(np.prod(shape[:-1]))
@@ -85,7 +98,7 @@ class _Builder:
         return activation(tf.nn.bias_add(y, b, name=f"{name}_{suffix}"), name=name)
 
     def mixed(self, x, name: str):
-        c1, c3b, c3, c5b, c5, cp = (_small(c) for c in _MIXED[name])
+        c1, c3b, c3, c5b, c5, cp = (_small(c, self.divisor) for c in _MIXED[name])
         branches = [
             self.conv(x, f"{name}_1x1", 1, c1),
             self.conv(self.conv(x, f"{name}_3x3_bottleneck", 1, c3b), f"{name}_3x3", 3, c3),
@@ -99,9 +112,9 @@ class _Builder:
 
     def head(self, x, i: int):
         pool = tf.nn.avg_pool2d(x, 2, 2, "VALID", name=f"head{i}_pool")
-        bottleneck = self.conv(pool, f"head{i}_bottleneck", 1, FAKE_DEPTHS[f"head{i}_bottleneck"])
+        bottleneck = self.conv(pool, f"head{i}_bottleneck", 1, self.depths[f"head{i}_bottleneck"])
         flat = tf.reshape(bottleneck, [-1, int(np.prod(bottleneck.shape[1:]))], name=f"head{i}_bottleneck/reshape")
-        nn = self.dense(flat, f"nn{i}", FAKE_DEPTHS[f"nn{i}"], "pre_relu", tf.nn.relu)
+        nn = self.dense(flat, f"nn{i}", self.depths[f"nn{i}"], "pre_relu", tf.nn.relu)
         return self.dense(nn, f"softmax{i}", CLASSES, "pre_activation", tf.nn.softmax)
 
 
@@ -109,16 +122,19 @@ def _lrn(x, name):
     return tf.nn.local_response_normalization(x, depth_radius=5, bias=2.0, alpha=1e-4, beta=0.5, name=name)
 
 
-def build_graph_def(seed: int = 0, legacy_concat: bool = True) -> tf.compat.v1.GraphDef:
-    """The fake InceptionV1 GraphDef (input ``input``: float32 ``[?, 64, 64, 3]``)."""
+def build_graph_def(seed: int = 0, legacy_concat: bool = True, divisor: int = DIVISOR,
+                    size: int = SIZE) -> tf.compat.v1.GraphDef:
+    """The fake InceptionV1 GraphDef (input ``input``: float32 ``[?, size, size, 3]``), with
+    InceptionV1's channel counts divided by `divisor` (``divisor=1, size=224``: full size)."""
+    d = depths(divisor)
     graph = tf.Graph()
     with graph.as_default():
-        b = _Builder(seed, legacy_concat)
-        x = tf.compat.v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="input")
-        x = b.conv(x, "conv2d0", 7, FAKE_DEPTHS["conv2d0"], stride=2, scale=1.0 / 128)
+        b = _Builder(seed, legacy_concat, divisor)
+        x = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+        x = b.conv(x, "conv2d0", 7, d["conv2d0"], stride=2, scale=1.0 / 128)
         x = _lrn(tf.nn.max_pool2d(x, 3, 2, "SAME", name="maxpool0"), "localresponsenorm0")
-        x = b.conv(x, "conv2d1", 1, FAKE_DEPTHS["conv2d1"])
-        x = b.conv(x, "conv2d2", 3, FAKE_DEPTHS["conv2d2"])
+        x = b.conv(x, "conv2d1", 1, d["conv2d1"])
+        x = b.conv(x, "conv2d2", 3, d["conv2d2"])
         x = tf.nn.max_pool2d(_lrn(x, "localresponsenorm1"), 3, 2, "SAME", name="maxpool1")
         x = b.mixed(b.mixed(x, "mixed3a"), "mixed3b")
         x = b.mixed(tf.nn.max_pool2d(x, 3, 2, "SAME", name="maxpool4"), "mixed4a")
@@ -127,8 +143,8 @@ def build_graph_def(seed: int = 0, legacy_concat: bool = True) -> tf.compat.v1.G
         tf.identity(b.head(x, 1), name="output1")
         x = b.mixed(x, "mixed4e")
         x = b.mixed(b.mixed(tf.nn.max_pool2d(x, 3, 2, "SAME", name="maxpool10"), "mixed5a"), "mixed5b")
-        x = tf.nn.avg_pool2d(x, 2, 1, "VALID", name="avgpool0")
-        x = tf.reshape(x, [-1, FAKE_DEPTHS["mixed5b"]], name="head2_bottleneck/reshape")
+        x = tf.nn.avg_pool2d(x, int(x.shape[1]), 1, "VALID", name="avgpool0")  # 2x2 at size 64, 7x7 at 224
+        x = tf.reshape(x, [-1, d["mixed5b"]], name="head2_bottleneck/reshape")
         tf.identity(b.dense(x, "softmax2", CLASSES, "pre_activation", tf.nn.softmax), name="output2")
     return graph.as_graph_def()
 

@@ -106,8 +106,20 @@ def test_unknown_layer_is_a_key_error(model, images):
 
 
 def test_wrong_image_shape_is_rejected(model):
-    with pytest.raises(ValueError, match=r"expected \[batch, 64, 64, 3\]"):
-        model(tf.zeros([1, 32, 32, 3]), ["mixed4c"])
+    with pytest.raises(ValueError, match=r"expected \[batch, height, width, 3\]"):
+        model(tf.zeros([1, 64, 64, 1]), ["mixed4c"])
+
+
+def test_any_size_but_the_head_says_why(model):
+    """A frozen graph takes any height and width (Lucid's forget_xy_shape); a layer that needs
+    the native size (here the 2x2 VALID average pool before the classifier) names the reason."""
+    assert not model.fixed_input_size
+    assert model(tf.zeros([2, 32, 48, 3]), ["mixed4c"])["mixed4c"].shape == (2, 2, 3, fi.FAKE_DEPTHS["mixed4c"])
+    with pytest.raises(ValueError, match=r"'softmax2' of model .* cannot be computed from 32x32 inputs"):
+        model(tf.zeros([1, 32, 32, 3]), ["softmax2"])
+    with pytest.raises(ValueError, match=r"'softmax2' of model .* cannot be computed from 32x32 inputs"):
+        model.check_input_size(32, 32, ["mixed4c", "softmax2"])
+    model.check_input_size(64, 64, ["softmax2"])
 
 
 # -- gradients through legacy Concat and LRN ---------------------------------------------------

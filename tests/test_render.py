@@ -102,8 +102,10 @@ def test_bad_inputs(small_model):
         render_vis(small_model, "conv2:0", thresholds=(10, 5), progress=False)
     with pytest.raises(KeyError, match="unknown layer 'conv9'"):
         render_vis(small_model, "conv9:0", transforms=[], thresholds=(1,), progress=False)
-    with pytest.raises(ValueError, match=r"inputs of shape \(8, 8, 3\).*expects \(16, 16, 3\)"):
+    with pytest.raises(ValueError, match=r"takes inputs of 16x16 only \(its input size is fixed\), got 8x8"):
         render_vis(small_model, "conv2:0", param.image(8), thresholds=(1,), progress=False)
+    with pytest.raises(ValueError, match=r"images of 1 channels, model .* takes 3"):
+        render_vis(small_model, "conv2:0", param.image(16, channels=1), thresholds=(1,), progress=False)
     with pytest.raises(ValueError, match="transforms=\\[\\]"):
         render_vis(small_model, "conv2:0", param.image(16), thresholds=(1,), lbfgs_steps=3, progress=False)
     with pytest.raises(ValueError, match="transforms=\\[\\]"):
@@ -117,3 +119,47 @@ def test_bad_inputs(small_model):
         small_model(images, ["conv2"])
     with pytest.raises(ValueError, match=r"images of shape \(1, 16, 15, 3\)"):
         small_model(np.zeros((1, 16, 15, 3)), ["conv2"])
+
+
+def test_frozen_graphs_render_at_any_size_and_dense_heads_say_why():
+    """Lucid renders 128 px on the 224 px InceptionV1: a graph takes any size; a layer behind a
+    flatten + dense head names the reason before any step."""
+    from modelzoo.shipped import load_shipped
+
+    inception = load_shipped("inception_small")  # native 32x32
+    result = render_vis(inception, "mixed3b:5", param.image(48, h=40, batch=2, seed=0), thresholds=(3,), seed=0,
+                        progress=False)
+    assert result[-1].shape == (2, 40, 48, 3) and len(result) == 1
+    lucid_like = render_vis(inception, "mixed3b:5", param.image(48, seed=0), seed=0, thresholds=(2,), progress=False,
+                            resize=False)  # the model sees the jittered/scaled size, as in Lucid
+    assert lucid_like[-1].shape == (1, 48, 48, 3)
+    mnist = load_shipped("mnist_small")  # conv -> pool -> flatten -> dense
+    render_vis(mnist, "conv2:0", param.image(40, channels=1, seed=0), transforms=[], thresholds=(1,), progress=False)
+    with pytest.raises(ValueError, match=r"layer\(s\) 'fc1' of model 'mnist_small' cannot be computed from 40x40 inputs.*reshape"):
+        render_vis(mnist, "fc1:0", param.image(40, channels=1, seed=0), transforms=[], thresholds=(1,), progress=False)
+
+
+def test_result_is_a_list_of_images_like_lucids(small_model):
+    result = render_vis(small_model, "conv2:0", param.image(16, seed=0), thresholds=(0, 2, 4), seed=0, progress=False)
+    assert len(result) == 3 and [r.shape for r in result] == [(1, 16, 16, 3)] * 3
+    np.testing.assert_array_equal(result[-1], result.final)
+    assert not np.array_equal(result[0], result[-1])
+
+
+def test_lucid_keywords(small_model, capsys, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setenv("LUCID_IFV_SHOW_DIR", str(tmp_path))
+    a = render_vis(small_model, "conv2:0", param.image(16, seed=0), thresholds=(3,), use_fixed_seed=True, progress=False)
+    b = render_vis(small_model, "conv2:0", param.image(16, seed=0), thresholds=(3,), seed=0, progress=False)
+    np.testing.assert_array_equal(a[-1], b[-1])  # use_fixed_seed means seed 0
+    render_vis(small_model, "conv2:0", param.image(16, seed=0), thresholds=(1, 2), verbose=True, progress=False,
+               print_objectives=[obj.channel("conv2", 1)])
+    out = capsys.readouterr().out
+    assert out.count("Channel") == 2 and len(list(tmp_path.glob("*.png"))) == 2
+    tf1 = tf.compat.v1.train.AdamOptimizer(0.05)
+    c = render_vis(small_model, "conv2:0", param.image(16, seed=0), tf1, thresholds=(3,), seed=0, progress=False)
+    np.testing.assert_allclose(c[-1], b[-1], rtol=1e-5, atol=1e-6)  # TF1 Adam(0.05) -> Keras Adam, same steps
+    with pytest.raises(TypeError, match="ProximalAdagradOptimizer has no Keras equivalent"):
+        render_vis(small_model, "conv2:0", param.image(16), tf.compat.v1.train.ProximalAdagradOptimizer(0.1),
+                   thresholds=(1,), progress=False)

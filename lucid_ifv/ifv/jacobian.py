@@ -85,6 +85,11 @@ def resolve_realization(model, realization, param: Param | None, wrt: str):
     if isinstance(realization, RenderResult):
         param = param or realization.param
         realization = realization.params
+    if param is not None and not param.per_sample and wrt == "params":
+        raise ValueError(
+            f"{param!r} is not per-sample (a variable feeds several batch elements, e.g. a lowres_tensor "
+            f"shared across the batch): invert its images with a per-sample parametrization or wrt='pixels'"
+        )
     if isinstance(realization, (list, tuple)):  # parameter arrays
         if param is None:
             raise ValueError("parameters were given without the parametrization (param=...) they belong to")

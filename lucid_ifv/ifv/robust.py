@@ -40,6 +40,10 @@ class TransformedParam(Param):
         super().__init__(param.variables, (param.batch, *model_shape))
         self.inner, self.transform, self.rng = param, transform, rng
 
+    @property
+    def per_sample(self) -> bool:
+        return self.inner.per_sample
+
     def forward(self, params):
         return self.transform(self.inner.forward(params))
 
@@ -59,7 +63,7 @@ def transformed_jacobians(model, layer: str, params, param: Param, transforms, n
     if not isinstance(n_transforms, (int, np.integer)) or n_transforms < 1:
         raise ValueError(f"n_transforms must be an integer >= 1, got {n_transforms!r}")
     rng = tf.random.Generator.from_seed(seed)
-    transform = _resolve_transform(transforms, model, rng)
+    transform = _resolve_transform(transforms, model, rng, model.image_shape[:2])
     if transform is None:
         raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
     wrapped = TransformedParam(param, transform, rng, model.image_shape)

@@ -26,6 +26,19 @@ subclass `Param`, create the variables in ``__init__`` and pass them to
             return [np.stack([theta, phi], -1).astype(np.float32)]
 
 Everything else (rendering, Jacobians, inversion of saved images) works with it.
+
+``param.per_sample`` (True by default) says that contract holds. It is False where one
+variable slice feeds several batch elements or a variable has no batch axis: Lucid's shared
+`lowres_tensor` (underlying batch other than the batch, interpolated along it, or an offset
+shifting the batch), `cppn` (one network for the whole batch), a composition broadcasting a
+Param along the batch, and any composition or wrapper containing one. Code that
+optimizes or inverts each sample on its own must refuse such a parametrization.
+
+Lucid-style composition: ``+ - * /`` (with Params, numbers or arrays; ``sum([...])`` works),
+unary ``-`` and slicing of the non-batch axes (``t[..., :3]``) return a lazy
+`lucid_ifv.param.combine.CombinedParam` whose variables are its inputs' (a shared input
+counted once); it has no inverse. ``tf.convert_to_tensor(param)`` gives the current image
+``param()`` (see `Param.__tf_tensor__`).
 """
 
 from __future__ import annotations
@@ -105,6 +118,13 @@ class Param:
     def batch(self) -> int:
         return self.shape[0]
 
+    @property
+    def per_sample(self) -> bool:
+        """True when every variable is ``[B, ...]`` and batch element ``b`` depends only on
+        slice ``b`` of each (see the module docstring); subclasses sharing parameters across
+        the batch return False."""
+        return True
+
     # -- to be implemented ------------------------------------------------------------
     def forward(self, params: Sequence[tf.Tensor]) -> tf.Tensor:
         """Parameter tensors (shapes as `variables`) -> inputs ``[B, H, W, C]``."""
@@ -171,6 +191,58 @@ class Param:
     def __repr__(self):
         return f"{type(self).__name__}(shape={self.shape})"
 
+    # -- Lucid-style composition: each returns a lazy `CombinedParam` ----------------------
+    __array_ufunc__ = None  # ``ndarray (op) param``: NumPy defers to the reflected operator below
+    __iter__ = None  # ``__getitem__`` slices axes; a Param is not a sequence of samples
+
+    def __add__(self, other):
+        return _combine("add", self, other)
+
+    def __radd__(self, other):
+        return _combine("add", other, self)
+
+    def __sub__(self, other):
+        return _combine("sub", self, other)
+
+    def __rsub__(self, other):
+        return _combine("sub", other, self)
+
+    def __mul__(self, other):
+        return _combine("mul", self, other)
+
+    def __rmul__(self, other):
+        return _combine("mul", other, self)
+
+    def __truediv__(self, other):
+        return _combine("truediv", self, other)
+
+    def __rtruediv__(self, other):
+        return _combine("truediv", other, self)
+
+    def __neg__(self):
+        return _combine("neg", self)
+
+    def __getitem__(self, index):
+        """Slice the non-batch axes (integers, slices, ``...``), e.g. ``t[..., :3]``."""
+        from lucid_ifv.param.combine import slice_param
+
+        return slice_param(self, index)
+
+    def __tf_tensor__(self, dtype=None, name=None):
+        """``tf.convert_to_tensor(param)``: the image for the current variable values,
+        ``self()``. Eager inspection only: the tensor is a snapshot, not linked to the
+        variables (it does not follow their later changes, and an optimizer given it cannot
+        reach them): optimize and compose the Param itself. TF functions given a Param
+        (``tensor + param``, ``tf.tile(param, ...)``) convert it this way too, so they return
+        such a snapshot; use the Param operators (``param + tensor``) to stay lazy."""
+        return tf.convert_to_tensor(self(), dtype=dtype, name=name)
+
+
+def _combine(op, *operands):
+    from lucid_ifv.param.combine import combine
+
+    return combine(op, *operands)
+
 
 class TransformedParam(Param):
     """A parametrization followed by a pointwise map on its output (e.g. colours)."""
@@ -178,3 +250,7 @@ class TransformedParam(Param):
     def __init__(self, inner: Param, shape=None):
         self.inner = inner
         super().__init__(inner.variables, shape or inner.shape)
+
+    @property
+    def per_sample(self) -> bool:
+        return self.inner.per_sample

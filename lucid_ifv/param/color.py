@@ -21,6 +21,12 @@ COLOR_MEAN = np.asarray([0.48, 0.46, 0.41], dtype=np.float32)
 SATURATION_EPS = 1e-6
 
 
+def _logit(values):
+    """Inverse of the sigmoid, saturated pixels clipped to `SATURATION_EPS` first."""
+    v = np.clip(values, SATURATION_EPS, 1 - SATURATION_EPS)
+    return np.log(v) - np.log1p(-v)
+
+
 def linear_decorrelate_color(t):
     """Decorrelated colours -> RGB: ``t[..., 3] @ (C / max_norm)^T``."""
     flat = tf.reshape(t, [-1, 3])
@@ -56,7 +62,13 @@ class ValidRGBParam(TransformedParam):
         super().__init__(inner)
 
     def forward(self, params):
-        t = self.inner.forward(params)
+        return self._rgb(self.inner.forward(params))
+
+    def inverse(self, values):
+        return self.inner.inverse(self._raw(values))
+
+    def _rgb(self, t):
+        """Raw ``[..., 3]`` tensor -> RGB in [0, 1]."""
         if self.decorrelate:
             t = linear_decorrelate_color(t)
             if not self.sigmoid:
@@ -65,22 +77,41 @@ class ValidRGBParam(TransformedParam):
             return tf.nn.sigmoid(t)
         return constrain_L_inf(2 * t - 1) / 2 + 0.5
 
-    def inverse(self, values):
-        if self.sigmoid:
-            v = np.clip(values, SATURATION_EPS, 1 - SATURATION_EPS)
-            t = np.log(v) - np.log1p(-v)
-        else:
-            t = np.clip(values, 0.0, 1.0)
+    def _raw(self, values):
+        """RGB ``[..., 3]`` array -> raw values (inverse of `_rgb`)."""
+        t = _logit(values) if self.sigmoid else np.clip(values, 0.0, 1.0)
         if self.decorrelate:
             if not self.sigmoid:
                 t = t - COLOR_MEAN
             t = t @ np.linalg.inv(COLOR_CORRELATION_NORMALIZED.T.astype(np.float64))
-        return self.inner.inverse(t)
+        return t
 
 
 def to_valid_rgb(param: Param, decorrelate=False, sigmoid=True) -> ValidRGBParam:
     """Wrap a raw parametrization so it produces valid RGB (Lucid's `to_valid_rgb`)."""
     return ValidRGBParam(param, decorrelate=decorrelate, sigmoid=sigmoid)
+
+
+class ValidRGBAlphaParam(ValidRGBParam):
+    """Lucid's ``image(alpha=True)``: raw ``[B, H, W, 4]`` -> RGBA ``[B, H, W, 4]`` in [0, 1].
+
+    Channels 0-2 as `to_valid_rgb(decorrelate=decorrelate, sigmoid=True)`, channel 3 (alpha)
+    through a sigmoid. Invertible channel by channel.
+    """
+
+    def __init__(self, inner: Param, decorrelate=False):
+        if inner.shape[-1] != 4:
+            raise ValueError(f"an RGB + alpha parametrization needs 4 raw channels, got {inner.shape[-1]}")
+        self.decorrelate = bool(decorrelate)
+        self.sigmoid = True
+        TransformedParam.__init__(self, inner)
+
+    def forward(self, params):
+        t = self.inner.forward(params)
+        return tf.concat([self._rgb(t[..., :3]), tf.nn.sigmoid(t[..., 3:])], -1)
+
+    def inverse(self, values):
+        return self.inner.inverse(np.concatenate([self._raw(values[..., :3]), _logit(values[..., 3:])], -1))
 
 
 class SigmoidParam(TransformedParam):
@@ -90,5 +121,4 @@ class SigmoidParam(TransformedParam):
         return tf.nn.sigmoid(self.inner.forward(params))
 
     def inverse(self, values):
-        v = np.clip(values, SATURATION_EPS, 1 - SATURATION_EPS)
-        return self.inner.inverse(np.log(v) - np.log1p(-v))
+        return self.inner.inverse(_logit(values))

@@ -1,0 +1,1 @@
+"""``lucid.modelzoo``: ``vision_models`` (see `lucid_ifv.compat`)."""

@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e ".[test,train]"
+	$(BIN)/pip install -q -e ".[test,train,dask]"
 	$(BIN)/pip install -q --no-deps lucid==0.3.10 decorator
 
 test: install

@@ -38,17 +38,10 @@ class CliError(SystemExit):
 
 # -- models ------------------------------------------------------------------------------
 def load_any_model(spec: str):
-    """A shipped model's name, "InceptionV1" (downloads Lucid's graph), or a .pb path/URL."""
-    from modelzoo import InceptionV1, load_model
-    from modelzoo.shipped import SHIPPED, load_shipped
+    """`modelzoo.load_any`: a shipped model's name, "InceptionV1" or a .pb path/URL."""
+    from modelzoo import load_any
 
-    if spec in SHIPPED:
-        return load_shipped(spec)
-    if spec == "InceptionV1":
-        return InceptionV1()
-    if "://" in spec or Path(spec).is_file():
-        return load_model(spec)
-    raise SystemExit(f"error: unknown model {spec!r}: expected one of {sorted(SHIPPED)}, InceptionV1, or a .pb path/URL")
+    return load_any(spec)
 
 
 def _shipped_names() -> list:
@@ -300,7 +293,17 @@ def _experiment(args) -> int:
         warmup_steps=args.warmup,
     )
     out = Path(args.out)
-    records = ex.run_experiment(model, config, out)
+    client = None
+    if args.workers is not None or args.scheduler is not None:
+        from lucid_ifv import distributed
+
+        client = distributed.connect(args.scheduler) if args.scheduler else distributed.local_cluster(args.workers)
+    try:
+        runner = None if client is None else distributed.dask_runner(client, args.model)
+        records = ex.run_experiment(model, config, out, runner=runner)
+    finally:
+        if client is not None:
+            client.close()
     summary = ex.summarize(records)
     table = ex.markdown_table(summary)
     command = "lucid-ifv " + " ".join(sys.argv[1:])
@@ -384,6 +387,48 @@ def _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, 
         titles = [f"A{result.features[i]}: inv B{result.best_match[i]} ({result.best_score[i]:.2f})\n"
                   f"corr B{by_corr[i]} (r {corr[i, by_corr[i]]:.2f})" for i in differ]
         plot_images(result.images[differ], out / "disagreements.png", titles=titles, columns=4)
+
+
+def cmd_trust(args) -> int:
+    """A trust report for a visualization of --layer's --channel (docs/trust.md): inversion
+    consistency, Geirhos et al.'s path similarity against natural images, a flag."""
+    from lucid_ifv import trust
+
+    model = load_any_model(args.model)
+    layer = args.layer or studied_layer(args.model, model)
+    k = model.layer(layer).depth  # KeyError naming the known layers
+    if args.channel >= k:
+        raise SystemExit(f"error: --channel {args.channel} out of range for layer {layer!r} with {k} channels")
+    natural = args.natural_images
+    if natural is None:
+        from modelzoo.shipped import SHIPPED, heldout
+
+        if args.model not in SHIPPED:
+            raise SystemExit("error: --images is required for a model that is not shipped (no held-out set)")
+        natural = heldout(args.model)[0]
+    from lucid_ifv.imageio import to_channels
+
+    natural = to_channels(natural, model.image_shape[-1], args.images or "the held-out images")
+    if tuple(natural.shape[1:]) != tuple(model.image_shape):
+        raise SystemExit(f"error: --images are {natural.shape[1]}x{natural.shape[2]}; the model takes "
+                         f"{model.image_shape[0]}x{model.image_shape[1]}")
+    visualization = args.visualization_image
+    if visualization is not None:
+        visualization = to_channels(visualization, model.image_shape[-1], args.visualization)
+        if tuple(visualization.shape[1:]) != tuple(model.image_shape):
+            raise SystemExit(f"error: --visualization is {visualization.shape[1]}x{visualization.shape[2]}; the "
+                             f"model takes {model.image_shape[0]}x{model.image_shape[1]}")
+    if args.fooled:
+        from lucid_ifv.fooling import fooling_circuit
+
+        model = fooling_circuit(model, layer, args.channel, natural).model
+    report = trust.trust_report(model, layer, args.channel, visualization, natural, seed=args.seed,
+                                top_k=args.top_k, max_angle=args.max_angle, min_path_score=args.min_path_score)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.text())
+    return 0
 
 
 def cmd_critical(args) -> int:
@@ -599,10 +644,41 @@ def check_args(args) -> None:
             check_out_file(args.out)
     elif command == "experiment":
         check_out_dir(args.out, "experiment folder")
+        if args.workers is not None or args.scheduler is not None:
+            import importlib.util
+
+            if args.workers is not None and args.workers < 1:
+                raise SystemExit(f"error: --workers must be an integer >= 1, got {args.workers}")
+            if importlib.util.find_spec("distributed") is None:
+                raise SystemExit("error: --workers/--scheduler need dask.distributed: pip install 'lucid-ifv[dask]'")
     elif command in ("compare", "demo"):
         check_out_dir(args.out)
     elif command == "critical":
         _check_run_folder(args.run)
+    elif command == "trust":  # thresholds, and the image files read (and checked) before TensorFlow
+        from lucid_ifv.imageio import load_images, read_image_file
+
+        if args.top_k < 2:
+            raise SystemExit(f"error: --top-k must be an integer >= 2, got {args.top_k}")
+        if not math.isfinite(args.min_path_score):
+            raise SystemExit(f"error: --min-path-score must be a finite number, got {args.min_path_score!r}")
+        args.visualization_image = read_image_file(args.visualization) if args.visualization else None
+        if args.visualization_image is not None and len(args.visualization_image) != 1:
+            raise SystemExit(f"error: --visualization {args.visualization} holds {len(args.visualization_image)} "
+                             "images; expected one")
+        args.natural_images = None
+        if args.images:
+            path = Path(args.images)
+            if path.is_dir():
+                files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+                if not files:
+                    raise SystemExit(f"error: --images {args.images} is a folder without PNG or JPEG files")
+                args.natural_images = load_images(files)
+            else:
+                args.natural_images = read_image_file(path)
+            if len(args.natural_images) < 4:
+                raise SystemExit(f"error: --images holds {len(args.natural_images)} images; the path-similarity "
+                                 "check needs at least 4 natural images")
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -657,6 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
     p.add_argument("--invert-8bit", action="store_true",
                    help="also invert each realization after 8-bit quantization, as a PNG would store it")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run the batches on a local Dask cluster of N processes (needs lucid-ifv[dask])")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run the batches on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (dask-jobqueue)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 
@@ -684,6 +765,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps-hi", type=float, default=0.5)
     p.add_argument("--max-angle", type=float, default=30.0, help="principal-angle cutoff of the merge (degrees)")
     p.set_defaults(func=cmd_critical)
+
+    p = sub.add_parser("trust", help="trust report for a unit's visualization (inversion + path similarity)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name, InceptionV1, or .pb path/URL")
+    p.add_argument("--layer", help="the unit's layer (default: the shipped model's studied layer)")
+    p.add_argument("--channel", type=int, required=True, help="the unit (a channel of --layer)")
+    p.add_argument("--visualization", help="the visualization to judge (PNG, .npy or .npz; default: render one "
+                                           "with the library's defaults)")
+    p.add_argument("--images", help="natural images: a folder of PNGs, or a .npy / .npz ([N, H, W, C] in [0, 1]); "
+                                    "default: the shipped model's held-out set")
+    p.add_argument("--top-k", type=int, default=16, help="natural images that activate the unit most (default 16)")
+    p.add_argument("--max-angle", type=float, default=10.0,
+                   help="largest angle (deg) between inverted and claimed objective for 'trusted' (default 10)")
+    p.add_argument("--min-path-score", type=float, default=0.0,
+                   help="smallest path score for 'trusted' (default 0; docs/trust.md)")
+    p.add_argument("--fooled", action="store_true",
+                   help="judge a copy of --model with a fooling circuit on --channel (lucid_ifv.fooling)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("demo", help="render and invert a few targets on the default model")
     p.add_argument("--model", default=DEFAULT_MODEL)

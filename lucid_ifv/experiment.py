@@ -566,17 +566,35 @@ def _clean_leftovers(out: Path, recorded: list) -> None:
             path.unlink()
 
 
-def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = True) -> list:
-    """Run (or resume) an experiment in ``out_dir``; returns all records so far.
+def serial_runner(model):
+    """The in-process batch runner: ``runner(config, batches, targets)`` yields ``(batch,
+    records, arrays)`` for each batch in order (`lucid_ifv.distributed.dask_runner` is the
+    same on a Dask cluster)."""
+
+    def runner(config, batches, targets):
+        setup = prepare(model, config)
+        for batch in batches:
+            _checkpoint("batch")
+            records, arrays = run_batch(model, config, targets[batch], batch_seed(config, batch), setup)
+            yield batch, records, arrays
+
+    return runner
+
+
+def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = True, runner=None) -> list:
+    """Run (or resume) an experiment in ``out_dir``; returns all records so far, by index.
 
     Invalid settings and an unusable or busy folder are refused before any computation.
     Ctrl-C raises `ExperimentInterrupted` without recording the batch in flight.
+    ``runner`` computes the batches (default `serial_runner`; on a Dask cluster
+    `lucid_ifv.distributed.dask_runner`); this process alone writes them, each once, in the
+    order they finish.
     """
     config.validate(model)
     out = Path(out_dir)
     check_out_dir(out)
+    runner = runner or serial_runner(model)
     with folder_lock(out):
-        setup = prepare(model, config)
         _write_settings(out, {"model": model.name, "config": dataclasses.asdict(config)})
         (out / "realizations").mkdir(exist_ok=True)
         targets, sparseness = make_targets(config, config.feature_count(model))
@@ -589,9 +607,7 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
         todo = [batch for batch in batches if batch[0] not in done]
         bar = tqdm(total=len(targets), initial=len(done), disable=not progress, desc=f"IFV {config.layer}")
         try:
-            for batch in todo:
-                _checkpoint("batch")
-                batch_records, arrays = run_batch(model, config, targets[batch], batch_seed(config, batch), setup)
+            for batch, batch_records, arrays in runner(config, todo, targets):
                 _save_batch(_batch_path(out, batch), batch, arrays)
                 _checkpoint("arrays_written")
                 for i, rec in zip(batch, batch_records):

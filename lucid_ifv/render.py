@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from lucid_ifv import objectives as objectives_mod
 from lucid_ifv.param import Param, image_for_model, numpy_seed
+from lucid_ifv.param.traced import TracedParam
 from lucid_ifv.validation import check_increasing
 
 RESERVED_NAMES = ("input", "params")
@@ -115,7 +116,7 @@ def layers_used(model, objective, param: Param, transform=None) -> set:
 
     @tf.function(autograph=False)
     def trace(*params):
-        x = param(params)
+        x = param(params) if param.accepts_params else param()
         return objective(recording_T_factory(x, params))
 
     trace.get_concrete_function(*specs)
@@ -134,12 +135,13 @@ def _resolve_param(param_f, model, seed) -> Param:
     if callable(param_f):
         with numpy_seed(seed):
             param = param_f()
-        if not isinstance(param, Param):
-            raise TypeError(
-                f"param_f must return a lucid_ifv.param.Param, got {type(param).__name__} (build tensors "
-                f"from parametrizations with their arithmetic and slicing, e.g. to_valid_rgb(a + b[..., :3]))"
-            )
-        return param
+        if isinstance(param, Param):
+            return param
+        if not isinstance(param, tf.Tensor):
+            raise TypeError(f"param_f must return a lucid_ifv.param.Param or a tensor built from Params, "
+                            f"got {type(param).__name__}")
+        with numpy_seed(seed):  # Lucid style: TF functions of Params, traced (lucid_ifv.param.traced)
+            return TracedParam(param_f)
     raise TypeError(f"param_f must be None, a Param or a callable returning one, got {type(param_f).__name__}")
 
 
@@ -441,6 +443,9 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
             f"lbfgs_steps > 0 or converge (got {lbfgs_steps} L-BFGS steps, converge={converge}, random transforms)"
         )
     param, variables, objective, print_objectives = vis.param, vis.variables, vis.objective, vis.print_objectives
+    if (lbfgs_steps or converge is not None) and not param.accepts_params:
+        raise ValueError(f"L-BFGS and converge need a parametrization that evaluates any parameter values; "
+                         f"{param!r} (a param_f traced from TensorFlow functions) evaluates only its own variables")
     evaluate = vis.evaluate
     if param.per_sample and param.shape[-1] == model.image_shape[-1]:  # (not RGBA before collapse_alpha)
         gradient_norms = _gradient_norms_fn(lambda params: vis.forward(params, None), objective, variables)

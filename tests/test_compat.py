@@ -246,3 +246,63 @@ def test_lucid_pre_relu_names_on_shipped_graphs(name, layer):
     pre = acts[f"{layer}_pre_relu"].numpy()
     assert pre.min() < 0
     np.testing.assert_allclose(np.maximum(pre, 0), acts[layer], rtol=1e-6, atol=1e-6)
+
+
+def test_any_number_channels_param_f_built_with_tensorflow_functions(model):
+    """feature-visualization/any_number_channels: the param_f applies tf.reduce_mean, tf.stack and
+    tf.tile to params (traced, so the variables stay trainable: lucid_ifv.param.traced)."""
+    def arbitrary_channels_to_rgb(*args, channels=None, **kwargs):
+        channels = channels or 10
+        full_im = param.image(*args, channels=channels, **kwargs)
+        r = tf.reduce_mean(full_im[..., :channels // 3] ** 2, axis=-1)
+        g = tf.reduce_mean(full_im[..., channels // 3:2 * channels // 3] ** 2, axis=-1)
+        b = tf.reduce_mean(full_im[..., 2 * channels // 3:] ** 2, axis=-1)
+        return tf.stack([r, g, b], axis=-1)
+
+    def grayscale_image_to_rgb(*args, **kwargs):
+        return tf.tile(param.image(*args, channels=1, **kwargs), (1, 1, 1, 3))
+
+    for param_f in (lambda: arbitrary_channels_to_rgb(48, channels=10), lambda: grayscale_image_to_rgb(48)):
+        result = render.render_vis(model, "mixed3b_pre_relu:3", param_f, transforms=[], thresholds=(STEPS,),
+                                   verbose=False, use_fixed_seed=True)
+        assert type(result.param).__name__ == "TracedParam" and result[-1].shape == (1, 48, 48, 3)
+        assert rises(result) and result.residual is None
+    from lucid_ifv.render import render_vis as core_render
+
+    with pytest.raises(ValueError, match="evaluates only its own variables"):
+        core_render(model, "mixed3b:3", lambda: grayscale_image_to_rgb(32), transforms=[], thresholds=(1,),
+                    lbfgs_steps=2, progress=False)
+
+
+def test_misc_modules(tmp_path, monkeypatch, show_dir):
+    from lucid_ifv.compat.misc.channel_reducer import ChannelReducer
+    from lucid_ifv.compat.misc.gradient_override import gradient_override_map
+    from lucid_ifv.compat.misc.io.reading import read
+    from lucid_ifv.compat.misc.io.showing import _display_html, _image_url, images
+    from lucid_ifv.compat.misc.tfutil import create_session
+    from lucid_ifv.compat.modelzoo.vision_base import Layer, Model  # noqa: F401
+
+    assert _image_url(np.zeros((4, 4, 3))).startswith("data:image/PNG;base64,")
+    assert _display_html("<b>x</b>").read_text() == "<b>x</b>"
+    images([np.zeros((4, 4, 3)), np.ones((4, 4, 3))], labels=["a", "b"])
+    (tmp_path / "f.txt").write_text("hello")
+    assert read(str(tmp_path / "f.txt"), encoding="utf-8") == "hello"
+    with pytest.raises(NotImplementedError, match="TF1 sessions"):
+        create_session()
+    acts = np.random.default_rng(0).uniform(size=(2, 4, 4, 8))
+    reducer = ChannelReducer(3, "NMF", max_iter=500, init="nndsvda")
+    reduced = reducer.fit_transform(acts)
+    assert reduced.shape == (2, 4, 4, 3) and reducer.components.shape == (3, 8)
+    with pytest.raises(ValueError, match="unknown dimensionality reduction method 'NOPE'"):
+        ChannelReducer(3, "NOPE")
+
+    def seven(op, grad):
+        return tf.ones_like(grad) * 7.0
+
+    @tf.function
+    def gradient(x):
+        with gradient_override_map({"Relu": seven}):
+            y = tf.nn.relu(x)
+        return tf.gradients(y, x)[0]
+
+    np.testing.assert_array_equal(gradient(tf.constant([-1.0, 2.0])), [7.0, 7.0])

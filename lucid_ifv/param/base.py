@@ -34,7 +34,7 @@ shifting the batch), `cppn` (one network for the whole batch), a composition bro
 Param along the batch, and any composition or wrapper containing one. Code that
 optimizes or inverts each sample on its own must refuse such a parametrization.
 
-Lucid-style composition: ``+ - * /`` (with Params, numbers or arrays; ``sum([...])`` works),
+Lucid-style composition: ``+ - * / **`` (with Params, numbers or arrays; ``sum([...])`` works),
 unary ``-`` and slicing of the non-batch axes (``t[..., :3]``) return a lazy
 `lucid_ifv.param.combine.CombinedParam` whose variables are its inputs' (a shared input
 counted once); it has no inverse. ``tf.convert_to_tensor(param)`` gives the current image
@@ -117,6 +117,10 @@ class Param:
     @property
     def batch(self) -> int:
         return self.shape[0]
+
+    #: False when ``forward`` works only at the parametrization's own variables
+    #: (`lucid_ifv.param.traced.TracedParam`): no L-BFGS, residual or Jacobian.
+    accepts_params = True
 
     @property
     def per_sample(self) -> bool:
@@ -219,6 +223,12 @@ class Param:
     def __rtruediv__(self, other):
         return _combine("truediv", other, self)
 
+    def __pow__(self, other):
+        return _combine("pow", self, other)
+
+    def __rpow__(self, other):
+        return _combine("pow", other, self)
+
     def __neg__(self):
         return _combine("neg", self)
 
@@ -230,11 +240,11 @@ class Param:
 
     def __tf_tensor__(self, dtype=None, name=None):
         """``tf.convert_to_tensor(param)``: the image for the current variable values,
-        ``self()``. Eager inspection only: the tensor is a snapshot, not linked to the
-        variables (it does not follow their later changes, and an optimizer given it cannot
-        reach them): optimize and compose the Param itself. TF functions given a Param
-        (``tensor + param``, ``tf.tile(param, ...)``) convert it this way too, so they return
-        such a snapshot; use the Param operators (``param + tensor``) to stay lazy."""
+        ``self()``. Called eagerly it is a snapshot, not linked to the variables; TF functions
+        given a Param (``tensor + param``, ``tf.tile(param, ...)``) convert it this way, so
+        eagerly they return such a snapshot. Inside a `tf.function` it reads the variables
+        symbolically: `render_vis` traces a ``param_f`` that returns a tensor
+        (`lucid_ifv.param.traced.TracedParam`), so Lucid-style ``param_f``s stay trainable."""
         return tf.convert_to_tensor(self(), dtype=dtype, name=name)
 
 

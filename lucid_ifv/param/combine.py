@@ -29,6 +29,7 @@ OPS = {
     "sub": (tf.subtract, "-"),
     "mul": (tf.multiply, "*"),
     "truediv": (tf.truediv, "/"),
+    "pow": (tf.pow, "**"),
     "neg": (tf.negative, "-"),
 }
 

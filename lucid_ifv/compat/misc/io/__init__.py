@@ -598,3 +598,39 @@ def show(thing, domain=(0, 1), w: int | None = None, labels=None, ncols: int | N
     path = _write_image(canvas, show_dir() / name, "PNG")
     print(f"show: wrote {path}")
     return path
+
+
+# -- Lucid's submodules: ``lucid.misc.io.{reading, showing, loading, saving}`` -----------------
+def image_url(array, fmt: str = "png", mode: str = "data", quality: int = 90, domain=(0, 1)) -> str:
+    """A ``data:`` URL of an image ``[H, W, C]`` (Lucid's ``showing._image_url``)."""
+    if mode != "data":
+        raise ValueError(f"image_url supports mode 'data' only, got {mode!r}")
+    fmt = fmt.upper().replace("JPG", "JPEG")
+    if fmt not in ("PNG", "JPEG"):
+        raise ValueError(f"image_url formats are png and jpeg, got {fmt!r}")
+    pixels = _to_uint8(np.asarray(array), domain, "image")
+    return f"data:image/{fmt};base64," + base64.b64encode(_encode(pixels, fmt, quality)).decode("ascii")
+
+
+def display_html(html: str) -> Path | None:
+    """Display HTML inline in an IPython kernel (Lucid's ``showing._display_html``); elsewhere
+    write it to an ``.html`` file in `show_dir` and return its path."""
+    ipython = _ipython_kernel()
+    if ipython is not None:
+        from IPython.display import HTML, display
+
+        display(HTML(html))
+        return None
+    path = show_dir() / f"show-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_show_counter):04d}.html"
+    write_atomic(path, html.encode("utf-8"))
+    print(path)
+    return path
+
+
+def read(url_or_path, encoding: str | None = None, cache=None, mode: str = "rb"):
+    """The bytes (or, with ``encoding``, the text) of a local file or ``file://`` URL (Lucid's
+    ``reading.read``; remote reading goes through `load`, which checks the format)."""
+    path = _local_path(_source(url_or_path, "read"), "read")
+    _check_local(path)
+    data = path.read_bytes()
+    return data if encoding is None else data.decode(encoding)

@@ -423,7 +423,8 @@ def cmd_trust(args) -> int:
 
         model = fooling_circuit(model, layer, args.channel, natural).model
     report = trust.trust_report(model, layer, args.channel, visualization, natural, seed=args.seed,
-                                top_k=args.top_k, max_angle=args.max_angle, min_path_score=args.min_path_score)
+                                top_k=args.top_k, max_angle=args.max_angle, min_path_score=args.min_path_score,
+                                max_activation_ratio=args.max_activation_ratio)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -662,6 +663,8 @@ def check_args(args) -> None:
             raise SystemExit(f"error: --top-k must be an integer >= 2, got {args.top_k}")
         if not math.isfinite(args.min_path_score):
             raise SystemExit(f"error: --min-path-score must be a finite number, got {args.min_path_score!r}")
+        if not args.max_activation_ratio > 0:  # inf is allowed: no activation check
+            raise SystemExit(f"error: --max-activation-ratio must be a number > 0, got {args.max_activation_ratio!r}")
         args.visualization_image = read_image_file(args.visualization) if args.visualization else None
         if args.visualization_image is not None and len(args.visualization_image) != 1:
             raise SystemExit(f"error: --visualization {args.visualization} holds {len(args.visualization_image)} "
@@ -777,8 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=16, help="natural images that activate the unit most (default 16)")
     p.add_argument("--max-angle", type=float, default=10.0,
                    help="largest angle (deg) between inverted and claimed objective for 'trusted' (default 10)")
-    p.add_argument("--min-path-score", type=float, default=0.0,
-                   help="smallest path score for 'trusted' (default 0; docs/trust.md)")
+    p.add_argument("--min-path-score", type=float, default=0.26,
+                   help="smallest path score (percentile among random natural images) for 'trusted' "
+                        "(default 0.26, calibrated on mnist_small conv2; docs/trust.md)")
+    p.add_argument("--max-activation-ratio", type=float, default=1.98,
+                   help="largest ratio of the visualization's unit activation to the largest natural one for "
+                        "'trusted' (default 1.98, calibrated on mnist_small conv2; docs/trust.md)")
     p.add_argument("--fooled", action="store_true",
                    help="judge a copy of --model with a fooling circuit on --channel (lucid_ifv.fooling)")
     p.add_argument("--seed", type=int, default=0)

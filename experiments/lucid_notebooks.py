@@ -76,9 +76,10 @@ EMPTY = "empty"
 MAGIC = "shell/magic"
 NOT_PY3 = "not Python 3"
 SESSION = "TF1 session"
+TF1_API = "TF1 API"
 ENV = "environment"
 OPTVIS = "optvis"
-CATEGORIES = (OPTVIS, SESSION, ENV, NOT_PY3, MAGIC, EMPTY)
+CATEGORIES = (OPTVIS, SESSION, TF1_API, ENV, NOT_PY3, MAGIC, EMPTY)
 
 RAN = "ran"
 FAILED = "failed"
@@ -223,6 +224,29 @@ ENV_RULES = (
     ("video writing (moviepy/ffmpeg)", r"\bFFMPEG_VideoWriter\b|\bmoviepy\b"),
 )
 _ENV_RES = tuple((label, re.compile(pattern)) for label, pattern in ENV_RULES)
+
+
+def tf1_only_names(tree: ast.AST) -> list:
+    """``tf.a.b`` attribute chains in `tree` that TensorFlow 2 does not have (TF1 API such as
+    ``tf.train.AdamOptimizer`` or ``tf.image.resize_images``): the cell needs a TF2 edit
+    (``tf.compat.v1....``) whatever library it uses."""
+    import tensorflow as tf
+
+    missing = set()
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if not (isinstance(node, ast.Name) and node.id == "tf" and chain):
+            continue
+        target = tf
+        for depth, attr in enumerate(reversed(chain)):
+            if not hasattr(target, attr):
+                missing.add("tf." + ".".join(list(reversed(chain))[:depth + 1]))
+                break
+            target = getattr(target, attr)
+    return sorted(missing)
 
 
 def code_without_comments(source: str) -> str:
@@ -390,6 +414,10 @@ def classify(cells: list[Cell]) -> None:
         url_names |= url_bindings(tree)
         if session:
             cell.category, cell.reason = SESSION, "; ".join(session)
+            continue
+        tf1 = tf1_only_names(tree)
+        if tf1:
+            cell.category, cell.reason = TF1_API, "uses " + ", ".join(tf1) + " (not in TensorFlow 2)"
             continue
         env = []
         if missing:
@@ -1068,6 +1096,9 @@ def write_report(results: dict, out: Path, *, command: str, max_steps: int, sour
     for label, pattern in SESSION_RULES:
         L.append(f"  | {label} | `{pattern.replace('|', chr(92) + '|')}` |")
     L.append("")
+    L.append("- **TF1 API**: the code uses a `tf.` name TensorFlow 2 does not have (checked against the "
+             "installed TensorFlow: e.g. `tf.train.AdamOptimizer`, `tf.image.resize_images`); the cell needs a "
+             "TF2 edit (`tf.compat.v1....`) whatever library it runs on. Skipped, and listed below.")
     L.append("- **environment**: needs what is not available offline: imports a module that is not "
              "installed here (e.g. `google.colab`, `moviepy`, `umap`, `IPython`), uses a name imported from "
              "such a module by an earlier cell, Colab file upload/download or video writing, passes a URL "
@@ -1085,14 +1116,15 @@ def write_report(results: dict, out: Path, *, command: str, max_steps: int, sour
              "and real Lucid not importable; `show` writes PNGs to a temporary `$LUCID_IFV_SHOW_DIR`.\n")
 
     L.append("## Per notebook\n")
-    L.append("| notebook | code cells | optvis | ran | failed | dependency | TF1 session | environment "
+    L.append("| notebook | code cells | optvis | ran | failed | dependency | TF1 session | TF1 API | environment "
              "| not Python 3 | shell/magic | empty |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for nb, n, counts, ran, failed, dep in rows:
-        L.append(f"| {nb} | {n} | {counts[OPTVIS]} | {ran} | {failed} | {dep} | {counts[SESSION]} | {counts[ENV]} "
-                 f"| {counts[NOT_PY3]} | {counts[MAGIC]} | {counts[EMPTY]} |")
+        L.append(f"| {nb} | {n} | {counts[OPTVIS]} | {ran} | {failed} | {dep} | {counts[SESSION]} | {counts[TF1_API]} "
+                 f"| {counts[ENV]} | {counts[NOT_PY3]} | {counts[MAGIC]} | {counts[EMPTY]} |")
     L.append(f"| **total** | {totals['cells']} | {n_opt} | {totals[RAN]} | {totals[FAILED]} | {totals[DEPENDENCY]} "
-             f"| {totals[SESSION]} | {totals[ENV]} | {totals[NOT_PY3]} | {totals[MAGIC]} | {totals[EMPTY]} |\n")
+             f"| {totals[SESSION]} | {totals[TF1_API]} | {totals[ENV]} | {totals[NOT_PY3]} | {totals[MAGIC]} "
+             f"| {totals[EMPTY]} |\n")
 
     L.append("## Failing optvis cells\n")
     L.append("Cell numbers count all cells of the notebook (markdown too) from 0. `where`: the failing "
@@ -1133,7 +1165,7 @@ def write_report(results: dict, out: Path, *, command: str, max_steps: int, sour
     L.append("")
 
     L.append("## Skipped cells\n")
-    for cat in (SESSION, ENV, NOT_PY3, MAGIC):
+    for cat in (SESSION, TF1_API, ENV, NOT_PY3, MAGIC):
         L.append(f"### {cat}\n")
         L.append("| notebook | cell | first line | why skipped |")
         L.append("|---|---|---|---|")

@@ -128,7 +128,7 @@ def test_optvis_cells(ln, tmp_path):
     cells = classified(
         ln, tmp_path,
         "import lucid.optvis.render as render\nimport tensorflow as tf",
-        "optimizer = tf.train.AdamOptimizer(0.05)  # no session: a TF1 optimizer passed to render_vis\n"
+        "optimizer = tf.compat.v1.train.AdamOptimizer(0.05)  # no session: a TF1 optimizer passed to render_vis\n"
         "_ = render.render_vis(model, 'mixed4a_pre_relu:476', optimizer=optimizer)",
         "# tf.Session() and sess.run() only in a comment\nx = 1",
         "url = 'https://example.com/a.png'  # only a string, nothing downloaded",
@@ -325,3 +325,17 @@ def test_diagnoses_match_their_error(ln, monkeypatch):
     assert cause == "" and "out of date" in text and text.endswith("because")
     assert ln._why("a.ipynb", {"index": 4, "error": "AttributeError: module 'tensorflow._api.v2.train' has no "
                                                     "attribute 'AdamOptimizer'"})[0] == "tf1_api"
+
+
+def test_tf1_only_names_are_found_against_the_installed_tensorflow(ln):
+    import ast
+
+    tree = ast.parse("opt = tf.train.AdamOptimizer(0.05)\nx = tf.image.resize_images(a, [2, 2])\n"
+                     "y = tf.compat.v1.train.AdamOptimizer(0.1)\nz = tf.reduce_mean(a)")
+    assert ln.tf1_only_names(tree) == ["tf.image.resize_images", "tf.train.AdamOptimizer"]
+
+
+def test_tf1_api_cells(ln, tmp_path):
+    """A cell using a name TensorFlow 2 lacks needs a TF2 edit whatever the library: its own category."""
+    [cell] = classified(ln, tmp_path, "optimizer = tf.train.AdamOptimizer(0.05)\nx = 1")
+    assert cell.category == ln.TF1_API and "tf.train.AdamOptimizer" in cell.reason

@@ -58,8 +58,8 @@ def run(model_name, layer, n, batch, n_transforms, out: Path) -> list:
             if (name, start) in done:
                 continue
             t = targets[start:start + batch]
-            param = experiment._param(setup.model, config, len(t), start)
-            rendered = render_vis(setup.model, experiment._objective(config, setup, t), param, transforms=transforms,
+            param = experiment.realization_param(setup.model, config, len(t), start)
+            rendered = render_vis(setup.model, experiment.fv_objective(config, setup, t), param, transforms=transforms,
                                   optimizer=optimizer, thresholds=(steps,), seed=start, progress=False)
             common = dict(param=param, aggregation=setup.aggregation, prior=obj.params_L2(), method="anchored")
             answers = {"plain": ifv.invert(setup.model, layer, rendered.params, **common),

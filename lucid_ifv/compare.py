@@ -103,7 +103,7 @@ def _save_atomic(path: Path, **arrays) -> None:
 def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
     """Render ``features`` of A (one-hot targets) and invert them in B; dict of arrays."""
     targets = np.eye(k_a)[features]
-    param = experiment._param(setup_a.model, config_a, len(features), seed)
+    param = experiment.realization_param(setup_a.model, config_a, len(features), seed)
     rendered = experiment.realize(setup_a, config_a, targets, param, seed)
     prior = obj.params_L2() if setup_a.prior_weight else None
 
@@ -120,7 +120,7 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
                                else np.asarray(rendered.residual, float))}
     if reoptimize_steps:
         config = dataclasses.replace(config_b, reoptimize_steps=reoptimize_steps)
-        out["ssim"] = experiment._reoptimize_ssim(setup_b, config, param, rendered.params,
+        out["ssim"] = experiment.reoptimize_ssim(setup_b, config, param, rendered.params,
                                                   {"predicted": predicted})["predicted"]
     return out
 

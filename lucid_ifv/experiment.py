@@ -197,12 +197,16 @@ def prepare(model, config: ExperimentConfig) -> Setup:
     return Setup(model, aggregation, float(weight))
 
 
-def _param(model, config, batch, seed):
+def realization_param(model, config, batch, seed):
+    """The parametrization of a batch of ``batch`` realizations (``config``'s Fourier/pixel,
+    colours, decay power), initialized from ``seed``."""
     return image_for_model(model, batch=batch, fft=config.fft, decorrelate=config.decorrelate,
                            decay_power=config.decay_power, seed=seed)
 
 
-def _objective(config, setup, targets):
+def fv_objective(config, setup, targets):
+    """The FV objective of ``targets`` ``[B, k]``: the paper's feature objective minus the
+    setup's prior weight times ``params_L2``."""
     objective = obj.feature_objective(config.layer, targets, config.cossim_pow, setup.aggregation, config.features)
     if setup.prior_weight:
         objective = objective - setup.prior_weight * obj.params_L2()
@@ -231,18 +235,18 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
                                               config.features)
         _render(setup.model, features_only, param, transforms=[], thresholds=(config.warmup_steps,), seed=seed,
                 progress=False)
-    return _render(setup.model, _objective(config, setup, targets), param, transforms=[],
+    return _render(setup.model, fv_objective(config, setup, targets), param, transforms=[],
                    thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps, seed=seed, progress=False,
                    converge=config.converge, max_lbfgs_steps=config.max_lbfgs_steps)
 
 
-def _reoptimize_ssim(setup, config, param, params, objectives_by_name):
+def reoptimize_ssim(setup, config, param, params, objectives_by_name):
     """SSIM between the realization and the result of re-optimizing it towards each objective."""
     before = param(params).numpy()
     out = {}
     for name, targets in objectives_by_name.items():
         param.assign(params)
-        result = _render(setup.model, _objective(config, setup, targets), param, transforms=[],
+        result = _render(setup.model, fv_objective(config, setup, targets), param, transforms=[],
                             thresholds=(config.reoptimize_steps,), progress=False)
         out[name] = metrics.ssim(before, result.final)
     param.assign(params)
@@ -306,7 +310,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     """
     setup = setup or prepare(model, config)
     k = targets.shape[1]
-    param = _param(setup.model, config, len(targets), batch_seed)
+    param = realization_param(setup.model, config, len(targets), batch_seed)
     started = time.perf_counter()
     rendered = realize(setup, config, targets, param, batch_seed)
     fv_time = time.perf_counter() - started
@@ -328,7 +332,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     random = sampling.random_unit_vectors(k, len(targets), rng, nonneg=True)
     ssim = {}
     if config.reoptimize_steps:
-        ssim = _reoptimize_ssim(setup, config, param, rendered.params,
+        ssim = reoptimize_ssim(setup, config, param, rendered.params,
                                 {"predicted": results[default].target,
                                  "response": f / np.linalg.norm(f, axis=1, keepdims=True),
                                  "target": targets, "random": random})

@@ -232,7 +232,7 @@ def _permute_keras(model: KerasModel, layer_name: str, perm, scales):
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel[..., perm] * scales, bias[perm] * scales])
     k = len(perm)
-    todo, scaled = [(layer, scales, False)], None
+    todo = [(layer, scales, False)]
     while todo:
         source, current_scales, flattened = todo.pop()
         for reader in _keras_readers(keras_model, source):

@@ -232,7 +232,7 @@ def render_units(model, layer: str, features, config=None, seed: int = 0):
     setup = experiment.prepare(model, config)
     k = model.layer(layer).depth
     features = compare._check_features(features, k)
-    param = experiment._param(setup.model, config, len(features), seed)
+    param = experiment.realization_param(setup.model, config, len(features), seed)
     rendered = experiment.realize(setup, config, np.eye(k)[features], param, seed)
     return np.asarray(rendered.final), rendered.params, param, setup, config
 
@@ -248,7 +248,7 @@ def invert_units(model, layer: str, features, images=None, params=None, param=No
     k = model.layer(layer).depth
     features = compare._check_features(features, k)
     if params is None:
-        param = experiment._param(setup.model, config, len(features), config.seed)
+        param = experiment.realization_param(setup.model, config, len(features), config.seed)
         params = np.clip(np.asarray(images, np.float32), 1e-6, 1 - 1e-6)
     prior = obj.params_L2() if setup.prior_weight else None
     result = ifv.invert(setup.model, layer, params, param=param, cossim_pow=config.cossim_pow,

@@ -20,7 +20,7 @@ def realization():
                                          converge=1e-3, max_lbfgs_steps=300)
     setup = experiment.prepare(model, config)
     targets, _ = sampling.sample_hoyer_targets(32, 2, 3)
-    param = experiment._param(setup.model, config, 2, 0)
+    param = experiment.realization_param(setup.model, config, 2, 0)
     rendered = experiment.realize(setup, config, targets, param, 0)
     return setup, param, rendered, targets
 

@@ -880,9 +880,10 @@ CAUSES = {
     "tfutil": ("lucid-ifv", "compat: no `lucid.misc.tfutil` (`create_session`)"),
     "gradient_override": ("lucid-ifv", "compat: no `lucid.misc.gradient_override` (`gradient_override_map`)"),
     "channel_reducer": ("lucid-ifv", "compat: no `lucid.misc.channel_reducer` (`ChannelReducer`)"),
-    "modelzoo": ("lucid-ifv", "compat: Lucid's other `modelzoo` modules and models (`vision_base`, "
-                              "`nets_factory`, `InceptionV4_slim`)"),
-    "scratch": ("lucid-ifv", "compat: no `lucid.scratch` (`rl_util`, `parameter_editor`, `web.svelte`)"),
+    "modelzoo": ("lucid-ifv (not ported)", "Lucid's other zoo models and their factory (`nets_factory`, "
+                                           "`InceptionV4_slim`, ...): slim/caffe graphs not reachable offline"),
+    "scratch": ("lucid-ifv (not ported)", "Lucid's experimental `lucid.scratch` package (`web.svelte` HTML "
+                                          "widgets, `rl_util`, `parameter_editor`) is not ported"),
     "param_tensor": ("lucid-ifv", "semantic difference: `param.image(...)` is a `Param` object, not a tensor "
                                   "that `param_f` code can transform with `**` or `tf.*` functions"),
     "activations": ("lucid-ifv", "missing: `Layer.activations` (Lucid downloads precomputed dataset "
@@ -987,7 +988,9 @@ WHY_BY_ERROR: list = [
     (r"lucid_ifv\.compat\.misc\.tfutil", ("tfutil", "`lucid.misc.tfutil` is missing.")),
     (r"lucid_ifv\.compat\.misc\.channel_reducer", ("channel_reducer", "`ChannelReducer` is missing.")),
     (r"lucid_ifv\.compat\.misc\.gradient_override", ("gradient_override", "`gradient_override_map` is missing.")),
-    (r"lucid_ifv\.compat\.scratch", ("scratch", "`lucid.scratch` is missing.")),
+    (r"lucid_ifv\.compat\.scratch", ("scratch", "imports Lucid's experimental `lucid.scratch` (Svelte widgets, "
+                                               "RL utilities), which is not ported; the rest of the cell's imports "
+                                               "now resolve.")),
     (r"lucid_ifv\.compat\.modelzoo\.|vision_models' has no model", ("modelzoo", "A Lucid modelzoo name is missing.")),
     (r"tensorflow\._api\.v2\.\w+' has no attribute", ("tf1_api", "TF1-only `tf.*` API in notebook code.")),
 ]
@@ -995,15 +998,17 @@ WHY_BY_ERROR: list = [
 
 def _why(notebook: str, cell: dict) -> tuple[str, str]:
     """(cause, diagnosis) of a failing cell; ("", "") when there is none."""
+    stale = ""
     for (nb, index, expected), (cause, text) in WHY.items():
         if nb == notebook and index == cell["index"]:
             if expected in cell["error"]:
                 return cause, text
-            return "", f"(diagnosis out of date: it was written for an error containing {expected!r}) {text}"
-    for pattern, (cause, text) in WHY_BY_ERROR:
+            stale = f"(diagnosis out of date: it was written for an error containing {expected!r}) {text}"
+            break
+    for pattern, (cause, text) in WHY_BY_ERROR:  # a cell whose first error was fixed may fail on the next
         if re.search(pattern, cell["error"]):
             return cause, text
-    return "", ""
+    return "", stale
 
 
 def _md(text: str, limit: int = 160, code: bool = False) -> str:

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,20 +147,6 @@ def test_report_refuses_bad_inputs(mnist):
 
 
 # -- the CLI -------------------------------------------------------------------------------------
-RUNNER = r"""
-import contextlib, io, json, sys
-from lucid_ifv.cli import main
-results = []
-for argv in json.load(sys.stdin):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-    results.append({"rc": rc, "stderr": err.getvalue(), "tensorflow": "tensorflow" in sys.modules})
-print(json.dumps(results))
-"""
 
 
 def _bad_cases(d: Path) -> list:
@@ -190,12 +173,10 @@ def _bad_cases(d: Path) -> list:
 
 
 def test_cli_bad_inputs_are_one_line_errors_before_tensorflow(tmp_path):
+    from test_bad_inputs import run_fresh  # main(argv) per case in one fresh interpreter
+
     cases = _bad_cases(tmp_path)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps([argv for argv, _ in cases]),
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    for (argv, fragment), result in zip(cases, json.loads(proc.stdout)):
+    for (argv, fragment), result in zip(cases, run_fresh([argv for argv, _ in cases])):
         lines = result["stderr"].strip().splitlines()
         assert result["rc"] == 2, (argv, result)
         assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], (argv, lines)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 LAYER = "conv2"
 
 

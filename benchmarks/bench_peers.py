@@ -1,8 +1,11 @@
 """`make bench`: side-by-side speed against Xplique and tf-keras-vis, the Jacobian against
 its limit, and the inversion end to end; writes docs/benchmarks.md and its figure.
 
-    python benchmarks/bench_peers.py [--smoke] [--rounds 3] [--out docs/benchmarks.md]
-        [--fig-dir docs/results/benchmarks] [--sections fv jac inv] [--threads 2] [--blas-threads 1]
+    python benchmarks/bench_peers.py [--smoke | --full] [--rounds N] [--out docs/benchmarks.md]
+        [--fig-dir docs/results/benchmarks] [--sections fv jac cold inv] [--threads 2] [--blas-threads 1]
+    python benchmarks/bench_peers.py --from-json docs/results/benchmarks/results.json   # re-write the report
+
+`make bench` runs it in the bench environment (the peers installed there only, see the Makefile).
 
 Every comparison is timed side by side in this one process, in interleaved rounds (each
 round runs every contender of a row once, in a rotated order), and reported as the median
@@ -18,11 +21,12 @@ Sections (issue 11; the methods are described in docs/benchmarks.md, written by 
    step on the same parametrization ("floor"), Xplique's ``optimize`` and tf-keras-vis's
    ``ActivationMaximization``.
 2. ``jac``: `ifv.feature_jacobian` against a per-feature gradient loop and the "limit"
-   (one forward pass + k backward passes at the throughput of one batched backward pass).
+   (one forward pass + k backward passes at the best measured backward throughput).
 3. ``inv``: `ifv.invert` end to end per sample, the share of each stage, and its growth
    with image size, batch and k (log-log slopes).
 
-``--smoke`` runs every code path at tiny sizes (seconds, not minutes) into a temporary
+``--smoke`` runs every code path at tiny sizes (about a minute, most of it TensorFlow start-up and
+tracing) into a throw-away
 report; the peers are skipped when they are not installed (the package's own venv has
 neither). Results of the real run depend on the load of the (shared) machine: the report
 records the load average beside every section.

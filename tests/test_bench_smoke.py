@@ -43,6 +43,6 @@ def test_bench_smoke_writes_a_report(tmp_path):
     # the report can be written again from the raw results, without measuring
     again = tmp_path / "again.md"
     proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--from-json", str(raw), "--out", str(again),
-                           "--fig-dir", str(tmp_path / "fig2")], capture_output=True, text=True, timeout=300, env=env)
+                           "--fig-dir", str(fig_dir)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert again.read_text() == text

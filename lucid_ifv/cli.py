@@ -101,6 +101,9 @@ def add_fv_options(p, render=True):
     p.add_argument("--param", choices=["fft", "pixel"], default="fft", help="parametrization (default fft)")
     p.add_argument("--no-decorrelate", action="store_true", help="no colour decorrelation")
     p.add_argument("--decay-power", type=float, default=1.0)
+    p.add_argument("--mask", choices=["continuous", "one"], default="continuous",
+                   help="geometry-image models (srnet_small): the hit mask is a parameter in (0, 1) "
+                        "(continuous, default) or fixed to 1 (one)")
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1)")
     p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "mean", "center", "identity"])
     if render:
@@ -162,7 +165,7 @@ def make_param(model, args, batch):
     from lucid_ifv.param import image_for_model
 
     return image_for_model(model, batch=batch, fft=args.param == "fft", decorrelate=not args.no_decorrelate,
-                           decay_power=args.decay_power, seed=getattr(args, "seed", None))
+                           decay_power=args.decay_power, seed=getattr(args, "seed", None), mask=args.mask)
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -285,8 +288,8 @@ def _experiment(args) -> int:
     config = ex.ExperimentConfig(
         layer=args.layer or studied_layer(args.model, model), n_hoyer=args.n_hoyer, n_canonical=args.n_canonical,
         seed=args.seed, cossim_pow=args.cossim_pow, aggregation=args.aggregation, fft=args.param == "fft",
-        decorrelate=not args.no_decorrelate, decay_power=args.decay_power, adam_steps=args.adam,
-        lbfgs_steps=args.lbfgs, prior_weight=args.prior, prior_relative=not args.prior_absolute,
+        decorrelate=not args.no_decorrelate, decay_power=args.decay_power, geometry_mask=args.mask,
+        adam_steps=args.adam, lbfgs_steps=args.lbfgs, prior_weight=args.prior, prior_relative=not args.prior_absolute,
         batch_size=args.batch_size, reoptimize_steps=args.reoptimize, features=args.features,
         invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
         pool_temperature=args.pool_temperature, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
@@ -337,8 +340,8 @@ def cmd_compare(args) -> int:
         model_b = load_any_model(args.model_b)
         layer_b = args.layer_b or studied_layer(args.model_b, model_b)
     config = default_config(fft=args.param == "fft", decorrelate=not args.no_decorrelate,
-                            decay_power=args.decay_power, cossim_pow=args.cossim_pow, aggregation=args.aggregation,
-                            prior_weight=args.prior, prior_relative=not args.prior_absolute, smooth=not args.relu,
+                            decay_power=args.decay_power, geometry_mask=args.mask, cossim_pow=args.cossim_pow,
+                            aggregation=args.aggregation, prior_weight=args.prior, prior_relative=not args.prior_absolute, smooth=not args.relu,
                             relu_beta=args.relu_beta, pool_temperature=args.pool_temperature, adam_steps=args.adam,
                             lbfgs_steps=args.lbfgs, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
                             seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)

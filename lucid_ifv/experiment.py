@@ -108,6 +108,7 @@ class ExperimentConfig:
     fft: bool = True
     decorrelate: bool = True
     decay_power: float = 1.0
+    geometry_mask: str = "continuous"  # geometry-image models only: "continuous" or "one" (`param.geometry`)
     adam_steps: int = 800
     lbfgs_steps: int = 300
     warmup_steps: int = 0  # Adam steps without the prior first (lets channels dead at the start activate)
@@ -138,6 +139,13 @@ class ExperimentConfig:
             value = getattr(self, name)
             if not (_is_number(value) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        from lucid_ifv.param.geometry import MASK_MODES
+
+        if self.geometry_mask not in MASK_MODES:
+            raise ValueError(f"geometry_mask must be one of {MASK_MODES}, got {self.geometry_mask!r}")
+        if self.invert_8bit and getattr(model, "input_kind", "image") != "image":
+            raise ValueError(f"invert_8bit applies to images; model {model.name!r} takes "
+                             f"{model.input_kind} inputs, which no 8-bit file holds")
         if self.n_hoyer + self.n_canonical == 0:
             raise ValueError("the experiment has no targets: n_hoyer and n_canonical are both 0")
         if self.smooth and not (self.relu_beta > 0 and self.pool_temperature > 0):
@@ -199,9 +207,9 @@ def prepare(model, config: ExperimentConfig) -> Setup:
 
 def realization_param(model, config, batch, seed):
     """The parametrization of a batch of ``batch`` realizations (``config``'s Fourier/pixel,
-    colours, decay power), initialized from ``seed``."""
+    colours, decay power; the mask mode for geometry-image models), initialized from ``seed``."""
     return image_for_model(model, batch=batch, fft=config.fft, decorrelate=config.decorrelate,
-                           decay_power=config.decay_power, seed=seed)
+                           decay_power=config.decay_power, seed=seed, mask=config.geometry_mask)
 
 
 def fv_objective(config, setup, targets):
@@ -338,7 +346,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
                                  "target": targets, "random": random})
     per_solve = {method: _solve_records(result, targets, setup.prior_weight, config.cossim_pow)
                  for method, result in results.items()}
-    saturated = ((images < SATURATION_MARGIN) | (images > 1 - SATURATION_MARGIN)).reshape(len(targets), -1)
+    saturated = param.saturated(images, SATURATION_MARGIN).reshape(len(targets), -1)
     records = []
     for i in range(len(targets)):
         rec = {

@@ -59,6 +59,11 @@ class Model:
     #: frozen graphs; ``image_shape`` is then its native size and layers that need the
     #: native size say so, see `check_input_size`).
     fixed_input_size: bool = True
+    #: What the input is: "image" (pixels in [0, 1], mapped to ``image_value_range``) or
+    #: "geometry" (a raw geometry image ``[.., 5]``: unit normal, depth, hit mask; see
+    #: `lucid_ifv.param.geometry`; ``image_value_range`` is then (0, 1), the identity).
+    #: `lucid_ifv.param.image_for_model` picks the parametrization by it.
+    input_kind: str = "image"
 
     # -- metadata -----------------------------------------------------------------
     @property

@@ -170,6 +170,13 @@ class Param:
         """Set the variables so that the parametrization produces ``images``."""
         self.assign(self.params_from_image(images))
 
+    def saturated(self, values, margin: float) -> np.ndarray:
+        """Bool array: which of the produced ``values`` ``[B, H, W, C]`` lie within ``margin``
+        of the bounds of their range [0, 1] (a sigmoid there has almost no gradient).
+        Parametrizations with other bounds override it."""
+        values = np.asarray(values)
+        return (values < margin) | (values > 1 - margin)
+
     def numpy_params(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.variables]
 

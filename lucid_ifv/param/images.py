@@ -55,8 +55,16 @@ def grayscale_image_rgb(*args, **kwargs) -> GrayscaleRGBParam:
     return GrayscaleRGBParam(image(*args, channels=1, **kwargs))
 
 
-def image_for_model(model, batch=1, **kwargs) -> Param:
-    """`image` sized for ``model.image_shape`` (RGB models get Lucid's colour path)."""
+def image_for_model(model, batch=1, mask="continuous", **kwargs) -> Param:
+    """The input parametrization for ``model``: `image` sized for ``model.image_shape`` (RGB
+    models get Lucid's colour path), or for a model whose ``input_kind`` is "geometry"
+    `lucid_ifv.param.geometry.geometry_image` with ``mask`` ("continuous" or "one"; colour
+    decorrelation does not apply and is ignored, as for any non-RGB input)."""
+    if getattr(model, "input_kind", "image") == "geometry":
+        from lucid_ifv.param.geometry import geometry_for_model
+
+        kwargs.pop("decorrelate", None)
+        return geometry_for_model(model, batch=batch, mask=mask, **kwargs)
     h, w, c = model.image_shape
     channels = None if c == 3 else c
     if channels is not None:

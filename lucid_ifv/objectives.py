@@ -53,11 +53,14 @@ class Objective:
         terms ``((1.0, feature_objective(l, t)), (-1e-4, params_L2()))``.
     """
 
-    def __init__(self, objective_func: Callable, name: str = "", description: str = "", terms=None):
+    def __init__(self, objective_func: Callable, name: str = "", description: str = "", terms=None, key=None):
         self.objective_func = objective_func
         self.name = name
         self.description = description
         self._terms = None if terms is None else tuple((float(f), o) for f, o in terms)
+        #: hashable description of the computation (`lucid_ifv.graph_keys`), or None when it
+        #: is unknown (a user's function): render_vis reuses a compiled step only with a key.
+        self.key = key
 
     @property
     def terms(self) -> tuple:
@@ -68,12 +71,14 @@ class Objective:
 
     def __add__(self, other):
         if isinstance(other, (int, float)):
-            return Objective(lambda T: other + self(T), self.name, self.description, self.terms)
+            return Objective(lambda T: other + self(T), self.name, self.description, self.terms,
+                             _combined_key("add", self, other))
         return Objective(
             lambda T: self(T) + other(T),
             ", ".join([self.name, _name(other)]),
             "Sum(" + " +\n".join([self.description, _description(other)]) + ")",
             self.terms + terms_of(other),
+            _combined_key("add", self, other),
         )
 
     __radd__ = __add__
@@ -90,8 +95,9 @@ class Objective:
     def __mul__(self, other):
         if isinstance(other, (int, float)):
             return Objective(lambda T: other * self(T), self.name, self.description,
-                             tuple((other * f, o) for f, o in self.terms))
-        return Objective(lambda T: self(T) * other(T), self.name, self.description)
+                             tuple((other * f, o) for f, o in self.terms), _combined_key("mul", self, other))
+        return Objective(lambda T: self(T) * other(T), self.name, self.description,
+                         key=_combined_key("mul", self, other))
 
     __rmul__ = __mul__
 
@@ -104,10 +110,35 @@ class Objective:
             ", ".join(_name(o) for o in objs),
             "Sum(" + " +\n".join(_description(o) for o in objs) + ")",
             tuple(term for o in objs for term in terms_of(o)),
+            _combined_key("sum", *objs),
         )
 
     def __repr__(self):
         return f"Objective({self.description or self.name!r})"
+
+
+def _combined_key(op: str, *operands):
+    """Key of ``op`` applied to ``operands`` (objectives or numbers); None if one has none."""
+    parts = []
+    for operand in operands:
+        if isinstance(operand, (int, float)):
+            parts.append(("number", float(operand)))
+        elif getattr(operand, "key", None) is None:
+            return None
+        else:
+            parts.append(operand.key)
+    return (op, *parts)
+
+
+def _factory_key(f, args, kwargs, extra):
+    """Key of the objective ``f(*args, **kwargs)`` made by a factory; None when an argument is
+    a callable or object without a description (it could compute anything)."""
+    from lucid_ifv.graph_keys import NoKey, state_key
+
+    try:
+        return (f.__module__, f.__qualname__, state_key(list(args)), state_key(kwargs), state_key(extra))
+    except NoKey:
+        return None
 
 
 def terms_of(obj) -> tuple:
@@ -167,7 +198,8 @@ def _objective_factory(f, require_format, handle_batch):
         if checked is not None:  # refused now, not when rendering
             _with_batch(None, checked)
         description = f.__name__.title() + " [" + ", ".join(_arg_str(a) for a in arguments) + "]"
-        return Objective(_process_T(f(*args, **kwargs), require_format, batch), f.__name__, description)
+        return Objective(_process_T(f(*args, **kwargs), require_format, batch), f.__name__, description,
+                         key=_factory_key(f, args, kwargs, (require_format, batch)))
 
     if adds_batch:  # show the added keyword in help() and inspect.signature
         params = list(signature.parameters.values())
@@ -744,7 +776,11 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
         return tf.reduce_sum(significance(f, targets, cossim_pow))
 
     desc = f"Feature_objective [{layer}, p={cossim_pow}, {targets.shape[0] if targets.ndim == 2 else 1} target(s)]"
-    return Objective(inner, "feature_objective", desc)
+    from lucid_ifv.graph_keys import key_or_identity
+
+    key = ("feature_objective", layer, key_or_identity(targets), float(cossim_pow), key_or_identity(aggregation),
+           key_or_identity(feats))
+    return Objective(inner, "feature_objective", desc, key=key)
 
 
 # -- prior weights relative to the objective's scale ---------------------------------------

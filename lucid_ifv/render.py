@@ -6,12 +6,22 @@ loss ``-objective`` is minimized. The Adam step is one compiled `tf.function`; L
 from one compiled function, in float64 on the SciPy side. With ``converge=TOL``, L-BFGS
 keeps going until every sample is stationary (`stationarity_residual` <= TOL); see
 docs/rendering.md.
+
+The compiled functions (Adam step, L-BFGS loss and gradient, per-sample gradient norms) are
+cached by what determines their graphs (`_render_key`): the model, the objectives' keys
+(`Objective.key`), the parametrization's structure (`Param.structure_key`), the transforms,
+the optimizer's class and configuration and the ReLU-gradient override. A later render with
+a fresh parametrization and an equal objective (every ``render_vis(model, "layer:n")`` call)
+reuses them instead of tracing again; they take the parametrization's variables as
+arguments. See `_CompiledRender`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import warnings
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
@@ -121,6 +131,155 @@ def layers_used(model, objective, param: Param, transform=None) -> set:
 
     trace.get_concrete_function(*specs)
     return used
+
+
+#: Compiled renders kept (least recently used evicted first).
+RENDER_CACHE_SIZE = 8
+_RENDERS: "collections.OrderedDict[tuple, _CompiledRender]" = collections.OrderedDict()
+#: Traces of compiled Adam steps (a Python side effect of tracing; read by tests).
+_STATS = {"traces": 0}
+
+
+def _optimizer_key(optimizer):
+    from lucid_ifv.graph_keys import NoKey, state_key
+
+    try:
+        config = {k: v for k, v in optimizer.get_config().items() if k != "name"}  # names are made unique
+        return (type(optimizer).__module__, type(optimizer).__qualname__, state_key(config))
+    except (NoKey, NotImplementedError):
+        return None
+
+
+def _render_key(model, objectives, param: Param, transforms, resize, optimizer, relu_gradient_override):
+    """What determines a render's compiled functions (see the module docstring); None when an
+    objective or the parametrization has no description (a user's function, a traced
+    ``param_f``): such a render compiles its own functions."""
+    from lucid_ifv.graph_keys import key_or_identity
+
+    objective_keys = tuple(getattr(o, "key", None) for o in objectives)
+    param_key = param.structure_key() if param.accepts_params else None
+    optimizer_key = _optimizer_key(optimizer)
+    if None in objective_keys or param_key is None or optimizer_key is None:
+        return None
+    transforms_key = ("standard",) if transforms is None else key_or_identity(list(transforms))
+    return (id(model), objective_keys, param_key, transforms_key, bool(resize), optimizer_key,
+            bool(relu_gradient_override))
+
+
+class _CompiledRender:
+    """A render's compiled functions and everything they close over, built once per key.
+
+    It owns working copies of the parametrization's variables and an optimizer built on
+    them; its Adam step takes the caller's variables as arguments (traced by shape, not
+    identity), copies them in, applies the optimizer and copies the result back, so the
+    caller's variables always hold the current parameters. `start` resets the optimizer to
+    its freshly built state and the transforms' random generator to a seed. One `VisSetup`
+    uses it at a time (`owner`); another one made while it is alive compiles its own.
+    """
+
+    def __init__(self, model, objective, print_objectives, param: Param, transforms, resize, optimizer,
+                 relu_gradient_override):
+        self.model, self.objective, self.print_objectives, self.param = model, objective, print_objectives, param
+        self.transforms = transforms  # kept alive: identities in the key
+        self.rng = tf.random.Generator.from_seed(0)
+        self.transform = _resolve_transform(transforms, model, self.rng, param.shape[1:3], resize)
+        self.layers = set()
+        for each in [objective, *print_objectives]:
+            self.layers |= layers_used(model, each, param, self.transform)
+        self.work = [tf.Variable(v.read_value()) for v in param.variables]
+        self.optimizer = type(optimizer).from_config(optimizer.get_config())  # the caller's stays untouched
+        self.optimizer.build(self.work)
+        self.optimizer_start = [v.numpy() for v in self.optimizer.variables]
+        redirected = None
+        if relu_gradient_override:
+            from lucid_ifv.redirected_relu import redirected_model
+
+            redirected = redirected_model(model)
+        self.adam_step = self._make_adam_step(model)
+        self.redirected_step = None if redirected is None else self._make_adam_step(redirected)
+        self.owner = None
+        self._gradient_norms = self._loss_and_grad = self._extra_values = None
+
+    def start(self, owner, seed) -> None:
+        """Hand the functions to ``owner`` (a `VisSetup`): fresh optimizer state, transforms'
+        generator from ``seed`` (None: non-deterministic)."""
+        self.owner = weakref.ref(owner)
+        for var, value in zip(self.optimizer.variables, self.optimizer_start):
+            var.assign(value)
+        if seed is None:
+            self.rng.reset(tf.random.Generator.from_non_deterministic_state().state)
+        else:
+            self.rng.reset_from_seed(seed)
+
+    def in_use(self) -> bool:
+        return self.owner is not None and self.owner() is not None
+
+    def forward(self, params, transform="default", model=None):
+        transform = self.transform if transform == "default" else transform
+        x = self.param(params)
+        return make_T(model or self.model, x, transform_or_identity(transform, x), params, self.layers)
+
+    def evaluate(self, params, model=None):
+        return tf.reduce_sum(self.objective(self.forward(params, model=model)))  # Lucid's vector objectives add up
+
+    def _make_adam_step(self, model):
+        @tf.function
+        def adam_step(variables):
+            _STATS["traces"] += 1  # Python side effect: runs once per trace
+            for work, var in zip(self.work, variables):
+                work.assign(var)
+            with tf.GradientTape() as tape:
+                value = self.evaluate(variables, model)
+                loss = -value
+            grads = tape.gradient(loss, variables)
+            self.optimizer.apply_gradients(zip(grads, self.work))
+            for work, var in zip(self.work, variables):
+                var.assign(work)
+            return value
+        return adam_step
+
+    def gradient_norms(self):
+        """`_gradient_norms_fn` of the objective without transforms (compiled once)."""
+        if self._gradient_norms is None:
+            self._gradient_norms = _gradient_norms_fn(lambda params: self.forward(params, None), self.objective,
+                                                      self.param.variables)
+        return self._gradient_norms
+
+    def loss_and_grad(self):
+        """`_loss_and_grad_fn` of the objective (compiled once)."""
+        if self._loss_and_grad is None:
+            self._loss_and_grad = _loss_and_grad_fn(self.evaluate, self.param.variables)
+        return self._loss_and_grad
+
+    def extra_values(self, variables):
+        """The print objectives' values at ``variables``."""
+        if self._extra_values is None:
+            @tf.function
+            def extra_values(variables):
+                T = self.forward(variables)
+                return [tf.reduce_sum(o(T)) for o in self.print_objectives]
+            self._extra_values = extra_values
+        return self._extra_values(variables)
+
+
+def _compiled_render(owner, seed, model, objective, print_objectives, param, transforms, resize, optimizer,
+                     relu_gradient_override) -> _CompiledRender:
+    """The cached `_CompiledRender` for these arguments (built and cached on a miss; a private
+    one when they have no key or the cached one is in use), started for ``owner``."""
+    args = (model, objective, print_objectives, param, transforms, resize, optimizer, relu_gradient_override)
+    key = _render_key(model, [objective, *print_objectives], param, transforms, resize, optimizer,
+                      relu_gradient_override)
+    compiled = _RENDERS.get(key) if key is not None else None
+    if compiled is None or compiled.in_use():
+        compiled = _CompiledRender(*args)
+        if key is not None and key not in _RENDERS:
+            _RENDERS[key] = compiled
+            while len(_RENDERS) > RENDER_CACHE_SIZE:
+                _RENDERS.popitem(last=False)
+    else:
+        _RENDERS.move_to_end(key)
+    compiled.start(owner, seed)
+    return compiled
 
 
 def transform_or_identity(transform, images):
@@ -321,58 +480,34 @@ class VisSetup:
         self.print_objectives = [objectives_mod.as_objective(o) for o in (print_objectives or [])]
         self.param = _resolve_param(param_f, model, seed)
         _check_param_fits(self.param, model, transforms)
-        rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-        self.transform = _resolve_transform(transforms, model, rng, self.param.shape[1:3], resize)
-        self.layers = set()
-        for each in [self.objective, *self.print_objectives]:
-            self.layers |= layers_used(model, each, self.param, self.transform)
-        model.check_input_size(*self.param.shape[1:3], sorted(self.layers))
-        self.optimizer = _resolve_optimizer(optimizer)
+        optimizer = _resolve_optimizer(optimizer)
         self.variables = self.param.variables
         if not self.variables:
             raise ValueError(f"{self.param!r} has no variables to optimize (e.g. image_sample draws a new "
                              f"random image at every step: combine it with a trainable parametrization)")
-        self.optimizer.build(self.variables)
-        redirected = None
-        if relu_gradient_override:
-            from lucid_ifv.redirected_relu import redirected_model
-
-            redirected = redirected_model(model)
-        self._adam_step = self._make_adam_step(model)
-        self._redirected_step = None if redirected is None else self._make_adam_step(redirected)
+        self.compiled = _compiled_render(self, seed, model, self.objective, self.print_objectives, self.param,
+                                         transforms, resize, optimizer, relu_gradient_override)
+        self.transform, self.layers = self.compiled.transform, self.compiled.layers
+        model.check_input_size(*self.param.shape[1:3], sorted(self.layers))
+        self.optimizer = self.compiled.optimizer
         self.steps_done = 0
 
     def forward(self, params, transform="default", model=None):
-        transform = self.transform if transform == "default" else transform
-        x = self.param(params)
-        return make_T(model or self.model, x, transform_or_identity(transform, x), params, self.layers)
+        return self.compiled.forward(params, transform, model)
 
     def evaluate(self, params, model=None):
-        return tf.reduce_sum(self.objective(self.forward(params, model=model)))  # Lucid's vector objectives add up
-
-    def _make_adam_step(self, model):
-        @tf.function
-        def adam_step():
-            with tf.GradientTape() as tape:
-                value = self.evaluate(self.variables, model)
-                loss = -value
-            grads = tape.gradient(loss, self.variables)
-            self.optimizer.apply_gradients(zip(grads, self.variables))
-            return value
-        return adam_step
+        return self.compiled.evaluate(params, model)
 
     def step(self) -> tf.Tensor:
         from lucid_ifv.redirected_relu import REDIRECT_STEPS
 
-        redirect = self._redirected_step is not None and self.steps_done < REDIRECT_STEPS
-        value = (self._redirected_step if redirect else self._adam_step)()
+        redirect = self.compiled.redirected_step is not None and self.steps_done < REDIRECT_STEPS
+        value = (self.compiled.redirected_step if redirect else self.compiled.adam_step)(self.variables)
         self.steps_done += 1
         return value
 
-    @tf.function
     def extra_values(self):
-        T = self.forward(self.variables)
-        return [tf.reduce_sum(o(T)) for o in self.print_objectives]
+        return self.compiled.extra_values(self.variables)
 
 
 def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
@@ -446,9 +581,8 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
     if (lbfgs_steps or converge is not None) and not param.accepts_params:
         raise ValueError(f"L-BFGS and converge need a parametrization that evaluates any parameter values; "
                          f"{param!r} (a param_f traced from TensorFlow functions) evaluates only its own variables")
-    evaluate = vis.evaluate
     if param.per_sample and param.shape[-1] == model.image_shape[-1]:  # (not RGBA before collapse_alpha)
-        gradient_norms = _gradient_norms_fn(lambda params: vis.forward(params, None), objective, variables)
+        gradient_norms = vis.compiled.gradient_norms()
         start_grad_norm, _ = gradient_norms(param.numpy_params())
 
         def residual(arrays):
@@ -484,7 +618,7 @@ def render_vis(model, objective, param_f=None, optimizer=None, transforms=None,
         if stop is not None and not lbfgs_steps and stop(_flat(variables)):
             max_steps = 0  # Adam got there
         if max_steps:
-            result.lbfgs = _lbfgs(evaluate, variables, lbfgs_steps, lbfgs_options, result, progress,
+            result.lbfgs = _lbfgs(vis.compiled.loss_and_grad(), variables, lbfgs_steps, lbfgs_options, result, progress,
                                   stop=stop, max_steps=max_steps)
             result.images.append(param().numpy())
             result.steps.append("lbfgs")
@@ -504,18 +638,11 @@ class _Stationary(Exception):
     """Raised from the L-BFGS callback to stop SciPy once every sample is stationary."""
 
 
-def _lbfgs(evaluate, variables, steps, options, result, progress, stop=None, max_steps=None) -> dict:
-    """L-BFGS-B on the flattened variables; loss and gradient from one compiled function.
-
-    Runs ``steps`` iterations. With ``stop`` (``flat float64 params -> bool``), it goes on up
-    to ``max_steps`` iterations in all, calls ``stop`` after ``steps`` iterations and every
-    `CHECK_EVERY` after, and ends when it returns True; a SciPy run that ends early (e.g. a
-    failed line search) is restarted from its last point while restarts make progress.
-    The variables get the last iterate, also on KeyboardInterrupt.
-    """
+def _loss_and_grad_fn(evaluate, variables) -> Callable:
+    """Compiled ``flat [D] float32 -> (-objective, its gradient [D])`` for parameters shaped
+    like ``variables`` (``evaluate(params)``: the objective summed over the batch)."""
     shapes = [tuple(v.shape) for v in variables]
     sizes = [int(np.prod(s)) for s in shapes]
-    max_steps = steps if stop is None else max_steps
 
     @tf.function
     def loss_and_grad(flat):
@@ -527,6 +654,19 @@ def _lbfgs(evaluate, variables, steps, options, result, progress, stop=None, max
         grads = tape.gradient(loss, params)
         return loss, tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
 
+    return loss_and_grad
+
+
+def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None, max_steps=None) -> dict:
+    """L-BFGS-B on the flattened variables; loss and gradient from one compiled function.
+
+    Runs ``steps`` iterations. With ``stop`` (``flat float64 params -> bool``), it goes on up
+    to ``max_steps`` iterations in all, calls ``stop`` after ``steps`` iterations and every
+    `CHECK_EVERY` after, and ends when it returns True; a SciPy run that ends early (e.g. a
+    failed line search) is restarted from its last point while restarts make progress.
+    The variables get the last iterate, also on KeyboardInterrupt.
+    """
+    max_steps = steps if stop is None else max_steps
     last = {"nfev": 0}
 
     def fun(x):

@@ -19,6 +19,7 @@ drawn per call and applied to every image of the batch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -48,6 +49,22 @@ _INTERPOLATIONS = ("NEAREST", "BILINEAR")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _keyed(factory):
+    """Decorator of a transform factory: the transform it returns carries ``.key``, a hashable
+    description of the factory and its arguments (`lucid_ifv.graph_keys`), so that a compiled
+    render step built with it serves later calls with an equal transform."""
+
+    @functools.wraps(factory)
+    def make(*args, **kwargs):
+        from lucid_ifv.graph_keys import key_or_identity
+
+        transform = factory(*args, **kwargs)
+        transform.key = (factory.__qualname__, key_or_identity(list(args)), key_or_identity(kwargs))
+        return transform
+
+    return make
 
 
 def _as_images(images) -> tf.Tensor:
@@ -95,6 +112,7 @@ def _spatial_size(images: tf.Tensor) -> tf.Tensor:
 # -------------------------------------------------------------------------- transforms
 
 
+@_keyed
 def pad(w: int, mode: str = "REFLECT", constant_value: float | str = 0.5) -> Transform:
     """Pad ``w`` pixels on each side of height and width.
 
@@ -140,6 +158,7 @@ def _check_fits(images: tf.Tensor, minimum: int, what: str) -> None:
         raise ValueError(f"{what} needs images of at least {minimum}x{minimum} pixels, got {h}x{w}")
 
 
+@_keyed
 def jitter(d: int) -> Transform:
     """Random crop that removes ``d`` pixels in total from height and from width.
 
@@ -185,6 +204,7 @@ def _resize_bilinear_lucid(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     )
 
 
+@_keyed
 def random_scale(scales: Sequence[float] | float) -> Transform:
     """Resize by one factor chosen uniformly from ``scales`` (bilinear).
 
@@ -234,6 +254,7 @@ def _rotation_transform(angle: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.stack(row), [1, 8])
 
 
+@_keyed
 def random_rotate(
     angles: Sequence[float] | float, units: str = "degrees", interpolation: str = "NEAREST"
 ) -> Transform:
@@ -277,6 +298,7 @@ def random_rotate(
     return inner
 
 
+@_keyed
 def compose(transforms: Iterable[Transform]) -> Transform:
     """One transform applying ``transforms`` in order (an empty list is the identity)."""
     ts = list(transforms)
@@ -293,6 +315,7 @@ def compose(transforms: Iterable[Transform]) -> Transform:
     return inner
 
 
+@_keyed
 def crop_or_pad_to(height: int, width: int) -> Transform:
     """Centrally crop or zero-pad to ``[B, height, width, C]`` (Lucid's helper).
 
@@ -308,6 +331,7 @@ def crop_or_pad_to(height: int, width: int) -> Transform:
     return inner
 
 
+@_keyed
 def resize_to(height: int, width: int) -> Transform:
     """Bilinear resize to ``[B, height, width, C]`` (not in Lucid).
 
@@ -356,6 +380,7 @@ def _random_background(batch, h: int, w: int, sd: float, rng: tf.random.Generato
     return tf.sigmoid(linear_decorrelate_color(image))
 
 
+@_keyed
 def collapse_alpha_random(sd: float | None = 0.5) -> Transform:
     """Composite RGBA images onto a random background (Lucid's ``collapse_alpha_random``).
 
@@ -405,6 +430,7 @@ def _check_grad_scales(grad_scales) -> np.ndarray | None:
     return arr
 
 
+@_keyed
 def normalize_gradient(grad_scales: Sequence[float] | None = None) -> Transform:
     """Identity forward; backward, each image's gradient is divided by its L2 norm.
 

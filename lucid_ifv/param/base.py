@@ -44,12 +44,12 @@ counted once); it has no inverse. ``tf.convert_to_tensor(param)`` gives the curr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from lucid_ifv.graph_keys import NoKey, state_key
 from lucid_ifv.validation import check_finite, check_shape
 
 
@@ -75,31 +75,6 @@ def numpy_seed(seed):
         yield
     finally:
         np.random.set_state(state)
-
-
-class _NoKey(Exception):
-    """An attribute `Param.structure_key` cannot describe."""
-
-
-def _state_key(value):
-    """Hashable description of one attribute of a parametrization (see `Param.structure_key`)."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return (type(value).__name__, value)
-    if isinstance(value, Param):
-        key = value.structure_key()
-        if key is None:
-            raise _NoKey(value)
-        return ("param", key)
-    if isinstance(value, (np.ndarray, np.generic)) or (isinstance(value, tf.Tensor) and hasattr(value, "numpy")):
-        array = np.ascontiguousarray(value.numpy() if isinstance(value, tf.Tensor) else value)
-        if array.dtype == object:
-            raise _NoKey(value)
-        return ("array", array.dtype.str, array.shape, hashlib.sha1(array.tobytes()).hexdigest())
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_state_key(v) for v in value))
-    if isinstance(value, dict):
-        return ("dict", tuple(sorted((repr(k), _state_key(v)) for k, v in value.items())))
-    raise _NoKey(value)  # callables, tf.Variables (a forward reading one captures *that* variable), ...
 
 
 class Param:
@@ -192,9 +167,9 @@ class Param:
         override this.
         """
         try:
-            state = tuple(sorted((name, _state_key(value)) for name, value in vars(self).items()
+            state = tuple(sorted((name, state_key(value)) for name, value in vars(self).items()
                                  if name not in ("variables", "shape")))
-        except (_NoKey, TypeError):  # TypeError: no __dict__ (slots)
+        except (NoKey, TypeError):  # TypeError: no __dict__ (slots)
             return None
         variables = tuple((tuple(v.shape), v.dtype.name) for v in self.variables)
         return (type(self).__module__, type(self).__qualname__, self.shape, variables, state)

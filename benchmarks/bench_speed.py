@@ -6,6 +6,9 @@ ratios are what we report).
 1. Feature Jacobian: `ifv.feature_jacobian` (one compiled, vectorized batch_jacobian) vs a
    Python loop of one gradient per feature (the naive way), same model, same batch.
 2. Render step: `render_vis`'s compiled Adam step vs the same step run eagerly.
+3. Repeated `render_vis` calls (a fresh parametrization, the same objective, 10 Adam steps):
+   a call that compiles its step (cache cleared) vs a call that reuses the cached one
+   (`render._render_key`).
 Model: the shipped `inception_small` if present, else a small Keras conv net.
 """
 
@@ -90,6 +93,21 @@ def main():
     t_eager = best_of(lambda: [step() for _ in range(n)], max(1, args.repeats // 2))
     t_compiled = best_of(lambda: [compiled() for _ in range(n)], args.repeats)
     print(f"Adam step: eager / compiled = {t_eager / t_compiled:.1f}x")
+
+    from lucid_ifv import render
+
+    def short_render():
+        render.render_vis(model, f"{layer}:0", param.image_for_model(model, batch=1, seed=0), transforms=[],
+                          thresholds=(10,), progress=False)
+
+    def cold_render():
+        render._RENDERS.clear()
+        short_render()
+
+    t_cold = best_of(cold_render, max(1, args.repeats // 2))
+    t_warm = best_of(short_render, args.repeats)
+    print(f"render_vis, 10 steps: compiling / cached = {t_cold / t_warm:.1f}x "
+          f"(compiling {t_cold * 1e3:.0f} ms, cached {t_warm * 1e3:.0f} ms in this run)")
 
 
 if __name__ == "__main__":

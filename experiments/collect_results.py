@@ -27,6 +27,8 @@ GOOD_DEG = 5.0  # an answer within this angle of the live target counts as right
 def describe(settings: dict) -> str:
     c = settings["config"]
     par = ("Fourier" + (" + decorr." if c["decorrelate"] else "") if c["fft"] else "pixel")
+    if settings.get("input_kind") == "geometry":  # colour decorrelation does not apply
+        par = f"geometry ({'Fourier' if c['fft'] else 'pixel'}, mask {c.get('geometry_mask', 'continuous')})"
     net = "smooth" if c.get("smooth") else "ReLU"
     prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
     agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"

@@ -14,6 +14,7 @@ IFV=${IFV:-lucid-ifv}
 common=(--n-hoyer 30 --adam 400 --lbfgs 0 --prior 1e-4 --batch-size 15 --seed 0)
 smooth=(--smooth --converge 1e-3 --max-lbfgs 1000)
 relu=(--converge 1e-3 --max-lbfgs 300)
+tight=(--smooth --converge 1e-4 --max-lbfgs 3000)  # does a tighter stationarity close the deep layers' tails?
 
 # name model layer param mode
 ALL="
@@ -35,6 +36,8 @@ inception_small_mixed4a_fft_smooth inception_small mixed4a fft smooth
 densenet_small_softmax_pixel_smooth densenet_small softmax pixel smooth
 densenet_small_logits_fft_smooth densenet_small logits fft smooth
 inception_small_mixed3b_fft_relu inception_small mixed3b fft relu
+inception_small_mixed3a_pixel_smooth_conv1e-4 inception_small mixed3a pixel tight
+inception_small_mixed4a_pixel_smooth_conv1e-4 inception_small mixed4a pixel tight
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -42,7 +45,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
   pflags=(--param "$param")
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
-  if [ "$mode" = smooth ]; then extra=("${smooth[@]}"); else extra=("${relu[@]}"); fi
+  case "$mode" in smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; *) extra=("${relu[@]}") ;; esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null
   case "$model/$layer" in densenet_*/softmax) $IFV critical --run "$RUNS/$name" --eps-hi 0.1 </dev/null ;; esac
 done

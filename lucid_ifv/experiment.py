@@ -607,7 +607,10 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
     check_out_dir(out)
     runner = runner or serial_runner(model)
     with folder_lock(out):
-        _write_settings(out, {"model": model.name, "config": dataclasses.asdict(config)})
+        settings = {"model": model.name, "config": dataclasses.asdict(config)}
+        if getattr(model, "input_kind", "image") != "image":  # (image runs keep their old settings files)
+            settings["input_kind"] = model.input_kind
+        _write_settings(out, settings)
         (out / "realizations").mkdir(exist_ok=True)
         targets, sparseness = make_targets(config, config.feature_count(model))
         batches = batch_indices(len(targets), config.batch_size)

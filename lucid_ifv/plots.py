@@ -70,6 +70,32 @@ def plot_images(images, path, titles=None, columns: int = 8) -> Path:
     return _figure(path, fig)
 
 
+def plot_geometry_images(images, path, titles=None) -> Path:
+    """Geometry images ``[B, H, W, 5]`` (`lucid_ifv.param.geometry`) as three rows: the normals
+    as RGB ``(n + 1) / 2``, the depth in grey (white off the mask) and the mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lucid_ifv.param.geometry import geometry_to_rgb
+
+    images = np.asarray(images)
+    rgb, depth = geometry_to_rgb(images)
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.0), squeeze=False)
+    for i in range(n):
+        for row, (img, kwargs) in enumerate([(rgb[i], {}), (depth[i], {"cmap": "gray"}),
+                                             (images[i, ..., 4], {"cmap": "gray"})]):
+            axes[row, i].imshow(img, vmin=0, vmax=1, interpolation="nearest", **kwargs)
+            axes[row, i].axis("off")
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=7)
+    for row, name in enumerate(["normals", "depth", "mask"]):
+        axes[row, 0].text(-0.1, 0.5, name, transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
+    return _figure(path, fig)
+
+
 def plot_singular_coefficients(coefficients, path, title: str = "") -> Path:
     """Mean squared coefficients of targets in the left-singular basis (the paper's Fig. 3).
 

@@ -118,3 +118,44 @@ def test_round_trip_recovers_the_target_on_a_smooth_geometry_net():
     assert max(alive) < 1.0, alive
     baseline = [float(angle_deg(r["response"], r["target"])) for r in records]
     assert np.median(baseline) > 5 * max(alive)  # a real inversion, not the response
+
+
+def test_an_experiment_on_geometry_images_is_described_and_plotted(tmp_path):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))
+    try:
+        import collect_results
+        spec = importlib.util.spec_from_file_location("plot_geometry", experiments / "plot_geometry_realizations.py")
+        plot_geometry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(plot_geometry)
+    finally:
+        sys.path.remove(str(experiments))
+    model = geometry_net()
+    config = ex.ExperimentConfig(layer="conv2", n_hoyer=2, fft=False, adam_steps=20, lbfgs_steps=0, prior_weight=1e-2,
+                                 prior_relative=True, batch_size=2, geometry_mask="one")
+    ex.run_experiment(model, config, tmp_path / "run", progress=False)
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert settings["input_kind"] == "geometry"
+    assert "geometry (pixel, mask one)" in collect_results.describe(settings)
+    assert plot_geometry.main([str(tmp_path / "run"), "--out", str(tmp_path / "g.png"), "--n", "2"]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_invert_takes_geometry_images_and_checks_their_ranges():
+    from lucid_ifv import ifv
+    from lucid_ifv import objectives as obj
+
+    model = geometry_net()
+    p = geometry_image(6, batch=2, seed=0)
+    images = p().numpy()
+    result = ifv.invert(model, "conv2", images, prior=obj.params_L2(), aggregation="mean")
+    assert result.target.shape == (2, 4)
+    bad = images.copy()
+    bad[0, 0, 0, 3] = 1.5
+    with pytest.raises(ValueError, match="depth and mask in \\[0, 1\\]"):
+        ifv.invert(model, "conv2", bad, prior=obj.params_L2(), aggregation="mean")

@@ -70,11 +70,12 @@ def angle_modulo_trivial(predicted, target, response, trivial_basis, cossim_pow:
     return angles
 
 
-def _check_images(realization) -> None:
+def _check_images(realization, model=None) -> None:
     """Images (anything but a `RenderResult` or a list of parameter arrays) must be finite,
     non-empty and in [0, 1], as `lucid_ifv.imageio.load_images` and the CLI require: the
     parametrizations map only [0, 1] back to parameters, so anything else would be clipped
-    or give NaN parameters, silently."""
+    or give NaN parameters, silently. Geometry images (a model whose ``input_kind`` is
+    "geometry") have normals in [-1, 1] and depth and mask in [0, 1]."""
     from lucid_ifv.render import RenderResult
 
     if isinstance(realization, (RenderResult, list, tuple)):
@@ -87,6 +88,13 @@ def _check_images(realization) -> None:
     check_finite(images, "images")
     if images.size == 0:
         raise ValueError(f"images of shape {images.shape} hold no pixels; expected [B, H, W, C] with B >= 1")
+    if getattr(model, "input_kind", "image") == "geometry" and images.shape[-1] == 5:
+        normals, rest = images[..., :3], images[..., 3:]
+        if normals.min() < -1 or normals.max() > 1 or rest.min() < 0 or rest.max() > 1:
+            raise ValueError(f"geometry images need normals in [-1, 1] and depth and mask in [0, 1], got normals in "
+                             f"[{normals.min():.3g}, {normals.max():.3g}] and depth/mask in "
+                             f"[{rest.min():.3g}, {rest.max():.3g}]")
+        return
     lo, hi = float(images.min()), float(images.max())
     if lo < 0 or hi > 1:
         raise ValueError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (rescale them, e.g. uint8 / 255)")
@@ -122,7 +130,7 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
-    _check_images(realization)
+    _check_images(realization, model)
     param, params = resolve_realization(model, realization, param, wrt)
     grads = None if prior is None else prior_gradients(model, prior, params, param)
     if transforms is not None:

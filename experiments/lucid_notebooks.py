@@ -26,7 +26,8 @@ Per notebook (each in its own Python process, cells in order in one namespace):
    statements (imports have no session semantics; without them every later cell would fail
    for want of ``np``). A failing optvis cell is classified by its exception: a NameError
    for a name bound only by a skipped or failed earlier cell is a *dependency* failure
-   (listed separately); a blocked network access, a missing third-party module or a missing
+   (listed separately), as is an AttributeError for a Svelte component
+   (``lucid_svelte.Name``) defined only by a skipped ``%%html_define_svelte Name`` cell; a blocked network access, a missing third-party module or a missing
    data file named by the notebook makes it an ``environment`` cell (found at run time).
 
 What is replaced: the model download only. ``modelzoo.vision.InceptionV1.model_path`` (the
@@ -99,6 +100,8 @@ STRIPPED_LINES = (
     ("IPython set-up", re.compile(r"^\s*%(load_ext|reload_ext|autoreload|matplotlib|config)\b")),
 )
 _CELL_MAGIC = re.compile(r"^\s*%%")
+#: Lucid's ``%%html_define_svelte Name`` cell magic binds ``Name`` in ``lucid.scratch.web.svelte``.
+SVELTE_MAGIC = re.compile(r"\s*%%html_define_svelte\s+([A-Za-z_]\w*)")
 _LINE_MAGIC = re.compile(r"^\s*[!%]|^\s*[A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*=\s*[!%]"
                          # IPython automagic shell aliases: ``ls -lh``, ``cd ..``
                          r"|^\s*(ls|cd|pwd|cat|cp|mv|rm|mkdir|rmdir|less|more|man)(\s+[-/.~\w*][^=(]*)?\s*$")
@@ -623,6 +626,7 @@ def run_cells(cells: list[Cell], name: str, *, max_steps: int, cell_timeout: flo
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
     skipped_names: dict = {}  # name -> (cell index, category) of the skipped/failed cell binding it
     star_imports: list = []  # (cell index, category, statement): ``from m import *`` etc. that did not run
+    magic_attributes: dict = {}  # component name -> (cell index, category) of a skipped %%html_define_svelte
     literals = _string_literals(cells)
     top_level: set = set()  # every name some cell binds at module level
     for c in cells:
@@ -666,6 +670,9 @@ def run_cells(cells: list[Cell], name: str, *, max_steps: int, cell_timeout: flo
                 for m in re.finditer(r"^\s*%aimport\s+([A-Za-z_][\w, ]*)$", cell.source, re.MULTILINE):  # binds the modules
                     for n in m.group(1).replace(",", " ").split():
                         skipped_names.setdefault(n.split(".")[0], (cell.index, cell.category))
+                m = SVELTE_MAGIC.match(cell.source)
+                if m:  # Lucid's magic binds the component as an attribute of its svelte module
+                    magic_attributes[m.group(1)] = (cell.index, cell.category)
                 continue
             current["cell"] = cell
             out = io.StringIO()
@@ -681,7 +688,12 @@ def run_cells(cells: list[Cell], name: str, *, max_steps: int, cell_timeout: flo
                 cause = _environment_cause(e, literals)
                 missing = e.name if isinstance(e, NameError) and not isinstance(e, UnboundLocalError) else None
                 bound_nowhere = missing is not None and missing not in top_level
-                if missing is not None and missing in skipped_names:
+                attribute = getattr(e, "name", None) if isinstance(e, AttributeError) else None
+                if attribute is not None and attribute in magic_attributes:
+                    index, category = magic_attributes[attribute]
+                    cell.status = DEPENDENCY
+                    cell.reason = f"`{attribute}` is defined by the `%%html_define_svelte` cell magic of cell {index} ({category})"
+                elif missing is not None and missing in skipped_names:
                     index, category = skipped_names[missing]
                     cell.status = DEPENDENCY
                     cell.reason = f"`{missing}` is bound by cell {index} ({category})"
@@ -822,6 +834,9 @@ def api_usage(notebooks: dict) -> dict:
 
     for nb, cells in notebooks.items():
         aliases: dict = {}  # alias -> (compat module name, module object)
+        # Svelte components the notebook defines itself (``%%html_define_svelte Name`` binds
+        # ``lucid.scratch.web.svelte.Name``): the notebook's names, not Lucid's
+        components = {m.group(1) for c in cells for m in [SVELTE_MAGIC.match(c.source)] if m}
         for cell in cells:
             t = cell.transformed
             if t is None or t.syntax_error:
@@ -859,6 +874,8 @@ def api_usage(notebooks: dict) -> dict:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
                     name, mod = aliases[node.value.id]
+                    if name.endswith(".scratch.web.svelte") and node.attr in components:
+                        continue
                     try:
                         ok = hasattr(mod, node.attr)
                         error = "" if ok else f"{name} has no {node.attr!r}"
@@ -880,10 +897,11 @@ CAUSES = {
     "tfutil": ("lucid-ifv", "compat: no `lucid.misc.tfutil` (`create_session`)"),
     "gradient_override": ("lucid-ifv", "compat: no `lucid.misc.gradient_override` (`gradient_override_map`)"),
     "channel_reducer": ("lucid-ifv", "compat: no `lucid.misc.channel_reducer` (`ChannelReducer`)"),
-    "modelzoo": ("lucid-ifv (not ported)", "Lucid's other zoo models and their factory (`nets_factory`, "
-                                           "`InceptionV4_slim`, ...): slim/caffe graphs not reachable offline"),
-    "scratch": ("lucid-ifv (not ported)", "Lucid's experimental `lucid.scratch` package (`web.svelte` HTML "
-                                          "widgets, `rl_util`, `parameter_editor`) is not ported"),
+    "modelzoo": ("lucid-ifv", "compat: a Lucid `modelzoo` name is missing (compat has `vision_models` with "
+                              "Lucid's 31 zoo classes, `vision_base`, `nets_factory`)"),
+    "scratch": ("lucid-ifv", "compat: a `lucid.scratch` name is missing (compat ports `web.svelte`, "
+                             "`parameter_editor` and `rl_util`; not `atlas_pipeline`, `pretty_graphs`, "
+                             "`web.observable`, `rl_util.arch`)"),
     "param_tensor": ("lucid-ifv", "semantic difference: `param.image(...)` is a `Param` object, not a tensor "
                                   "that `param_f` code can transform with `**` or `tf.*` functions"),
     "activations": ("lucid-ifv", "missing: `Layer.activations` (Lucid downloads precomputed dataset "
@@ -898,65 +916,6 @@ _MISC_IO = ("Lucid's `lucid.misc.io` is a package; `lucid_ifv.compat.misc.io` is
 #: Diagnoses of failing cells: (notebook, cell index, a substring of the expected error) ->
 #: (cause, why). A diagnosis whose error substring no longer matches is shown as out of date.
 WHY: dict = {
-    ("building-blocks/AttrChannel.ipynb", 5, "lucid_ifv.compat.misc.io.reading"): ("misc.io", _MISC_IO +
-        "This import cell also needs `lucid.misc.io.showing` (`_image_url`, `_display_html`) and "
-        "`lucid.scratch.web.svelte`; the notebook uses `read`/`_image_url` for downloads and Svelte widgets "
-        "and only TF1 session cells compute anything."),
-    ("building-blocks/AttrSpatial.ipynb", 5, "lucid_ifv.compat.misc.io.reading"): ("misc.io", _MISC_IO +
-        "Also needs `lucid.misc.io.showing._image_url`, `lucid.misc.gradient_override.gradient_override_map` "
-        "and `lucid.scratch.web.svelte`."),
-    ("building-blocks/NeuronGroups.ipynb", 5, "lucid_ifv.compat.misc.io.showing"): ("misc.io", _MISC_IO +
-        "Also needs `lucid.misc.channel_reducer.ChannelReducer`, `lucid.misc.io.reading.read`, "
-        "`lucid.scratch.web.svelte` and `lucid.misc.gradient_override`."),
-    ("building-blocks/SemanticDictionary.ipynb", 5, "lucid_ifv.compat.misc.io.showing"): ("misc.io", _MISC_IO +
-        "Also needs `lucid.scratch.web.svelte` (Svelte widgets: HTML display only)."),
-    ("misc/alpha_feature_vis.ipynb", 4, "lucid_ifv.compat.misc.io.reading"): ("misc.io", _MISC_IO +
-        "`read` is imported but never used by this notebook; the cell's other imports all exist."),
-    ("misc/cossim_overlays.ipynb", 3, "lucid_ifv.compat.misc.io.showing"): ("misc.io", _MISC_IO +
-        "Also needs `lucid.scratch.web.svelte` (cells 8, 11, 14 fail on it as dependencies)."),
-    ("differentiable-parameterizations/transparency.ipynb", 7, "lucid_ifv.compat.misc.tfutil"): ("tfutil",
-        "Only the import fails: `create_session` is called by TF1 session cells alone. A `lucid.misc.tfutil` "
-        "whose `create_session` raises a clear 'TF1 sessions do not exist in lucid-ifv' error would let this "
-        "import cell run (its other imports exist)."),
-    ("differentiable-parameterizations/xy2rgb.ipynb", 9, "lucid_ifv.compat.misc.tfutil"): ("tfutil",
-        "As transparency.ipynb cell 7: only TF1 session cells call `create_session`."),
-    ("misc/decomposed_feature_vis_1x1.ipynb", 5, "lucid_ifv.compat.misc.gradient_override"): ("gradient_override",
-        "`gradient_override_map` overrides op gradients in a TF1 graph (here inside session code only). The "
-        "cell also needs `lucid.misc.io.showing._image_url`, `lucid.scratch.web.svelte` and "
-        "`lucid.misc.channel_reducer.ChannelReducer`."),
-    ("local_development.ipynb", 21, "lucid_ifv.compat.misc.channel_reducer"): ("channel_reducer",
-        "`ChannelReducer` (NMF/PCA over the channel axis with scikit-learn; no TensorFlow) is missing; cells "
-        "24-28 fail as its dependencies. It could be ported as is."),
-    ("misc/rl_util.ipynb", 7, "lucid_ifv.compat.modelzoo.vision_base"): ("modelzoo",
-        "`lucid.modelzoo.vision_base` is missing (compat has `Model` as `vision_models.Model`), and so is "
-        "`lucid.scratch.rl_util` (star-imported next; `LayerNMF`, `get_acts`, `get_attr`, `zoom_to`, ...). "
-        "The notebook's data and model are downloads (environment) in any case."),
-    ("modelzoo.ipynb", 4, "lucid_ifv.compat.modelzoo.nets_factory"): ("modelzoo",
-        "`lucid.modelzoo.nets_factory` (`models_map`, Lucid's model registry) is missing."),
-    ("modelzoo.ipynb", 8, "InceptionV4_slim"): ("modelzoo",
-        "compat's `vision_models` has InceptionV1 and lucid-ifv's shipped models only; Lucid's other modelzoo "
-        "classes (here `InceptionV4_slim`) are missing. Their graphs are downloads, so with the class present "
-        "these cells would be 'environment' here."),
-    ("modelzoo.ipynb", 10, "InceptionV4_slim"): ("modelzoo", "As cell 8 (`InceptionV4_slim`)."),
-    ("modelzoo.ipynb", 12, "InceptionV4_slim"): ("modelzoo", "As cell 8 (`InceptionV4_slim`)."),
-    ("misc/rl_util.ipynb", 43, "lucid_ifv.compat.scratch"): ("scratch",
-        "`lucid.scratch.parameter_editor.ParameterEditor` (edits a GraphDef's constants) is missing; the "
-        "cell also needs `model` from the (downloaded) data of cell 11."),
-    ("feature-visualization/any_number_channels.ipynb", 6, "pow()"): ("param_tensor",
-        "Semantic difference. Lucid's `param.image(...)` is a tensor, so the notebook's `param_f` squares "
-        "channels (`full_im[..., :k]**2`) and combines them with `tf.reduce_mean`/`tf.stack`; lucid-ifv's is "
-        "a `Param` object with `+ - * /`, unary `-` and slicing only (no `__pow__`), and `render_vis` "
-        "requires `param_f` to return a `Param`. Supporting this needs `Param.__pow__` and a way to apply "
-        "`tf` functions to a `Param` (e.g. a `Param` wrapping `fn(param_tensor)`)."),
-    ("feature-visualization/any_number_channels.ipynb", 8, "param_f must return a lucid_ifv.param.Param"): (
-        "param_tensor",
-        "Semantic difference: the notebook's `param_f` returns `tf.tile(param.image(128, channels=1), "
-        "(1, 1, 1, 3))`; `tf.tile` converts the `Param` to a constant tensor (`__tf_tensor__`), which "
-        "`render_vis` rejects. lucid-ifv has Lucid's `param.grayscale_image_rgb` (a `Param`, tiled "
-        "inside), but a `tf` function applied to a `Param` gives a constant."),
-    ("feature-visualization/any_number_channels.ipynb", 10, "pow()"): ("param_tensor", "As cell 6."),
-    ("feature-visualization/any_number_channels.ipynb", 11, "param_f must return a lucid_ifv.param.Param"): (
-        "param_tensor", "As cell 8."),
     ("activation-atlas/activation-atlas-simple.ipynb", 8, "no activations ship"): ("activations",
         "Lucid's `model.layers[i].activations` downloads precomputed ImageNet activations "
         "(gs://modelzoo/...); lucid-ifv's `LayerInfo.activations` raises (none ship for InceptionV1). "
@@ -988,9 +947,7 @@ WHY_BY_ERROR: list = [
     (r"lucid_ifv\.compat\.misc\.tfutil", ("tfutil", "`lucid.misc.tfutil` is missing.")),
     (r"lucid_ifv\.compat\.misc\.channel_reducer", ("channel_reducer", "`ChannelReducer` is missing.")),
     (r"lucid_ifv\.compat\.misc\.gradient_override", ("gradient_override", "`gradient_override_map` is missing.")),
-    (r"lucid_ifv\.compat\.scratch", ("scratch", "imports Lucid's experimental `lucid.scratch` (Svelte widgets, "
-                                               "RL utilities), which is not ported; the rest of the cell's imports "
-                                               "now resolve.")),
+    (r"lucid_ifv\.compat\.scratch", ("scratch", "A `lucid.scratch` name that compat lacks.")),
     (r"lucid_ifv\.compat\.modelzoo\.|vision_models' has no model", ("modelzoo", "A Lucid modelzoo name is missing.")),
     (r"tensorflow\._api\.v2\.\w+' has no attribute", ("tf1_api", "TF1-only `tf.*` API in notebook code.")),
 ]
@@ -1116,7 +1073,8 @@ def write_report(results: dict, out: Path, *, command: str, max_steps: int, sour
     L.append("Skipped cells are not executed, except their top-level import statements (so that later "
              "cells still have `np`, `tf`, `render`, ...; imports that fail are ignored). An optvis cell "
              "that fails with a NameError for a name bound only by a skipped or failed earlier cell is "
-             "counted as a *dependency* failure. Cells run in notebook order in one namespace per notebook, "
+             "counted as a *dependency* failure; so is an AttributeError for a Svelte component "
+             "(`lucid_svelte.Name`) that only a skipped `%%html_define_svelte Name` cell defines. Cells run in notebook order in one namespace per notebook, "
              "each notebook in its own process, in a temporary working directory, with the network blocked "
              "and real Lucid not importable; `show` writes PNGs to a temporary `$LUCID_IFV_SHOW_DIR`.\n")
 

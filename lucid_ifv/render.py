@@ -140,6 +140,13 @@ _RENDERS: "collections.OrderedDict[tuple, _CompiledRender]" = collections.Ordere
 _STATS = {"traces": 0}
 
 
+def clear_cache() -> None:
+    """Forget the compiled renders (they hold references to models and objectives). Call it
+    after changing a model's weights in place (e.g. `compat.scratch.parameter_editor`):
+    the cache knows a model by identity."""
+    _RENDERS.clear()
+
+
 def _optimizer_key(optimizer):
     from lucid_ifv.graph_keys import NoKey, state_key
 

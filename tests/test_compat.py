@@ -180,8 +180,8 @@ def test_model_api(model, capsys):
     assert (layer.name, layer.depth, layer.tags) == ("mixed3b", 192, ("conv",))
     with pytest.raises(ValueError, match="no activations ship"):
         layer.activations  # noqa: B018
-    with pytest.raises(AttributeError, match="has no model 'AlexNet'"):
-        models.AlexNet  # noqa: B018
+    with pytest.raises(AttributeError, match="has no model 'NoSuchModel'"):
+        models.NoSuchModel  # noqa: B018
 
 
 def test_fixed_size_models_say_so():

@@ -1,0 +1,1 @@
+"""``lucid.scratch.web``: ``svelte`` (Svelte HTML widgets)."""

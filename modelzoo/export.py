@@ -63,7 +63,8 @@ def _renamed_tensor(tensor_name: str, mapping: dict[str, str]) -> str:
 def export_keras(keras_model: tf.keras.Model, path: str | os.PathLike, *,
                  layers: Sequence[str] | None = None,
                  image_value_range: tuple[float, float] = (0.0, 1.0),
-                 labels: Sequence[str] | None = None, name: str | None = None) -> None:
+                 labels: Sequence[str] | None = None, name: str | None = None,
+                 input_kind: str = "image") -> None:
     """Freeze a built Keras model into a Lucid-format ``.pb`` at `path`.
 
     Args:
@@ -74,6 +75,7 @@ def export_keras(keras_model: tf.keras.Model, path: str | os.PathLike, *,
       image_value_range: the range the Keras model expects its input pixels in.
       labels: optional class labels, stored in the metadata.
       name: model name in the metadata (default the Keras model's name).
+      input_kind: "image" or "geometry" (`lucid_format.Metadata.input_kind`).
     Raises:
       ValueError: no tappable layers, a layer named ``input`` or ``lucid_metadata_json``,
         or malformed metadata; KeyError: unknown layer names.
@@ -93,6 +95,7 @@ def export_keras(keras_model: tf.keras.Model, path: str | os.PathLike, *,
             "image_value_range": list(adapter.image_value_range),
             "layers": [info.to_dict() for info in adapter.layers],
             "labels": None if labels is None else list(labels),
+            "input_kind": input_kind,
         },
         source=f"export of {adapter.name!r}",
     )

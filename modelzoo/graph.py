@@ -297,6 +297,7 @@ class GraphModel(Model):
         self.name = metadata.name or "graph"
         self.image_shape = tuple(metadata.image_shape)
         self.image_value_range = tuple(metadata.image_value_range)
+        self.input_kind = metadata.input_kind
         self.input_name = metadata.input_name
         self.labels = list(metadata.labels) if metadata.labels is not None else None
         self.graph_def = lucid_format.strip_metadata(graph_def)

@@ -79,6 +79,8 @@ class Metadata:
       layers: declared layers (may be empty; depths may be None).
       labels: class labels, or None.
       name: a display name, or None.
+      input_kind: "image" (default) or "geometry" (a raw geometry image: normal, depth,
+        mask; `lucid_ifv.param.geometry`), lucid-ifv's key (absent from Lucid's metadata).
     """
 
     input_name: str
@@ -87,6 +89,7 @@ class Metadata:
     layers: tuple[LayerDecl, ...] = ()
     labels: tuple[str, ...] | None = None
     name: str | None = None
+    input_kind: str = "image"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "<metadata>") -> "Metadata":
@@ -114,6 +117,7 @@ class Metadata:
             layers=tuple(LayerDecl.from_entry(e, source) for e in _sequence(d.get("layers"), "layers", source)),
             labels=_labels(d.get("labels"), source),
             name=None if d.get("name") is None else str(d["name"]),
+            input_kind=_input_kind(d.get("input_kind", "image"), source),
         )
 
     def to_dict(self) -> dict:
@@ -130,7 +134,18 @@ class Metadata:
             out["labels"] = list(self.labels)
         if self.name is not None:
             out["name"] = self.name
+        if self.input_kind != "image":
+            out["input_kind"] = self.input_kind
         return out
+
+
+INPUT_KINDS = ("image", "geometry")
+
+
+def _input_kind(value, source: str) -> str:
+    if value not in INPUT_KINDS:
+        raise ValueError(f"{source}: input_kind {value!r} must be one of {INPUT_KINDS}")
+    return value
 
 
 def _positive_int(value) -> bool:

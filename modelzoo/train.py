@@ -187,17 +187,24 @@ def train(name: str, *, epochs: int | None = None, seed: int = 0, verbose: int =
     return model, info
 
 
-def _finish_record(name: str, record: dict, info: dict, path: Path) -> dict:
-    """Add `info`, file size, date, environment and command to `record`; write the JSON."""
+def provenance(path: Path) -> dict:
+    """Size, date and software environment of an exported model file, for its JSON record."""
     import tensorflow as tf
 
-    cfg = config(name)
-    record.update(info)
-    record.update({
-        "size_bytes": path.stat().st_size,
+    return {
+        "size_bytes": Path(path).stat().st_size,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": {"tensorflow": tf.__version__, "keras": tf.keras.__version__, "numpy": np.__version__,
                         "python": platform.python_version(), "cpu_count": os.cpu_count()},
+    }
+
+
+def _finish_record(name: str, record: dict, info: dict, path: Path) -> dict:
+    """Add `info`, file size, date, environment and command to `record`; write the JSON."""
+    cfg = config(name)
+    record.update(info)
+    record.update(provenance(path))
+    record.update({
         "command": f"python -m modelzoo.train {name} --seed {info['seed']}"
                    + (f" --epochs {info['training']['epochs']}" if info["training"]["epochs"] != cfg.epochs else ""),
     })

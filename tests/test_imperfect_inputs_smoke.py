@@ -1,0 +1,53 @@
+"""`experiments/imperfect_inputs.py` runs end to end on a tiny converged experiment."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "imperfect_inputs.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("imperfect_inputs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_degradations_do_what_they_say():
+    script = load_script()
+    images = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    q = script.degrade(images, "8bit")
+    assert np.abs(q - images).max() <= 0.5 / 255 + 1e-7 and np.allclose(q * 255, np.round(q * 255))
+    flat = np.full((1, 8, 8, 3), 0.3, np.float32)
+    for kind in ("half", "upscaled"):  # resizing leaves a constant image alone, changes a noisy one
+        np.testing.assert_allclose(script.degrade(flat, kind), flat, atol=1e-6)
+        assert script.degrade(images, kind).shape == images.shape
+        assert not np.allclose(script.degrade(images, kind), images)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        script.degrade(images, "jpeg")
+
+
+def test_runs_on_a_small_converged_experiment(tmp_path):
+    from lucid_ifv import experiment as ex
+
+    script = load_script()
+    config = ex.ExperimentConfig(layer="conv2", n_hoyer=2, fft=False, decorrelate=False, adam_steps=100,
+                                 lbfgs_steps=0, prior_weight=1e-4, prior_relative=True, smooth=True,
+                                 converge=1e-3, max_lbfgs_steps=300, batch_size=2)
+    from modelzoo.shipped import load_shipped
+
+    ex.run_experiment(load_shipped("mnist_small"), config, tmp_path / "run", progress=False)
+    assert script.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--n", "2",
+                        "--early", "5", "--polish", "3", "--batch", "2"]) == 0
+    records = json.loads((tmp_path / "out" / "records.json").read_text())
+    names = {r["input"] for r in records}
+    assert names == {"float", "8bit", "half", "upscaled", "adam5", "8bit + polish", "half + polish",
+                     "upscaled + polish", "adam5 + polish"}
+    assert len(records) == 2 * len(names)
+    assert "precision" in (tmp_path / "out" / "table.md").read_text()

@@ -225,7 +225,7 @@ def analyse_run(folder: Path, plot: bool = True) -> dict:
     if plot:
         plot_singular_coefficients(dec["prior_aware"], folder / "coefficients.png",
                                    title=f"{settings['model']} k={k} p={config.cossim_pow:g} {config.aggregation}")
-    vals = lambda key: np.array([r[key] for r in records if r.get(key) is not None], np.float64)  # noqa: E731
+    vals = lambda key: np.array([r[key] for r in records if r.get(key) is not None], np.float64)
     pa, pp = dec["prior_aware"], dec["paper"]
     row = {
         "run": folder.name, "model": settings["model"], "layer": config.layer, "k": k, "p": config.cossim_pow,
@@ -244,8 +244,8 @@ def analyse_run(folder: Path, plot: bool = True) -> dict:
 
 
 def table(rows: list) -> list:
-    lines = ["| model | k | p | aggregation | n | t* on live features | t* overall | dead | feature response f "
-             "| c1^2 (median [q1, q3]) | mass on smallest 1 / 2 / 4 (mean) | paper's system c1^2 | identified |",
+    lines = [("| model | k | p | aggregation | n | t* on live features | t* overall | dead | feature response f "
+              "| c1^2 (median [q1, q3]) | mass on smallest 1 / 2 / 4 (mean) | paper's system c1^2 | identified |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dead = np.asarray(r["dead"])

@@ -149,7 +149,7 @@ def plot_realizations(args, model: str, folders: list, path: Path) -> Path | Non
     from lucid_ifv import experiment as ex
     from lucid_ifv.plots import plot_images
 
-    images, titles, rows = [], [], 0
+    images, titles = [], []
     for folder, param, mode in folders:
         data = ex.load_realizations(folder)
         records = {r["index"]: r for r in ex.resolve_records(folder)}
@@ -164,7 +164,6 @@ def plot_realizations(args, model: str, folders: list, path: Path) -> Path | Non
             titles.append(f"{label}\n{'-' if angle is None else f'{angle:.2f}'} deg")
         images.extend(np.ones_like(data["images"][0]) for _ in range(args.examples - m))
         titles.extend("" for _ in range(args.examples - m))
-        rows += 1
     if not images:
         return None
     return plot_images(np.stack(images), path, titles=titles, columns=args.examples)
@@ -179,8 +178,8 @@ def analyse(args, runs: list) -> str:
     collected = collect.load_runs([str(folder) for folder, *_ in done])
     if not args.no_run_plots:
         collect.plot_runs(collected)
-    lines = ["Angles in degrees: median [first quartile, third quartile] (p90: 90th percentile) over the samples "
-             "of each run (`experiments/collect_results.py`).", "", *collect.headline_table(collected), "",
+    lines = [("Angles in degrees: median [first quartile, third quartile] (p90: 90th percentile) over the samples "
+              "of each run (`experiments/collect_results.py`)."), "", *collect.headline_table(collected), "",
              "Every solve on the same realizations (angle on live features):", "", *collect.solves_table(collected)]
     fig_dir = Path(args.fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@
 #    and inverted in a copy whose layer has its channels permuted and rescaled (the same
 #    function; `lucid_ifv.symmetry`);
 #  - two independently trained copies (mnist_small, mnist_small_seed1), both directions, beside
-#    activation-correlation matching on the held-out images (--baseline).
+#    activation-correlation matching on the held-out images (--baseline);
+#  - *_retries3: the same permutation runs, unsound visualizations rendered again (--retries 3).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -21,13 +22,17 @@ photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0
 mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1
 mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small
 inception_small_mixed3b inception_small mixed3b --permuted=0 every-third
+photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3
+inception_small_mixed3b_retries3 inception_small mixed3b --permuted=0 every-third --retries=3
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
-echo "$ALL" | while read -r name model layer how subset; do
+echo "$ALL" | while read -r name model layer how rest; do
   [ -n "$name" ] || continue
   if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
   extra=()
   [[ "$how" == --model-b=* ]] && extra=(--baseline)
-  [ "${subset:-}" = every-third ] && extra+=(--features $(seq 0 3 191))
+  for word in ${rest:-}; do
+    if [ "$word" = every-third ]; then extra+=(--features $(seq 0 3 191)); else extra+=("$word"); fi
+  done
   $IFV compare --model "$model" --layer "$layer" "$how" "${extra[@]}" --out "$RUNS/$name" </dev/null
 done

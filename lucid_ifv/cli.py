@@ -347,12 +347,15 @@ def cmd_compare(args) -> int:
                             seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
     out = Path(args.out)
     result = compare(model_a, layer_a, model_b, layer_b, config, features=args.features,
-                     reoptimize_steps=args.reoptimize, out_dir=out / "batches")
+                     reoptimize_steps=args.reoptimize, retries=args.retries, out_dir=out / "batches")
     report = result.to_dict()
     report.update(model_a=model_a.name, model_b=model_b.name, command="lucid-ifv " + " ".join(sys.argv[1:]))
     if truth is not None:
         report.update(permutation_accuracy=result.accuracy(truth), ground_truth=truth[result.features].tolist(),
                       permutation_accuracy_identified=result.accuracy(truth, only_identified=True))
+        if result.sound is not None and result.sound.any():
+            right = result.best_match == truth[result.features]
+            report.update(permutation_accuracy_sound=float(np.mean(right[result.sound])))
     np.save(out / "matrix.npy", result.matrix)
     if args.baseline:
         _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, out)
@@ -363,6 +366,9 @@ def cmd_compare(args) -> int:
     print(f"{model_a.name} {layer_a} -> {model_b.name} {layer_b}: {len(result.features)} features; "
           f"best-match |cosine| median {np.median(result.best_score):.3f}; verdicts {counts}; "
           f"represented {result.represented():.2f}")
+    if result.sound is not None:
+        print(f"sound visualizations (A's own inversion identifies the channel): {int(result.sound.sum())} of "
+              f"{len(result.sound)}, after up to {args.retries} retries")
     if truth is not None:
         print(f"permutation recovered for {report['permutation_accuracy']:.1%} of the features "
               f"({report['permutation_accuracy_identified']:.1%} of those 'identified' in B)")
@@ -511,7 +517,8 @@ def cmd_demo(args) -> int:
 # files and folders in `check_args`; what needs the model (channel range, target length,
 # image channels and size) right after it loads (`prepared_model`'s ``check``).
 INT_MINIMUM = {"adam": 1, "lbfgs": 0, "max_lbfgs": 1, "seed": 0, "batch": 1, "channel": 0, "n_hoyer": 0,
-               "n_canonical": 0, "warmup": 0, "batch_size": 1, "reoptimize": 0, "n": 1, "permuted": 0}
+               "n_canonical": 0, "warmup": 0, "batch_size": 1, "reoptimize": 0, "n": 1, "permuted": 0,
+               "retries": 0}
 FLOAT_MINIMUM = {"decay_power": (0, False), "cossim_pow": (0, False), "prior": (0, False), "relu_beta": (0, True),
                  "pool_temperature": (0, True), "converge": (0, True), "eps_lo": (0, True), "eps_hi": (0, True),
                  "max_angle": (0, True)}  # (minimum, strictly above it)
@@ -759,6 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam steps without the prior before the --adam steps (default 200; docs/compare.md)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization SSIM in B (0: skip)")
+    p.add_argument("--retries", type=int, default=0,
+                   help="render a feature again (new seed) while A's own inversion does not identify it, at most "
+                        "this many times (default 0; docs/compare.md)")
     p.add_argument("--baseline", action="store_true",
                    help="also match by activation correlation on --model's held-out images, and compare")
     p.add_argument("--out", required=True)

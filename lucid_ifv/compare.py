@@ -48,6 +48,8 @@ class Comparison:
     render_residual: np.ndarray | None = None  # [n] A's realizations' stationarity residuals
     images: np.ndarray | None = None  # [n, H, W, C] A's visualizations
     verdicts_a: list | None = None  # [n] the same images inverted in A: is the visualization itself sound?
+    attempts: np.ndarray | None = None  # [n] renders made per feature (1: no retry; see `compare`'s retries)
+    sound: np.ndarray | None = None  # [n] bool: A's own inversion identifies the rendered channel
 
     @property
     def best_match(self) -> np.ndarray:
@@ -83,6 +85,8 @@ class Comparison:
         return {"layer_a": self.layer_a, "layer_b": self.layer_b, "features": self.features.tolist(),
                 "best_match": self.best_match.tolist(), "best_score": self.best_score.tolist(),
                 "verdicts": list(self.verdicts), "verdicts_a": self.verdicts_a, "represented": self.represented(),
+                "attempts": None if self.attempts is None else self.attempts.tolist(),
+                "sound": None if self.sound is None else self.sound.tolist(),
                 "ssim": None if self.ssim is None else self.ssim.tolist()}
 
 
@@ -100,8 +104,15 @@ def _save_atomic(path: Path, **arrays) -> None:
     write_atomic(path, lambda fh: np.savez(fh, **arrays), fsync=True)
 
 
-def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
-    """Render ``features`` of A (one-hot targets) and invert them in B; dict of arrays."""
+RETRY_SEED_STRIDE = 1_000_003  # retry r of a batch seeded s uses s + r * stride (never another batch's seed)
+
+
+def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
+    """Render ``features`` of A (one-hot targets) and invert them in B and in A; dict of arrays.
+
+    ``sound`` ``[n]`` bool: A's own inversion of the image is 'identified' and its best match
+    is the rendered channel (the visualization is a clean optimum of what it was made for;
+    uses only A and the channel we asked A for, never B)."""
     targets = np.eye(k_a)[features]
     param = experiment.realization_param(setup_a.model, config_a, len(features), seed)
     rendered = experiment.realize(setup_a, config_a, targets, param, seed)
@@ -112,10 +123,12 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
                           aggregation=setup.aggregation, prior=prior, method=experiment.default_solve(config_a))
 
     result = invert_in(setup_b, config_b)
+    in_a = invert_in(setup_a, config_a)
+    verdicts_a = np.array([str(v) for v in in_a.verdicts()], dtype="U32")  # room for every verdict a retry brings
     predicted = result.target / np.linalg.norm(result.target, axis=1, keepdims=True)
     out = {"features": features, "predicted": predicted, "images": rendered.final,
-           "verdicts": np.array([str(v) for v in result.verdicts()]),
-           "verdicts_a": np.array([str(v) for v in invert_in(setup_a, config_a).verdicts()]),
+           "verdicts": np.array([str(v) for v in result.verdicts()], dtype="U32"), "verdicts_a": verdicts_a,
+           "sound": (verdicts_a == "identified") & (np.argmax(np.abs(in_a.target), axis=1) == features),
            "render_residual": (np.full(len(features), np.nan) if rendered.residual is None
                                else np.asarray(rendered.residual, float))}
     if reoptimize_steps:
@@ -125,8 +138,28 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
     return out
 
 
+def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, retries=0):
+    """`_render_and_invert`, then up to ``retries`` new renders (new seeds) of the features
+    whose visualization is not sound; a row is replaced only by a sound retry. Adds
+    ``attempts`` ``[n]``: renders made for each row (1: no retry)."""
+    out = _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps)
+    out["attempts"] = np.ones(len(features), int)
+    for retry in range(1, retries + 1):
+        rows = np.flatnonzero(~out["sound"])
+        if not len(rows):
+            break
+        out["attempts"][rows] += 1
+        again = _render_and_invert(setup_a, config_a, setup_b, config_b, features[rows], k_a,
+                                   seed + retry * RETRY_SEED_STRIDE, reoptimize_steps)
+        better = rows[again["sound"]]
+        for key, value in again.items():
+            out[key][better] = value[again["sound"]]
+    return out
+
+
 def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.ExperimentConfig | None = None,
-            features=None, reoptimize_steps: int = 0, out_dir=None, progress: bool = True) -> Comparison:
+            features=None, reoptimize_steps: int = 0, retries: int = 0, out_dir=None,
+            progress: bool = True) -> Comparison:
     """Visualize each of ``features`` of A's ``layer_a`` and invert it in B's ``layer_b``.
 
     Args:
@@ -139,6 +172,10 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
         (`experiment.realize`), 400 with it, then L-BFGS to 1e-3.
       features: A's channels to render (default all ``k_a``).
       reoptimize_steps: > 0 adds the re-optimization SSIM in B (that many Adam steps).
+      retries: a feature whose visualization is not *sound* (A's own inversion of it is not
+        'identified' with the rendered channel as its best match: the render is not a clean
+        optimum of its channel) is rendered again with a new seed, up to ``retries`` times,
+        and replaced by the first sound render. Uses only A, never B or the ground truth.
       out_dir: folder for resumable per-batch results (None: keep nothing).
     Returns:
       `Comparison` with ``matrix`` ``[n, k_b]`` and ``best_match`` ``[n]``.
@@ -154,10 +191,14 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
     features = _check_features(features, k_a)
     if reoptimize_steps < 0:
         raise ValueError(f"reoptimize_steps must be >= 0, got {reoptimize_steps}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
     config_a = dataclasses.replace(config_a, features=None)
     setup_a, setup_b = experiment.prepare(model_a, config_a), experiment.prepare(model_b, config_b)
     settings = {"a": [model_a.name, layer_a], "b": [model_b.name, layer_b], "features": features.tolist(),
                 "reoptimize_steps": reoptimize_steps, "config": dataclasses.asdict(config_a)}
+    if retries:  # only then: folders written before retries existed stay resumable
+        settings["retries"] = retries
     out = _prepare_out_dir(out_dir, settings)
     starts = range(0, len(features), config.batch_size)
     parts = []
@@ -168,14 +209,16 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
                 parts.append({key: saved[key] for key in saved.files})
             continue
         batch = _compare_batch(setup_a, config_a, setup_b, config_b, features[start:start + config.batch_size],
-                               k_a, config.seed + start, reoptimize_steps)
+                               k_a, config.seed + start, reoptimize_steps, retries)
         if path is not None:
             _save_atomic(path, **batch)
         parts.append(batch)
-    joined = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    keys = set.intersection(*(set(p) for p in parts))  # batches written by older versions lack some
+    joined = {key: np.concatenate([p[key] for p in parts]) for key in keys}
     return Comparison(layer_a, layer_b, joined["features"], np.abs(joined["predicted"]), joined["predicted"],
                       [str(v) for v in joined["verdicts"]], joined.get("ssim"), joined["render_residual"],
-                      joined.get("images"), None if "verdicts_a" not in joined else [str(v) for v in joined["verdicts_a"]])
+                      joined.get("images"), None if "verdicts_a" not in joined else [str(v) for v in joined["verdicts_a"]],
+                      joined.get("attempts"), joined.get("sound"))
 
 
 def default_config(**overrides) -> experiment.ExperimentConfig:

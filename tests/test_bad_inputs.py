@@ -82,6 +82,7 @@ CLI_CASES = [
     C("compare --prior nan", "compare --permuted 0 --prior nan --out {o}", "--prior must be a finite number >= 0, got nan"),
     C("compare --permuted -1", "compare --permuted -1 --out {o}", "--permuted must be an integer >= 0, got -1"),
     C("compare --batch-size 0", "compare --permuted 0 --batch-size 0 --out {o}", "--batch-size must be an integer >= 1"),
+    C("compare --retries -1", "compare --permuted 0 --retries -1 --out {o}", "--retries must be an integer >= 0, got -1"),
     C("demo --n 0", "demo --n 0 --out {o}", "--n must be an integer >= 1, got 0"),
     C("demo --prior -1e-4", "demo --prior -1e-4 --out {o}", "--prior must be a finite number >= 0, got -0.0001"),
     C("critical --eps-lo 0", "critical --run {d} --eps-lo 0", "--eps-lo must be a finite number > 0, got 0.0"),

@@ -150,3 +150,37 @@ def test_reoptimization_ssim_is_reported_per_row():
     assert result.to_dict()["ssim"] == result.ssim.tolist()
     with pytest.raises(ValueError, match="reoptimize_steps must be >= 0"):
         compare(a, "conv2", b.model, "conv2", features=[2], reoptimize_steps=-1)
+
+
+def test_retries_replace_only_unsound_rows_by_sound_renders(monkeypatch):
+    """The retry loop: new seeds for the unsound rows only, a row replaced only by a sound
+    render, at most ``retries`` rounds, ``attempts`` counted per row."""
+    calls = []
+    outcomes = {0: [True, False, False], 1: [False, True], 2: [True]}  # per round: sound per rendered row
+
+    def fake(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
+        round_ = len(calls)
+        calls.append((features.tolist(), seed))
+        n = len(features)
+        return {"features": features, "predicted": np.full((n, 2), float(round_)), "sound": np.array(outcomes[round_]),
+                "verdicts": np.array([f"r{round_}"] * n, dtype="U32")}
+
+    monkeypatch.setattr(compare_module, "_render_and_invert", fake)
+    out = compare_module._compare_batch(None, None, None, None, np.array([4, 7, 9]), 10, 5, 0, retries=3)
+    stride = compare_module.RETRY_SEED_STRIDE
+    assert calls == [([4, 7, 9], 5), ([7, 9], 5 + stride), ([7], 5 + 2 * stride)]  # stops once all are sound
+    assert out["attempts"].tolist() == [1, 3, 2]
+    assert out["predicted"][:, 0].tolist() == [0.0, 2.0, 1.0]  # each row from its first sound render
+    assert out["verdicts"].tolist() == ["r0", "r2", "r1"] and out["sound"].all()
+    calls.clear()
+    out = compare_module._compare_batch(None, None, None, None, np.array([4, 7, 9]), 10, 5, 0, retries=1)
+    assert len(calls) == 2 and out["attempts"].tolist() == [1, 2, 2]
+    assert out["sound"].tolist() == [True, False, True] and out["predicted"][1, 0] == 0.0  # unsound retry not kept
+
+
+def test_sound_means_identified_in_a_with_the_rendered_channel(mnist_comparison):
+    a, b, result, _ = mnist_comparison
+    assert result.sound is not None and result.attempts.tolist() == [1, 1, 1, 1]
+    assert all(s <= (v == "identified") for s, v in zip(result.sound, result.verdicts_a))
+    with pytest.raises(ValueError, match="retries must be >= 0, got -1"):
+        compare(a, "conv2", b.model, "conv2", features=[0], retries=-1)

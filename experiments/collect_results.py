@@ -83,6 +83,26 @@ def headline_table(runs) -> list:
     return lines
 
 
+def identifiable_table(runs) -> list:
+    """The default solve's angle on live features beside the angle modulo each sample's
+    unidentifiable directions (`ifv.InversionResult.unidentifiable`), their count and the
+    target's mass in them."""
+    lines = ["| setting | n | t* on live features | t* modulo unidentifiable directions | unidentifiable "
+             "directions, median (max) | target mass in them | identified |", "|---|---|---|---|---|---|---|"]
+    for _, settings, records in runs:
+        solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))
+        if not records or f"angle_identifiable_{solve}" not in records[0]:
+            continue
+        dims = values(records, f"unidentifiable_dim_{solve}")
+        verdicts = [r.get(f"verdict_{solve}") for r in records]
+        lines.append(
+            f"| {describe(settings)} | {len(records)} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
+            f"{fmt(values(records, f'angle_identifiable_{solve}'), True)} | {np.median(dims):.0f} ({dims.max():.0f}) | "
+            f"{fmt(values(records, f'unidentifiable_target_mass_{solve}'), True)} | "
+            f"{verdicts.count('identified')} of {len(records)} |")
+    return lines
+
+
 def solves_table(runs) -> list:
     lines = ["| setting | " + " | ".join(ex.SOLVES) + " |", "|---|" + "---|" * len(ex.SOLVES)]
     for _, settings, records in runs:
@@ -138,6 +158,10 @@ def main(folders):
            "samples of each run. 'Live' features are those whose Jacobian row is above the solve's "
            "noise level at the realization; a dead feature's target weight cannot be recovered from "
            "the image.", "", *headline_table(runs), "",
+           "What each realization determines (default solve): the angle after removing, from the "
+           "target and t*, the live directions the realization cannot tell apart (near-null "
+           "directions of its stationarity equation; a per-sample critical space), their number and "
+           "the target's mass in them:", "", *identifiable_table(runs), "",
            "Every solve on the same realizations (angle on live features):", "", *solves_table(runs), "",
            "The verdict: how often 'identified' is right (precision) and how many right answers it "
            "catches (recall):", "", *verdict_table(runs)]

@@ -293,6 +293,7 @@ def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> l
     verdict (by ``rule``, default the library's) and diagnostics of one solve."""
     verdicts = result.verdicts(rule)
     alive_targets = targets * ~result.dead_features  # what a realization can still tell about t
+    identifiable = result.angles_identifiable(targets, cossim_pow) if result.unidentifiable is not None else None
     rows = []
     for i in range(len(targets)):
         row = {
@@ -303,6 +304,12 @@ def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> l
             "dead": int(result.dead_features[i].sum()),
             "dead_target_mass": float(np.sum(targets[i][result.dead_features[i]] ** 2)),
         }
+        if result.unidentifiable is not None:  # the per-sample trivial space (`InversionResult.unidentifiable`)
+            directions = result.unidentifiable[i]
+            unit = targets[i] / np.linalg.norm(targets[i]) if np.linalg.norm(targets[i]) > 0 else targets[i]
+            row.update(angle_identifiable=None if np.isnan(identifiable[i]) else float(identifiable[i]),
+                       unidentifiable_dim=int(directions.shape[1]),
+                       unidentifiable_target_mass=float(np.sum((directions.T @ unit) ** 2)))
         if result.prior_weights is not None:
             row["prior_weight_estimate"] = float(result.prior_weights[i, 0])
             row["prior_weight_ratio"] = float(result.prior_weights[i, 0] / expected_weight) if expected_weight else None
@@ -639,7 +646,8 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
 
 SUMMARY_COLUMNS = (
     [f"{key}_{method}" for method in SOLVES
-     for key in ("angle", "angle_alive", "residual", "gap", "null_dim", "dead", "prior_weight_estimate")]
+     for key in ("angle", "angle_alive", "angle_identifiable", "unidentifiable_dim", "residual", "gap", "null_dim", "dead",
+                 "prior_weight_estimate")]
     + ["angle_response", "angle_random", "angle_8bit", "angle_alive_8bit", "dead_features", "render_residual",
        "lbfgs_grad_norm", "saturated_fraction", "unsaturated_pixels", "ssim_predicted", "ssim_response",
        "ssim_target", "ssim_random", "seconds_fv", "seconds_jacobian", "seconds_solve"]

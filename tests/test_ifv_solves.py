@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lucid_ifv import ifv
+from lucid_ifv import ifv, metrics
 from lucid_ifv import objectives as obj
 from lucid_ifv import param
 from lucid_ifv.render import render_vis
@@ -287,3 +287,60 @@ def test_invert_with_each_method(small_model):
         assert (results[method].verdicts()[stationary] == "identified").all()
     assert (results["nonneg"].target >= 0).all()
     assert (angle(results["paper"].target, t) > 20).all()
+
+
+# -- per-sample unidentifiable directions ---------------------------------------------------------
+def _duplicated_feature_system(rng, k=5, D=40, lam=0.3):
+    """p = 0 (A = I): features 2 and 3 have the same Jacobian row, so the realization cannot
+    tell (t_2, t_3) from (t_2 + c, t_3 - c); stationarity J^T t = lam g holds exactly."""
+    J = rng.normal(size=(k, D))
+    J[3] = J[2]
+    target = np.array([0.5, 0.1, 0.6, 0.2, 0.4])
+    g = J.T @ target / lam
+    stats = ifv.GramStatistics((J @ J.T)[None], (J @ g)[None, :, None], np.array([[[g @ g]]]))
+    return J, target, stats
+
+
+def test_unidentifiable_directions_are_the_duplicated_features_difference():
+    J, target, stats = _duplicated_feature_system(np.random.default_rng(0))
+    f = np.abs(np.random.default_rng(1).normal(size=(1, 5))) + 0.1
+    result = ifv.solve_gram(f, stats, 0, method="anchored")
+    (directions,) = result.unidentifiable
+    assert directions.shape == (5, 1)
+    expected = np.array([0, 0, 1, -1, 0]) / np.sqrt(2)
+    assert abs(directions[:, 0] @ expected) == pytest.approx(1.0, abs=1e-6)
+    # the solve cannot know how t_2 + t_3 = 0.8 splits: the plain angle is off, modulo the
+    # direction it is exact
+    live = metrics.objective_angle_deg(result.target[0], target, 0)
+    assert live > 1.0
+    assert result.angles_identifiable(target[None], 0)[0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_determined_answer_has_no_unidentifiable_direction():
+    rng = np.random.default_rng(2)
+    J = rng.normal(size=(5, 40))
+    target = np.abs(rng.normal(size=5))
+    g = J.T @ target / 0.3
+    stats = ifv.GramStatistics((J @ J.T)[None], (J @ g)[None, :, None], np.array([[[g @ g]]]))
+    f = np.abs(rng.normal(size=(1, 5))) + 0.1
+    for method in ("anchored", "prior_aware"):
+        result = ifv.solve_gram(f, stats, 0, method=method)
+        assert result.unidentifiable[0].shape == (5, 0)
+        assert result.angles_identifiable(target[None], 0)[0] == pytest.approx(
+            metrics.objective_angle_deg(result.target[0], target, 0), abs=1e-9)
+
+
+def test_paper_solve_counts_null_directions_off_its_answer():
+    """Without a prior: a 2-dimensional null space of J^T holds the answer and one more direction."""
+    rng = np.random.default_rng(3)
+    J = rng.normal(size=(5, 40))
+    J[3] = J[2]  # (e2 - e3) is null
+    J[4] = -J[0] - J[1]  # (e0 + e1 + e4) is null
+    f = np.abs(rng.normal(size=(1, 5))) + 0.1
+    result = ifv.solve_gram(f, ifv.GramStatistics((J @ J.T)[None]), 0, method="paper")
+    (directions,) = result.unidentifiable
+    assert directions.shape == (5, 1)
+    assert abs(directions[:, 0] @ result.target[0]) < 1e-8  # off the answer
+    null = np.array([[0, 0, 1, -1, 0], [1, 1, 0, 0, 1]], float).T
+    q, _ = np.linalg.qr(null)
+    assert np.linalg.norm(q.T @ directions[:, 0]) == pytest.approx(1.0, abs=1e-6)  # inside the null space

@@ -85,6 +85,42 @@ def null_space_dim(spectra: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
     return np.sum(spectra <= rtol * top, axis=-1)
 
 
+def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
+    """The target directions one realization cannot tell apart: a per-sample trivial space.
+
+    Every ``x = (v; mu)`` in the near-null space of the equilibrated stationarity matrix
+    (the directions `null_space_dim` counts) satisfies the equation as well as the answer.
+    With prior columns (``n = m - d > 0``) the prior weights fix the scale, so the
+    directions ``v`` of near-null combinations with ``mu = 0`` can be added to the answer
+    at no cost; without (the paper's solve) every near-null ``v`` off the answer can. Dead
+    features are the coordinate-aligned special case; these directions are what remains
+    undetermined among the live ones (the paper's critical space, Sec. 2.2, per sample).
+
+    Args:
+      gram: ``H^T H`` ``[m, m]`` of one sample (``m = d + n``).
+      d: the number of target coordinates (the first ``d`` columns).
+      answer: the solve's ``v`` ``[d]``.
+    Returns:
+      ``[d, r]`` orthonormal columns (``r = 0``: the answer is determined).
+    """
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    values, vectors = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
+    singular = np.sqrt(np.clip(values, 0.0, None))
+    near = vectors[:, singular <= rtol * singular[-1]] * scale[:, None]  # back to the unscaled x
+    if gram.shape[0] > d:  # combinations with no prior component
+        _, sv, vt = np.linalg.svd(near[d:], full_matrices=True)
+        rank = int(np.sum(sv > 1e-12 * max(float(sv.max(initial=0.0)), np.finfo(float).tiny)))
+        directions = near[:d] @ vt[rank:].T
+    else:  # every near-null direction off the answer
+        unit = answer / np.linalg.norm(answer)
+        directions = near - np.outer(unit, unit @ near)
+    if directions.shape[1] == 0:
+        return np.zeros((d, 0))
+    u, sv, _ = np.linalg.svd(directions, full_matrices=False)
+    return u[:, sv > 1e-8 * sv.max()] if sv.max() > 0 else np.zeros((d, 0))
+
+
 def spectral_gap(spectra: np.ndarray) -> np.ndarray:
     """``(sigma_2 - sigma_1) / sigma_max`` per row of ``spectra`` ``[..., m]`` (ascending,
     NaN-padded); 0 with fewer than two values or ``sigma_max = 0``, NaN for an all-NaN row."""

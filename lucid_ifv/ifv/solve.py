@@ -33,6 +33,7 @@ import functools
 import numpy as np
 import scipy.optimize
 
+from lucid_ifv import metrics
 from lucid_ifv.ifv import diagnostics as dg
 from lucid_ifv.validation import check_finite
 
@@ -101,6 +102,11 @@ class InversionResult:
       noise_mass: ``[B]`` share of ``|t*|^2`` on live features whose Jacobian row is below
         the noise level (the ``"auto"`` rule applied to the final solve): near 1 means the
         answer is a trivial one (only possible with a numeric ``dead_tol``, or marginally).
+      unidentifiable: per sample ``[k, r_b]`` orthonormal: live target directions the
+        realization cannot tell apart (`diagnostics.unidentifiable_directions`; ``r_b = 0``
+        when the answer is determined, ``r_b = null_dim - 1`` typically). Adding any of them
+        to ``t*`` fits the stationarity equation as well; compare modulo them with
+        `angles_identifiable`.
     """
 
     target: np.ndarray
@@ -118,9 +124,25 @@ class InversionResult:
     weight_warning: np.ndarray | None = None
     expected_prior_weight: np.ndarray | None = None
     noise_mass: np.ndarray | None = None
+    unidentifiable: list | None = None
 
     def __len__(self):
         return self.target.shape[0]
+
+    def angles_identifiable(self, targets, cossim_pow: float = 1) -> np.ndarray:
+        """``[B]`` degrees between ``t*`` and known ``targets`` ``[B, k]`` on what each
+        realization determines: dead features and the ``unidentifiable`` directions removed
+        from both (modulo sign for odd ``cossim_pow``, as `metrics.objective_angle_deg`); NaN
+        where no answer was solved or nothing of the target is left."""
+        targets = np.asarray(targets, np.float64)
+        angles = np.full(len(self), np.nan)
+        for i, (predicted, target) in enumerate(zip(self.target, targets * ~self.dead_features)):
+            directions = self.unidentifiable[i] if self.unidentifiable is not None else np.zeros((len(target), 0))
+            a = predicted - directions @ (directions.T @ predicted)
+            b = target - directions @ (directions.T @ target)
+            if np.all(np.isfinite(a)) and np.linalg.norm(a) > 0 and np.linalg.norm(b) > 1e-10 * np.linalg.norm(target):
+                angles[i] = metrics.objective_angle_deg(a, b, cossim_pow)
+        return angles
 
     @property
     def n_dead(self) -> np.ndarray:
@@ -379,7 +401,8 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     k, d = basis.shape
     n = 0 if jg is None else jg.shape[1]
     out = dict(target=np.full(k, np.nan), sv=np.full(d, np.nan), vectors=np.full((k, d), np.nan),
-               residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan)
+               residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan,
+               unidentifiable=np.zeros((k, 0)))
     dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol)
     out.update(dead=dead, tol=tol)
     if eq is None:
@@ -398,7 +421,8 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
         target = -target
     s = (max(f @ target, 0.0) / np.linalg.norm(f)) ** cossim_pow
     below_noise = dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum))) & ~dead
-    out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)))
+    out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)),
+               unidentifiable=eq.basis @ dg.unidentifiable_directions(eq.gram, eq.d, v))
     return out
 
 
@@ -453,6 +477,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
         weight_warning=(dg.weight_warning(weights, expected, dg.VerdictRule().weight_ratio) if expected is not None
                         else np.zeros(batch, bool)),
         expected_prior_weight=expected, noise_mass=field("noise_mass").astype(np.float64),
+        unidentifiable=[s["unidentifiable"] for s in samples],
     )
 
 

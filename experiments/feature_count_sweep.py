@@ -33,7 +33,8 @@ Outputs: per run ``coefficients.npz`` and ``coefficients.png``
 (`lucid_ifv.plots.plot_singular_coefficients`); in ``--fig-dir``: ``table.md``,
 ``results.json``, ``fig3_<model>.png`` (stacked bars of the mean squared coefficients per
 feature count, one panel per (p, aggregation), as the paper's Fig. 3; prior-aware system) and
-``fig3_<model>_paper_system.png`` (the same for the paper's system).
+``fig3_<model>_paper_system.png`` (the same for the paper's system; with ``--prior 0``, the
+paper's own setting, the two systems coincide and only ``fig3_<model>.png`` is written).
 """
 
 from __future__ import annotations
@@ -318,8 +319,12 @@ def analyse(args, runs: list) -> list:
     (fig_dir / "results.json").write_text(json.dumps(rows, indent=1))
     for model in dict.fromkeys(r["model"] for r in rows):
         sel = [r for r in rows if r["model"] == model]
-        plot_grid(sel, fig_dir / f"fig3_{model}.png")
-        plot_grid(sel, fig_dir / f"fig3_{model}_paper_system.png", "paper_mean_sq", "paper's system B^T A J (prior ignored)")
+        if args.prior:
+            plot_grid(sel, fig_dir / f"fig3_{model}.png")
+            plot_grid(sel, fig_dir / f"fig3_{model}_paper_system.png", "paper_mean_sq",
+                      "paper's system B^T A J (prior ignored)")
+        else:  # without a prior both systems are the paper's: one figure
+            plot_grid(sel, fig_dir / f"fig3_{model}.png", system="paper's system B^T A J (no prior: the paper's setting)")
     return rows
 
 

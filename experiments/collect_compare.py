@@ -4,7 +4,8 @@
 
 Per run: the networks and layers, the number of A's features, the permutation accuracy
 (ground-truth runs; overall and among the rows the verdict calls 'identified'), the best
-match's |cosine| (median and 10th percentile), the verdict counts, the share of A's layer that
+match's |cosine| (median and 10th percentile), how many of A's visualizations are sound
+(`Comparison.sound`; runs from before it was recorded: '-'), the verdict counts, the share of A's layer that
 B represents (`Comparison.represented`) and, with `--baseline`, how often the best match by
 activation correlation on held-out images is the same.
 """
@@ -16,6 +17,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def settings_note(report: dict) -> str:
+    """The non-default settings of a run, read off its command (softplus beta, retries)."""
+    words = report.get("command", "").replace("=", " ").split()
+    note = []
+    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
+        if flag in words:
+            note.append(label.format(words[words.index(flag) + 1]))
+    return f" ({', '.join(note)})" if note else ""
 
 
 def row(run: Path) -> str:
@@ -33,14 +44,17 @@ def row(run: Path) -> str:
     if "agreement" in report:
         corr = np.asarray(report["baseline_best_corr"])
         baseline = f"{report['agreement']:.1%} (best r median {np.median(corr):.2f})"
-    return (f"| {report['model_a']} `{report['layer_a']}` -> {report['model_b']} `{report['layer_b']}` | "
-            f"{len(scores)} | {truth} | {np.median(scores):.3f} (p10 {np.percentile(scores, 10):.3f}) | "
+    sound = report.get("sound")
+    sound = "-" if sound is None else f"{sum(sound)} of {len(sound)}"
+    return (f"| {report['model_a']} `{report['layer_a']}` -> {report['model_b']} `{report['layer_b']}`"
+            f"{settings_note(report)} | {len(scores)} | {truth} | {sound} | "
+            f"{np.median(scores):.3f} (p10 {np.percentile(scores, 10):.3f}) | "
             f"{counts} | {report['represented']:.2f} | {baseline} |")
 
 
 def main(runs) -> str:
-    lines = ["| comparison | features | permutation recovered | best-match |cosine| median (p10) | verdicts in B "
-             "| represented | agrees with activation correlation |", "|---|---|---|---|---|---|---|"]
+    lines = ["| comparison | features | permutation recovered | sound visualizations | best-match |cosine| median "
+             "(p10) | verdicts in B | represented | agrees with activation correlation |", "|---|---|---|---|---|---|---|---|"]
     lines += [row(Path(r)) for r in runs if (Path(r) / "comparison.json").exists()]
     return "\n".join(lines)
 

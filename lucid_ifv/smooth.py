@@ -421,3 +421,45 @@ def smooth_model(model: Model, relu_beta: float = DEFAULT_RELU_BETA,
     smoothed.smoothing = {"relu_beta": beta, "pool_temperature": temperature}
     smoothed.smoothed_ops = replaced
     return smoothed
+
+
+def surrogate_fidelity(model: Model, surrogate: Model, layer: str, images, batch_size: int = 250) -> dict:
+    """How closely a surrogate's ``layer`` follows the network's on natural ``images``.
+
+    A visualization rendered on the surrogate shows the surrogate's feature; where the
+    surrogate's channel does not follow the network's, it is not the network's feature (and
+    a render may never activate it). Per channel ``c``, over every image and position:
+
+    - ``correlation`` ``[k]``: Pearson correlation of ``surrogate[..., c]`` with
+      ``model[..., c]`` (NaN where either is constant);
+    - ``max_ratio`` ``[k]``: the surrogate's largest activation over the network's (NaN
+      where the network's largest is not positive).
+
+    Args:
+      model, surrogate: e.g. a shipped model and ``smooth_model(model, beta, T)``.
+      layer: a layer both have, with the same shape.
+      images: ``[N, H, W, C]`` in [0, 1] (e.g. `modelzoo.shipped.heldout`).
+    Returns:
+      ``{"correlation": [k], "max_ratio": [k]}`` float64.
+    """
+    images = np.asarray(images, np.float32)
+    sums, top_a, top_b, count = None, None, None, 0
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        a = model(chunk, [layer])[layer].numpy().astype(np.float64)
+        b = surrogate(chunk, [layer])[layer].numpy().astype(np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"layer {layer!r} has shape {a.shape[1:]} in the model and {b.shape[1:]} in the surrogate")
+        a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+        part = np.stack([a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), (a * b).sum(0)])
+        sums = part if sums is None else sums + part
+        top_a = a.max(0) if top_a is None else np.maximum(top_a, a.max(0))
+        top_b = b.max(0) if top_b is None else np.maximum(top_b, b.max(0))
+        count += len(a)
+    mean_a, mean_b = sums[0] / count, sums[1] / count
+    cov = sums[4] / count - mean_a * mean_b
+    var_a, var_b = sums[2] / count - mean_a ** 2, sums[3] / count - mean_b ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where((var_a > 0) & (var_b > 0), cov / np.sqrt(var_a * var_b), np.nan)
+        max_ratio = np.where(top_a > 0, top_b / top_a, np.nan)
+    return {"correlation": correlation, "max_ratio": max_ratio}

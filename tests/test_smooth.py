@@ -401,3 +401,20 @@ def test_smooth_inception_keeps_pre_relu_concats(inception):
     out = surrogate(images, ["mixed3b", "mixed3b_pre_relu"])
     assert surrogate.layer("mixed3b_pre_relu").depth == 192
     np.testing.assert_allclose(smooth_relu(out["mixed3b_pre_relu"], 20.0), out["mixed3b"], rtol=1e-5, atol=1e-6)
+
+
+def test_surrogate_fidelity_is_one_for_the_model_itself_and_grows_with_beta():
+    from lucid_ifv.smooth import surrogate_fidelity
+    from modelzoo.shipped import heldout
+
+    model = load_shipped("photos_cnn")
+    images = heldout("photos_cnn")[0][:100]
+    same = surrogate_fidelity(model, model, "conv2d_3", images, batch_size=40)
+    np.testing.assert_allclose(same["correlation"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(same["max_ratio"], 1.0)
+    soft = surrogate_fidelity(model, smooth_model(model, 10.0), "conv2d_3", images)
+    sharp = surrogate_fidelity(model, smooth_model(model, 100.0), "conv2d_3", images)
+    # at beta 10 some channels of this network are barely followed; at beta 100 every one is
+    # (docs/smooth.md, "Fidelity")
+    assert np.nanmin(soft["correlation"]) < 0.5 < 0.95 < np.nanmin(sharp["correlation"])
+    assert np.nanmedian(sharp["correlation"]) > np.nanmedian(soft["correlation"])

@@ -68,18 +68,24 @@ def critical_angles(folder: Path) -> str:
     return "-" if not rows else f"{rows[0]['median_angle']:.2f} [{rows[0]['q1']:.2f}, {rows[0]['q3']:.2f}] (dim {rows[0]['dim']})"
 
 
+def default_solve_and_identified(settings: dict, records: list) -> tuple[str, str]:
+    """Today's default solve of a run (as re-solved) and "<identified> of <n>" by its verdict."""
+    solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))
+    verdicts = [r.get(f"verdict_{solve}") for r in records]
+    return solve, f"{verdicts.count('identified')} of {len(records)}"
+
+
 def headline_table(runs) -> list:
     lines = ["| setting | n | solve | t* on live features | t* overall | dead features | in the critical space "
              "| feature response f | random | identified |", "|---|---|---|---|---|---|---|---|---|---|"]
     for folder, settings, records in runs:
-        solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))  # today's default, as re-solved
+        solve, identified = default_solve_and_identified(settings, records)
         dead = values(records, f"dead_{solve}")
-        verdicts = [r.get(f"verdict_{solve}") for r in records]
         lines.append(
             f"| {describe(settings)} | {len(records)} | {solve} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
             f"{fmt(values(records, f'angle_{solve}'))} | {np.median(dead):.0f} (max {dead.max():.0f}) | "
             f"{critical_angles(folder)} | {fmt(values(records, 'angle_response'))} | "
-            f"{fmt(values(records, 'angle_random'))} | {verdicts.count('identified')} of {len(records)} |")
+            f"{fmt(values(records, 'angle_random'))} | {identified} |")
     return lines
 
 
@@ -90,16 +96,14 @@ def identifiable_table(runs) -> list:
     lines = ["| setting | n | t* on live features | t* modulo unidentifiable directions | unidentifiable "
              "directions, median (max) | target mass in them | identified |", "|---|---|---|---|---|---|---|"]
     for _, settings, records in runs:
-        solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))
+        solve, identified = default_solve_and_identified(settings, records)
         if not records or f"angle_identifiable_{solve}" not in records[0]:
             continue
         dims = values(records, f"unidentifiable_dim_{solve}")
-        verdicts = [r.get(f"verdict_{solve}") for r in records]
         lines.append(
             f"| {describe(settings)} | {len(records)} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
             f"{fmt(values(records, f'angle_identifiable_{solve}'), True)} | {np.median(dims):.0f} ({dims.max():.0f}) | "
-            f"{fmt(values(records, f'unidentifiable_target_mass_{solve}'), True)} | "
-            f"{verdicts.count('identified')} of {len(records)} |")
+            f"{fmt(values(records, f'unidentifiable_target_mass_{solve}'), True)} | {identified} |")
     return lines
 
 

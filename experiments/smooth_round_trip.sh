@@ -15,6 +15,7 @@ common=(--n-hoyer 30 --adam 400 --lbfgs 0 --prior 1e-4 --batch-size 15 --seed 0)
 smooth=(--smooth --converge 1e-3 --max-lbfgs 1000)
 relu=(--converge 1e-3 --max-lbfgs 300)
 tight=(--smooth --converge 1e-4 --max-lbfgs 3000)  # does a tighter stationarity close the deep layers' tails?
+beta30=(--smooth --relu-beta 30 --converge 1e-3 --max-lbfgs 1000)  # a surrogate that follows photos_cnn (docs/smooth.md)
 
 # name model layer param mode
 ALL="
@@ -38,6 +39,7 @@ densenet_small_logits_fft_smooth densenet_small logits fft smooth
 inception_small_mixed3b_fft_relu inception_small mixed3b fft relu
 inception_small_mixed3a_pixel_smooth_conv1e-4 inception_small mixed3a pixel tight
 inception_small_mixed4a_pixel_smooth_conv1e-4 inception_small mixed4a pixel tight
+photos_cnn_conv2d_3_pixel_smooth_beta30 photos_cnn conv2d_3 pixel beta30
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -45,7 +47,10 @@ echo "$ALL" | while read -r name model layer param mode; do
   if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
   pflags=(--param "$param")
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
-  case "$mode" in smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; *) extra=("${relu[@]}") ;; esac
+  case "$mode" in
+    smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
+    *) extra=("${relu[@]}") ;;
+  esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null
   case "$model/$layer" in densenet_*/softmax) $IFV critical --run "$RUNS/$name" --eps-hi 0.1 </dev/null ;; esac
 done

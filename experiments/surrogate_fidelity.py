@@ -18,16 +18,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-LOW = 0.5  # a channel whose correlation is below this is "barely followed"
-
-
 def measure(names, betas, temperature: float, n: int) -> list:
-    from lucid_ifv.smooth import smooth_model, surrogate_fidelity
+    from lucid_ifv.smooth import fidelity_summary, smooth_model, surrogate_fidelity
     from modelzoo.shipped import SHIPPED, heldout, load_shipped
 
     rows = []
@@ -38,23 +34,21 @@ def measure(names, betas, temperature: float, n: int) -> list:
             surrogate = smooth_model(model, beta, temperature)
             for layer in SHIPPED[name].studied_layers:
                 fid = surrogate_fidelity(model, surrogate, layer, images)
-                corr, ratio = fid["correlation"], fid["max_ratio"]
                 rows.append({"model": name, "layer": layer, "beta": beta, "temperature": temperature, "n": len(images),
-                             "correlation": corr.tolist(), "max_ratio": ratio.tolist(),
-                             "median_correlation": float(np.nanmedian(corr)), "min_correlation": float(np.nanmin(corr)),
-                             "low_channels": np.flatnonzero(corr < LOW).tolist(),
-                             "median_max_ratio": float(np.nanmedian(ratio)), "min_max_ratio": float(np.nanmin(ratio))})
+                             "correlation": fid["correlation"].tolist(), "max_ratio": fid["max_ratio"].tolist(),
+                             **fidelity_summary(fid)})
                 print(f"{name} {layer} beta {beta:g}: correlation median {rows[-1]['median_correlation']:.3f} "
-                      f"min {rows[-1]['min_correlation']:.3f}, {len(rows[-1]['low_channels'])} below {LOW}", flush=True)
+                      f"min {rows[-1]['min_correlation']:.3f}, {len(rows[-1]['low_channels'])} low", flush=True)
     return rows
 
 
 def table(rows) -> str:
+    from lucid_ifv.smooth import FIDELITY_LOW
+
     lines = [f"| model | layer | beta | channels | constant on the images | correlation median (min) | channels "
-             f"below {LOW} | largest activation ratio median (min) |", "|---|---|---|---|---|---|---|---|"]
+             f"below {FIDELITY_LOW} | largest activation ratio median (min) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        constant = int(np.sum(np.isnan(np.asarray(r["correlation"], float))))
-        lines.append(f"| {r['model']} | `{r['layer']}` | {r['beta']:g} | {len(r['correlation'])} | {constant} | "
+        lines.append(f"| {r['model']} | `{r['layer']}` | {r['beta']:g} | {len(r['correlation'])} | {r['constant']} | "
                      f"{r['median_correlation']:.3f} ({r['min_correlation']:.3f}) | {len(r['low_channels'])} | "
                      f"{r['median_max_ratio']:.2f} ({r['min_max_ratio']:.2f}) |")
     return "\n".join(lines) + "\n"

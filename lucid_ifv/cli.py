@@ -398,6 +398,54 @@ def _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, 
         plot_images(result.images[differ], out / "disagreements.png", titles=titles, columns=4)
 
 
+def _natural_images_for(args, model):
+    """--images (read by `check_args`) or the shipped model's held-out set, in the model's
+    channels and checked against its input size."""
+    from lucid_ifv.imageio import to_channels
+
+    natural = args.natural_images
+    if natural is None:
+        from modelzoo.shipped import SHIPPED, heldout
+
+        if args.model not in SHIPPED:
+            raise SystemExit("error: --images is required for a model that is not shipped (no held-out set)")
+        natural = heldout(args.model)[0]
+    natural = to_channels(natural, model.image_shape[-1], args.images or "the held-out images")
+    if tuple(natural.shape[1:]) != tuple(model.image_shape):
+        raise SystemExit(f"error: --images are {natural.shape[1]}x{natural.shape[2]}; the model takes "
+                         f"{model.image_shape[0]}x{model.image_shape[1]}")
+    return natural
+
+
+def cmd_fidelity(args) -> int:
+    """How closely the smooth surrogate follows --model on natural images, per beta
+    (docs/smooth.md, "Fidelity"), and the smallest beta that follows it."""
+    from lucid_ifv.smooth import FIDELITY_LOW, fidelity_summary, smooth_model, surrogate_fidelity
+
+    model = load_any_model(args.model)
+    layer = args.layer or studied_layer(args.model, model)
+    model.layer(layer)  # KeyError naming the known layers
+    natural = _natural_images_for(args, model)[: args.n]
+    lines = [f"| beta | correlation median (min) | channels below {FIDELITY_LOW} | constant on the images "
+             "| largest activation ratio median (min) |", "|---|---|---|---|---|"]
+    suggested = None
+    for beta in sorted(args.betas):
+        summary = fidelity_summary(surrogate_fidelity(model, smooth_model(model, beta, args.pool_temperature), layer,
+                                                      natural))
+        lines.append(f"| {beta:g} | {summary['median_correlation']:.3f} ({summary['min_correlation']:.3f}) | "
+                     f"{len(summary['low_channels'])} | {summary['constant']} | {summary['median_max_ratio']:.2f} "
+                     f"({summary['min_max_ratio']:.2f}) |")
+        if suggested is None and summary["median_correlation"] >= args.min_median:
+            suggested = beta
+    print(f"{model.name} {layer}: the surrogate against the network on {len(natural)} natural images "
+          f"(T = {args.pool_temperature:g})\n" + "\n".join(lines))
+    if suggested is None:
+        print(f"no beta reaches a median correlation of {args.min_median:g}: try larger --betas")
+    else:
+        print(f"smallest beta with median correlation >= {args.min_median:g}: --relu-beta {suggested:g}")
+    return 0
+
+
 def cmd_trust(args) -> int:
     """A trust report for a visualization of --layer's --channel (docs/trust.md): inversion
     consistency, Geirhos et al.'s path similarity against natural images, a flag."""
@@ -408,21 +456,11 @@ def cmd_trust(args) -> int:
     k = model.layer(layer).depth  # KeyError naming the known layers
     if args.channel >= k:
         raise SystemExit(f"error: --channel {args.channel} out of range for layer {layer!r} with {k} channels")
-    natural = args.natural_images
-    if natural is None:
-        from modelzoo.shipped import SHIPPED, heldout
-
-        if args.model not in SHIPPED:
-            raise SystemExit("error: --images is required for a model that is not shipped (no held-out set)")
-        natural = heldout(args.model)[0]
-    from lucid_ifv.imageio import to_channels
-
-    natural = to_channels(natural, model.image_shape[-1], args.images or "the held-out images")
-    if tuple(natural.shape[1:]) != tuple(model.image_shape):
-        raise SystemExit(f"error: --images are {natural.shape[1]}x{natural.shape[2]}; the model takes "
-                         f"{model.image_shape[0]}x{model.image_shape[1]}")
+    natural = _natural_images_for(args, model)
     visualization = args.visualization_image
     if visualization is not None:
+        from lucid_ifv.imageio import to_channels
+
         visualization = to_channels(visualization, model.image_shape[-1], args.visualization)
         if tuple(visualization.shape[1:]) != tuple(model.image_shape):
             raise SystemExit(f"error: --visualization is {visualization.shape[1]}x{visualization.shape[2]}; the "
@@ -667,7 +705,7 @@ def check_args(args) -> None:
     elif command == "critical":
         _check_run_folder(args.run)
     elif command == "trust":  # thresholds, and the image files read (and checked) before TensorFlow
-        from lucid_ifv.imageio import load_images, read_image_file
+        from lucid_ifv.imageio import read_image_file
 
         if args.top_k < 2:
             raise SystemExit(f"error: --top-k must be an integer >= 2, got {args.top_k}")
@@ -679,19 +717,36 @@ def check_args(args) -> None:
         if args.visualization_image is not None and len(args.visualization_image) != 1:
             raise SystemExit(f"error: --visualization {args.visualization} holds {len(args.visualization_image)} "
                              "images; expected one")
-        args.natural_images = None
-        if args.images:
-            path = Path(args.images)
-            if path.is_dir():
-                files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-                if not files:
-                    raise SystemExit(f"error: --images {args.images} is a folder without PNG or JPEG files")
-                args.natural_images = load_images(files)
-            else:
-                args.natural_images = read_image_file(path)
-            if len(args.natural_images) < 4:
-                raise SystemExit(f"error: --images holds {len(args.natural_images)} images; the path-similarity "
-                                 "check needs at least 4 natural images")
+        args.natural_images = _read_natural_images(args.images, 4, "the path-similarity check")
+    elif command == "fidelity":
+        bad = [b for b in args.betas if not (math.isfinite(b) and b > 0)]
+        if bad:
+            raise SystemExit(f"error: --betas must be finite numbers > 0, got {bad[0]!r}")
+        if args.n < 2:
+            raise SystemExit(f"error: --n must be an integer >= 2 (a correlation needs two images), got {args.n}")
+        if not 0 < args.min_median <= 1:
+            raise SystemExit(f"error: --min-median must be a number in (0, 1], got {args.min_median!r}")
+        args.natural_images = _read_natural_images(args.images, 2, "a correlation")
+
+
+def _read_natural_images(images, minimum: int, needed_by: str):
+    """--images (a folder of PNG/JPEG files, or one image file) read and checked, or None."""
+    from lucid_ifv.imageio import load_images, read_image_file
+
+    if not images:
+        return None
+    path = Path(images)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise SystemExit(f"error: --images {images} is a folder without PNG or JPEG files")
+        natural = load_images(files)
+    else:
+        natural = read_image_file(path)
+    if len(natural) < minimum:
+        raise SystemExit(f"error: --images holds {len(natural)} images; {needed_by} needs at least {minimum} "
+                         "natural images")
+    return natural
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -781,6 +836,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps-hi", type=float, default=0.5)
     p.add_argument("--max-angle", type=float, default=30.0, help="principal-angle cutoff of the merge (degrees)")
     p.set_defaults(func=cmd_critical)
+
+    p = sub.add_parser("fidelity", help="how closely the smooth surrogate follows the network (per beta)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name, InceptionV1, or .pb path/URL")
+    p.add_argument("--layer", help="the layer compared (default: the shipped model's studied layer)")
+    p.add_argument("--betas", type=float, nargs="+", default=[10.0, 30.0, 100.0],
+                   help="softplus sharpness values to try (default 10 30 100)")
+    p.add_argument("--pool-temperature", type=float, default=0.05, help="log-sum-exp pool temperature (default 0.05)")
+    p.add_argument("--images", help="natural images: a folder of PNGs, or a .npy / .npz ([N, H, W, C] in [0, 1]); "
+                                    "default: the shipped model's held-out set")
+    p.add_argument("--n", type=int, default=500, help="use at most this many images (default 500)")
+    p.add_argument("--min-median", type=float, default=0.9,
+                   help="median per-channel correlation a suggested beta must reach (default 0.9)")
+    p.set_defaults(func=cmd_fidelity)
 
     p = sub.add_parser("trust", help="trust report for a unit's visualization (inversion + path similarity)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name, InceptionV1, or .pb path/URL")

@@ -463,3 +463,19 @@ def surrogate_fidelity(model: Model, surrogate: Model, layer: str, images, batch
         correlation = np.where((var_a > 0) & (var_b > 0), cov / np.sqrt(var_a * var_b), np.nan)
         max_ratio = np.where(top_a > 0, top_b / top_a, np.nan)
     return {"correlation": correlation, "max_ratio": max_ratio}
+
+
+FIDELITY_LOW = 0.5  # a channel correlating below this with the network is "barely followed"
+
+
+def fidelity_summary(fidelity: dict, low: float = FIDELITY_LOW) -> dict:
+    """Summary of `surrogate_fidelity`: median and minimum correlation over the channels that
+    vary (``constant``: how many do not, e.g. never active on the images), the channels below
+    ``low``, and the median and minimum largest-activation ratio."""
+    corr, ratio = np.asarray(fidelity["correlation"], float), np.asarray(fidelity["max_ratio"], float)
+    varying = ~np.isnan(corr)
+    nan_stat = lambda fn, x: float(fn(x)) if x.size else float("nan")  # noqa: E731
+    return {"median_correlation": nan_stat(np.median, corr[varying]), "min_correlation": nan_stat(np.min, corr[varying]),
+            "constant": int(np.sum(~varying)), "low_channels": np.flatnonzero(varying & (corr < low)).tolist(),
+            "median_max_ratio": nan_stat(np.median, ratio[~np.isnan(ratio)]),
+            "min_max_ratio": nan_stat(np.min, ratio[~np.isnan(ratio)])}

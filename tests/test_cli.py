@@ -76,3 +76,15 @@ def test_errors(tmp_path, capsys):
     assert "unknown layer 'conv9'" in capsys.readouterr().err
     assert main(["invert", "--model", "mnist_small", "--images", str(tmp_path / "missing.png")]) == 2
     assert "no image file" in capsys.readouterr().err
+
+
+def test_fidelity_prints_the_table_and_a_suggested_beta(tmp_path, capsys):
+    natural = np.random.default_rng(0).uniform(size=(30, 28, 28, 1)).astype(np.float32)
+    np.save(tmp_path / "natural.npy", natural)
+    assert main(["fidelity", "--model", "mnist_small", "--betas", "100", "10", "--images",
+                 str(tmp_path / "natural.npy")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 10 ") or line.startswith("| 100 ")]
+    assert [r.split()[1] for r in rows] == ["10", "100"]  # ascending beta
+    assert "on 30 natural images" in out
+    assert "--relu-beta" in out or "no beta reaches" in out

@@ -39,10 +39,15 @@ VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
 
 
 # -- spectra and residuals -----------------------------------------------------------------
+def _equilibration(gram: np.ndarray) -> np.ndarray:
+    """``[m]`` column scales that give ``H`` unit-norm columns (zero columns stay zero)."""
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+
+
 def equilibrated_spectrum(gram: np.ndarray) -> np.ndarray:
     """Ascending singular values of ``H`` with unit-norm columns, from ``H^T H`` ``[m, m]`` -> ``[m]``."""
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)  # zero columns stay zero
+    scale = _equilibration(gram)
     values = np.linalg.eigvalsh(gram * scale[:, None] * scale[None, :])
     return np.sqrt(np.clip(values, 0.0, None))
 
@@ -103,8 +108,7 @@ def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol
     Returns:
       ``[d, r]`` orthonormal columns (``r = 0``: the answer is determined).
     """
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    scale = _equilibration(gram)
     values, vectors = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
     singular = np.sqrt(np.clip(values, 0.0, None))
     near = vectors[:, singular <= rtol * singular[-1]] * scale[:, None]  # back to the unscaled x

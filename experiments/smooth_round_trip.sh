@@ -40,6 +40,8 @@ inception_small_mixed3b_fft_relu inception_small mixed3b fft relu
 inception_small_mixed3a_pixel_smooth_conv1e-4 inception_small mixed3a pixel tight
 inception_small_mixed4a_pixel_smooth_conv1e-4 inception_small mixed4a pixel tight
 photos_cnn_conv2d_3_pixel_smooth_beta30 photos_cnn conv2d_3 pixel beta30
+inception_small_mixed3a_fft_smooth_conv1e-4 inception_small mixed3a fft tight
+inception_small_mixed4a_fft_smooth_conv1e-4 inception_small mixed4a fft tight
 "
 
 echo "$ALL" | while read -r name model layer param mode; do

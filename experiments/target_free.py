@@ -49,7 +49,10 @@ from lucid_ifv.imageio import load_images, save_png  # noqa: E402
 from lucid_ifv.param import image_for_model  # noqa: E402
 from lucid_ifv.render import render_vis  # noqa: E402
 
-DEFAULT_LAYERS = {"inception_small": "mixed3b", "mnist_small": "conv2"}
+#: every shipped model's studied layer (docs/shipped-models.md)
+DEFAULT_LAYERS = {"inception_small": "mixed3b", "mnist_small": "conv2", "photos_cnn": "conv2d_3",
+                  "densenet_small": "logits", "densenet_small_no4": "logits", "srnet_small": "res_block8",
+                  "mnist_small_seed1": "conv2"}
 SPARSE = 0.6  # Hoyer sparseness from which a target counts as sparse in the summary
 
 
@@ -68,6 +71,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pixel", action="store_true", help="pixel + sigmoid parametrization instead of Fourier")
+    ap.add_argument("--redirect", action="store_true",
+                    help="render with Lucid's redirected ReLU gradient for the first Adam steps (Lucid's default)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     args.layer = args.layer or DEFAULT_LAYERS.get(args.model)
@@ -89,7 +94,7 @@ def make_param(model, args, batch, seed):
 def render(model, objective, param, args, seed):
     started = time.perf_counter()
     result = render_vis(model, objective, param, transforms=[], thresholds=(args.adam,), lbfgs_steps=args.lbfgs,
-                        seed=seed, progress=False, relu_gradient_override=False)
+                        seed=seed, progress=False, relu_gradient_override=args.redirect)
     return result, time.perf_counter() - started
 
 
@@ -367,6 +372,7 @@ def markdown(summary, args, command) -> str:
     lines = [f"# Target-free IFV: {args.model} `{args.layer}`", "", f"Command: `{command}`", "",
              f"FV: Adam {args.adam} (lr 0.05) + L-BFGS {args.lbfgs}, no transforms, "
              f"{'pixel' if args.pixel else 'Fourier (+ colour decorrelation on RGB)'} + sigmoid, prior {args.prior:g} * params_L2; "
+             f"redirected ReLU gradient {'on (first Adam steps, as Lucid)' if args.redirect else 'off'}; "
              f"seed {args.seed}; kink tolerances {', '.join(f'{t:g}' for t in args.tol)} (relative to RMS), "
              f"rank tol {args.rank_tol:g}.", ""]
     if "channel" in summary:
@@ -433,7 +439,7 @@ def main(argv=None):
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     settings_path = out / "settings.json"
     if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
+        previous = {"redirect": False, **json.loads(settings_path.read_text())}  # runs from before --redirect
         if {k: v for k, v in previous.items() if k != "parts"} != {k: v for k, v in settings.items() if k != "parts"}:
             raise SystemExit(f"{out} holds a run with other settings ({settings_path}); use another --out")
     settings_path.write_text(json.dumps(settings, indent=2))

@@ -16,6 +16,9 @@ smooth=(--smooth --converge 1e-3 --max-lbfgs 1000)
 relu=(--converge 1e-3 --max-lbfgs 300)
 tight=(--smooth --converge 1e-4 --max-lbfgs 3000)  # does a tighter stationarity close the deep layers' tails?
 beta30=(--smooth --relu-beta 30 --converge 1e-3 --max-lbfgs 1000)  # a surrogate that follows photos_cnn (docs/smooth.md)
+# a saturating output (softmax) with sparse targets has no finite optimum: a stronger prior gives it one
+prior1e3=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-3)
+prior1e2=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-2)
 
 # name model layer param mode
 ALL="
@@ -42,6 +45,8 @@ inception_small_mixed4a_pixel_smooth_conv1e-4 inception_small mixed4a pixel tigh
 photos_cnn_conv2d_3_pixel_smooth_beta30 photos_cnn conv2d_3 pixel beta30
 inception_small_mixed3a_fft_smooth_conv1e-4 inception_small mixed3a fft tight
 inception_small_mixed4a_fft_smooth_conv1e-4 inception_small mixed4a fft tight
+densenet_small_softmax_fft_smooth_prior1e-3 densenet_small softmax fft prior1e3
+densenet_small_softmax_fft_smooth_prior1e-2 densenet_small softmax fft prior1e2
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -51,6 +56,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

@@ -1,14 +1,17 @@
 """Validate the trust report (`lucid_ifv.trust`) on fooling circuits (`lucid_ifv.fooling`).
 
     python experiments/trust_report.py --out docs/results/trust
+    python experiments/trust_report.py --model inception_small --layer conv2d2 --out docs/results/trust_inception
 
-On mnist_small conv2 (32 channels), with a seeded split of 16 untouched channels:
+On a shipped frozen graph's ``Relu(BiasAdd)`` layer (default mnist_small conv2, 32 channels;
+the circuit needs such a layer, `lucid_ifv.fooling`), with a seeded split of 16 untouched
+channels:
   - calibration: 8 channels rendered on the original model; the path-score threshold is the
     5th percentile of their path scores, the activation-ratio threshold the 95th percentile of
     their ratios (the only thresholds picked on data; MAX_ANGLE is fixed a priori);
   - test, original model: the other 8 channels' reports (should pass);
-  - test, manipulated: for each of those 8 channels a fooled model (`fooling_circuit`, trained
-    and held-out MNIST as the natural data it must not change), the channel re-rendered there
+  - test, manipulated: for each of those 8 channels a fooled model (`fooling_circuit`, the
+    model's training and held-out images as the natural data it must not change), the channel re-rendered there
     (should be flagged); the held-out logits and the channel's activations are checked equal;
   - untouched on a manipulated model: the 15 other untouched channels rendered on the fooled
     model of the first test channel (should pass);
@@ -34,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lucid_ifv import fooling, trust
 
-MODEL, LAYER = "mnist_small", "conv2"
+DATASETS = ("mnist", "shapes10")  # the frozen graphs' training data (modelzoo.datasets)
+
+
+def training_images(dataset: str) -> np.ndarray:
+    """The natural images a fooling circuit must leave unchanged besides the held-out set."""
+    from modelzoo import datasets
+
+    return datasets.mnist("train")[0] if dataset == "mnist" else datasets.shapes10_split("train", 20000)[0]
 
 
 def _cached(path: Path, make):
@@ -59,6 +69,8 @@ def _rate(reports, flag: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnist_small", help="a shipped frozen-graph model")
+    parser.add_argument("--layer", default="conv2", help="a Relu(BiasAdd) layer of it")
     parser.add_argument("--out", default="docs/results/trust")
     parser.add_argument("--n-untouched", type=int, default=16, help="untouched channels (half calibrate, half test)")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,12 +80,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    from modelzoo import datasets
-    from modelzoo.shipped import heldout, load_shipped
+    from modelzoo.shipped import heldout, load_shipped, spec
 
+    MODEL, LAYER = args.model, args.layer
+    dataset = spec(MODEL).dataset
+    if dataset not in DATASETS:
+        parser.error(f"--model {MODEL!r} ({dataset} data): expected a frozen graph trained on one of {DATASETS}")
     model = load_shipped(MODEL)
     images, _ = heldout(MODEL)
-    train, _ = datasets.mnist("train")
+    train = training_images(dataset)
     k = model.layer(LAYER).depth
     channels = np.random.default_rng(args.seed).permutation(k)[:args.n_untouched]
     half = args.n_untouched // 2
@@ -136,9 +151,11 @@ def main(argv=None) -> int:
     board = fooling.checkerboard_kernel(fooling.PATTERN_SIZE)[:, :, 0, 0]
 
     def energy(im):
-        """Mean |checkerboard detector response| over the 13x13 grid of 4x4 windows."""
-        return float(np.abs(np.array([[np.sum(im[i:i + 4, j:j + 4, 0] * board) for j in range(0, 25, 2)]
-                                      for i in range(0, 25, 2)])).mean())
+        """Mean |checkerboard detector response| of the grey image over a stride-2 grid of 4x4 windows."""
+        grey = im.mean(axis=-1)
+        h, w = grey.shape
+        return float(np.abs(np.array([[np.sum(grey[i:i + 4, j:j + 4] * board) for j in range(0, w - 3, 2)]
+                                      for i in range(0, h - 3, 2)])).mean())
 
     change = []
     for c, r in zip(test, fooled_reports):
@@ -148,8 +165,9 @@ def main(argv=None) -> int:
                        "activation_before": by_channel[c].visualization_activation,
                        "activation_after": r.visualization_activation})
 
-    lines = [f"Command: `python experiments/trust_report.py --out {args.out}` "
-             f"(mnist_small conv2, seed {args.seed}; about 6 min on 2 CPU cores without the cached renders in the folder)",
+    lines = [f"Command: `python experiments/trust_report.py --model {MODEL} --layer {LAYER} --out {args.out}` "
+             f"({MODEL} {LAYER}, seed {args.seed}; {time.time() - started:.0f} s on 2 CPU cores, "
+             "less with cached renders in the folder)",
              "", f"Thresholds from the calibration channels {calibration} on the original model: path score >= "
              f"{threshold:.3f} ({args.percentile:g}th percentile), activation ratio <= {ratio_threshold:.2f} "
              f"({100 - args.percentile:g}th percentile); max angle {trust.MAX_ANGLE:g} deg (fixed a priori).", "",

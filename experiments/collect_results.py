@@ -67,7 +67,8 @@ def critical_angles(folder: Path) -> str:
     if not (folder / "critical_space.md").exists():
         return "-"
     rows = [r for r in ex.critical_space_analysis(folder, eps_hi=0.1) if r["selected"]]
-    return "-" if not rows else f"{rows[0]['median_angle']:.2f} [{rows[0]['q1']:.2f}, {rows[0]['q3']:.2f}] (dim {rows[0]['dim']})"
+    return "-" if not rows else (f"{rows[0]['median_angle']:.2f} [{rows[0]['q1']:.2f}, {rows[0]['q3']:.2f}], p90 {rows[0]['p90']:.2f} "
+                                  f"(dim {rows[0]['dim']})")
 
 
 def default_solve_and_identified(settings: dict, records: list) -> tuple[str, str]:

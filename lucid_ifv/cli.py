@@ -484,10 +484,11 @@ def cmd_critical(args) -> int:
     from lucid_ifv import experiment as ex
 
     rows = ex.critical_space_analysis(args.run, args.eps_lo, args.eps_hi, args.max_angle)
-    lines = ["| trivial dim | eps | median angle modulo T | q1 | q3 | selected | angle of 1/sqrt(k) to T "
-             "| features with e_j within 5 deg of T |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| trivial dim | eps | median angle modulo T | q1 | q3 | p90 | selected | angle of 1/sqrt(k) to T "
+             "| features with e_j within 5 deg of T |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dim']} | {r['eps']:.3g} | {r['median_angle']:.2f} | {r['q1']:.2f} | {r['q3']:.2f} | "
+                     f"{r['p90']:.2f} | "
                      f"{'yes' if r['selected'] else ''} | {r['ones_angle_deg']:.3f} | "
                      f"{', '.join(map(str, r['dead_like_features'])) or '-'} |")
     text = "\n".join(lines)

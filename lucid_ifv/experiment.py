@@ -780,7 +780,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     ``selected`` (tiny critical spaces make every comparison trivially small).
 
     Returns:
-      one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``selected``,
+      one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``p90``, ``selected``,
       ``ones_angle_deg`` and ``dead_like_features`` (see `_trivial_directions`).
     """
     from lucid_ifv import critical_space
@@ -800,7 +800,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
         angles = ifv.angle_modulo_trivial(result.target, targets, f, cand.basis, p)
         rows.append({"dim": cand.dim, "eps": float(cand.eps), "median_angle": float(np.nanmedian(angles)),
                      "q1": float(np.nanpercentile(angles, 25)), "q3": float(np.nanpercentile(angles, 75)),
-                     "selected": False, **_trivial_directions(cand.basis)})
+                     "p90": float(np.nanpercentile(angles, 90)), "selected": False, **_trivial_directions(cand.basis)})
     eligible = [r for r in rows if r["dim"] <= max_trivial_fraction * k]
     if eligible:
         min(eligible, key=lambda r: r["median_angle"])["selected"] = True

@@ -77,7 +77,7 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     rows = ex.critical_space_analysis(tmp_path, eps_lo=1e-6, eps_hi=0.1)
     by_dim = {r["dim"]: r for r in rows}
     assert 2 in by_dim and by_dim[2]["selected"]
-    assert by_dim[2]["median_angle"] < 1.0
+    assert by_dim[2]["median_angle"] < 1.0 and by_dim[2]["q3"] <= by_dim[2]["p90"]
     assert by_dim[2]["ones_angle_deg"] < 5 and by_dim[2]["dead_like_features"] == [0]
     assert np.median([r["angle_prior_aware"] for r in records]) > 5  # without the critical space
 

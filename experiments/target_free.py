@@ -318,11 +318,30 @@ def _solve_names(records, variant):
     return sorted(names)
 
 
-def summarize_channel(records, depth) -> dict:
+def firing_channels(model, layer) -> np.ndarray:
+    """``[depth]`` bool: the channels that fire (activation > 0 somewhere) on the model's
+    held-out images. A channel that never fires on natural data is dead in the network; its
+    renders carry no trace of it whatever the inversion."""
+    from modelzoo.shipped import heldout
+
+    images, _ = heldout(model.name)
+    peak = np.zeros(model.layer(layer).depth)
+    for start in range(0, len(images), 250):
+        acts = np.asarray(model(images[start:start + 250], [layer])[layer])
+        peak = np.maximum(peak, acts.reshape(-1, acts.shape[-1]).max(axis=0))
+    return peak > 0
+
+
+def summarize_channel(records, depth, fires) -> dict:
+    """Top-1 / top-5 counts per input and solve: over all renders, over those whose target is
+    live at the end of the render, and over those whose target channel fires on held-out
+    images (`fires`, ``[depth]`` bool)."""
     out = {"n": len(records), "target_dead": int(sum(r["target_dead"] for r in records)), "chance_top1": 1 / depth,
-           "chance_top5": min(5, depth) / depth}
+           "chance_top5": min(5, depth) / depth, "channels_firing": int(fires.sum()), "depth": depth,
+           "target_fires": int(sum(bool(fires[r["channel"]]) for r in records))}
     for variant in ("float", "8bit"):
         live = [r[f"{variant}/target_live"] for r in records]
+        firing = [bool(fires[r["channel"]]) for r in records]
         out[f"{variant}/target_live"] = int(sum(live))
         rows = {"response": [r[f"{variant}/response_top5"] for r in records]}
         rows.update({name: [r[f"{variant}/{name}/top5"] for r in records] for name in _solve_names(records, variant)})
@@ -333,6 +352,8 @@ def summarize_channel(records, depth) -> dict:
                 "top1": int(sum(hit1)), "top5": int(sum(hit5)),
                 "top1_live": int(sum(h for h, ok in zip(hit1, live) if ok)),
                 "top5_live": int(sum(h for h, ok in zip(hit5, live) if ok)),
+                "top1_fires": int(sum(h for h, ok in zip(hit1, firing) if ok)),
+                "top5_fires": int(sum(h for h, ok in zip(hit5, firing) if ok)),
             }
         out.update(_kink_stats(records, variant))
     return out
@@ -379,16 +400,20 @@ def markdown(summary, args, command) -> str:
         s = summary["channel"]
         lines += ["## (a) Single-channel objective (`channel(layer, c)`), which channel?", "",
                   f"n = {s['n']} renders; target channel dead at the end of the render (max activation 0): "
-                  f"{s['target_dead']}; chance: top-1 {s['chance_top1']:.3f}, top-5 {s['chance_top5']:.3f}. "
+                  f"{s['target_dead']}; target channel fires on the held-out images: {s['target_fires']} "
+                  f"({s['channels_firing']} of the layer's {s['depth']} channels do); chance: top-1 "
+                  f"{s['chance_top1']:.3f}, top-5 {s['chance_top5']:.3f}. "
                   "Inversion assumes spatial-mean aggregation, p = 0, prior params_L2 (weight unknown).", "",
-                  "| input | solve | top-1 | top-5 | top-1 (target live) | top-5 (target live) |", "|---|---|---|---|---|---|"]
+                  "| input | solve | top-1 | top-5 | top-1 (target live) | top-5 (target live) | "
+                  "top-1 (target fires on held-out) | top-5 (fires) |", "|---|---|---|---|---|---|---|---|"]
         for variant in ("float", "8bit"):
             n_live = s[f"{variant}/target_live"]
             for key, cell in s.items():
                 if key.startswith(f"{variant}/") and isinstance(cell, dict) and "top1" in cell:
                     name = key[len(variant) + 1:]
                     lines.append(f"| {variant} | {name} | {cell['top1']}/{s['n']} | {cell['top5']}/{s['n']} | "
-                                 f"{cell['top1_live']}/{n_live} | {cell['top5_live']}/{n_live} |")
+                                 f"{cell['top1_live']}/{n_live} | {cell['top5_live']}/{n_live} | "
+                                 f"{cell['top1_fires']}/{s['target_fires']} | {cell['top5_fires']}/{s['target_fires']} |")
         lines += [""] + _kink_lines(s)
     if "hoyer" in summary:
         s = summary["hoyer"]
@@ -447,7 +472,8 @@ def main(argv=None):
     summary = {}
     for part in args.parts:
         records = run_part(model, args, part, out)
-        summary[part] = (summarize_channel(records, model.layer(args.layer).depth) if part == "channel"
+        summary[part] = (summarize_channel(records, model.layer(args.layer).depth, firing_channels(model, args.layer))
+                         if part == "channel"
                          else summarize_hoyer(records))
     command = "python experiments/target_free.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "summary.json").write_text(json.dumps({"command": command, "settings": settings, **summary}, indent=2))

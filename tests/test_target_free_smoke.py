@@ -27,9 +27,10 @@ def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
     assert summary["settings"]["redirect"] is True
     channel = summary["channel"]
     assert channel["n"] == 2 and channel["chance_top1"] == pytest.approx(1 / 32)
+    assert 0 <= channel["target_fires"] <= 2 and 0 < channel["channels_firing"] <= 32
     for variant in ("float", "8bit"):
         cell = channel[f"{variant}/kinks@0.001/nonneg"]
-        assert 0 <= cell["top1"] <= cell["top5"] <= 2
+        assert 0 <= cell["top1"] <= cell["top5"] <= 2 and cell["top1_fires"] <= cell["top1"]
     assert "redirected ReLU gradient on" in (tmp_path / "run" / "summary.md").read_text()
     assert len(list((tmp_path / "run" / "png").glob("*.png"))) == 2
     script.main(argv)  # resumes: the finished batch is not redone

@@ -62,8 +62,14 @@ def _cached(path: Path, make):
     return reports
 
 
-def _rate(reports, flag: str) -> str:
-    hits = sum(r.flag == flag for r in reports)
+def expected_flag(report, group_flag: str) -> str:
+    """What the report should say: the group's flag, except that a render which leaves the unit
+    at 0, or a unit silent on natural images, shows nothing to trust (`trust.activity_reasons`)."""
+    return "suspicious" if group_flag == "suspicious" or trust.activity_reasons(report) else "trusted"
+
+
+def _rate(reports, group_flag: str) -> str:
+    hits = sum(r.flag == expected_flag(r, group_flag) for r in reports)
     return f"{hits}/{len(reports)}"
 
 
@@ -99,9 +105,14 @@ def main(argv=None) -> int:
 
     original = _cached(out / "original", lambda: trust.trust_reports(model, LAYER, calibration + test, **loose))
     by_channel = {r.feature: r for r in original}
-    cal_scores = np.array([by_channel[c].path_score for c in calibration])
+    # thresholds from the calibration units that have something to trust (`trust.activity_reasons`)
+    active = [c for c in calibration if not trust.activity_reasons(by_channel[c])]
+    if len(active) < 3:
+        raise SystemExit(f"only {len(active)} of the calibration channels {calibration} fire in their render and on "
+                         "natural images; expected at least 3: use more --n-untouched")
+    cal_scores = np.array([by_channel[c].path_score for c in active])
     threshold = float(np.percentile(cal_scores, args.percentile))
-    cal_ratios = np.array([by_channel[c].activation_ratio for c in calibration])
+    cal_ratios = np.array([by_channel[c].activation_ratio for c in active])
     ratio_threshold = float(np.percentile(cal_ratios, 100 - args.percentile))
     print(f"calibration path scores {np.round(cal_scores, 3).tolist()}; threshold (p{args.percentile:g}) "
           f"{threshold:.3f}; activation ratios {np.round(cal_ratios, 3).tolist()}; threshold "
@@ -132,12 +143,14 @@ def main(argv=None) -> int:
         ratio = ratio_threshold if ratio is None else ratio
         return [trust.reflag(r, angle, path, ratio) for r in reports]
 
-    def by_signal(reports, expected_flag):
-        """Rates as expected with one signal at a time: inversion, path similarity, activation ratio."""
+    def by_signal(reports, group_flag):
+        """Rates as expected with one signal at a time: inversion, path similarity, activation
+        ratio, unit activity."""
         fails = [lambda r: r.verdict in ("not stationary", "no signal") or not r.angle <= trust.MAX_ANGLE,
-                 lambda r: not r.path_score >= threshold, lambda r: not r.activation_ratio <= ratio_threshold]
-        want = expected_flag == "suspicious"
-        return [f"{sum(bool(fail(r)) == want for r in reports)}/{len(reports)}" for fail in fails]
+                 lambda r: not r.path_score >= threshold, lambda r: not r.activation_ratio <= ratio_threshold,
+                 lambda r: bool(trust.activity_reasons(r))]
+        return [f"{sum(bool(fail(r)) == (expected_flag(r, group_flag) == 'suspicious') for r in reports)}"
+                f"/{len(reports)}" for fail in fails]
 
     groups = {
         "untouched, original model (test half)": flagged([by_channel[c] for c in test]),
@@ -168,17 +181,23 @@ def main(argv=None) -> int:
     lines = [f"Command: `python experiments/trust_report.py --model {MODEL} --layer {LAYER} --out {args.out}` "
              f"({MODEL} {LAYER}, seed {args.seed}; {time.time() - started:.0f} s on 2 CPU cores, "
              "less with cached renders in the folder)",
-             "", f"Thresholds from the calibration channels {calibration} on the original model: path score >= "
+             "", f"Thresholds from the calibration channels {active} (of {calibration}: those that fire in their "
+             f"render and on natural images) on the original model: path score >= "
              f"{threshold:.3f} ({args.percentile:g}th percentile), activation ratio <= {ratio_threshold:.2f} "
              f"({100 - args.percentile:g}th percentile); max angle {trust.MAX_ANGLE:g} deg (fixed a priori).", "",
+             "'expected' is the case's flag, except for renders that leave the unit at 0 and units that "
+             "never fire on the natural images: those show nothing to trust (expected suspicious; their "
+             "count in parentheses).", "",
              "| case | n | expected | combined flag as expected | inversion only | path similarity only | "
-             "activation ratio only | verdicts identified / ambiguous | median angle (deg) | median path score | "
-             "median activation ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "activation ratio only | unit activity only | verdicts identified / ambiguous | median angle (deg) | "
+             "median path score | median activation ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, reports in groups.items():
         sig = by_signal(reports, expected[name])
-        lines.append(f"| {name} | {len(reports)} | {expected[name]} | {_rate(reports, expected[name])} | "
-                     f"{sig[0]} | {sig[1]} | {sig[2]} | "
+        inactive = sum(bool(trust.activity_reasons(r)) for r in reports)
+        shown = expected[name] if expected[name] == "suspicious" else f"trusted ({inactive} inactive: suspicious)"
+        lines.append(f"| {name} | {len(reports)} | {shown} | {_rate(reports, expected[name])} | "
+                     f"{sig[0]} | {sig[1]} | {sig[2]} | {sig[3]} | "
                      f"{sum(r.verdict == 'identified' for r in reports)} / "
                      f"{sum(r.verdict == 'ambiguous' for r in reports)} | "
                      f"{np.median([r.angle for r in reports]):.2f} | {np.median([r.path_score for r in reports]):.2f} | "

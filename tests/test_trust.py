@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -131,6 +132,11 @@ def test_report_fields_pass_and_fail(mnist, fooled, fast_config):
     # thresholds are re-applied without recomputing
     relaxed = trust.reflag(caught, np.inf, -np.inf, np.inf)
     assert relaxed.flag == "trusted" and relaxed.path == caught.path
+    # (3): unit activity needs no threshold: a render that leaves the unit at 0, a silent unit
+    dead = trust.reflag(dataclasses.replace(good, visualization_activation=0.0), np.inf, -np.inf, np.inf)
+    assert dead.flag == "suspicious" and any("does not activate the unit" in r for r in dead.reasons)
+    silent = trust.reflag(dataclasses.replace(good, natural_max_activation=0.0), np.inf, -np.inf, np.inf)
+    assert silent.flag == "suspicious" and any("silent unit" in r for r in silent.reasons)
 
 
 def test_report_refuses_bad_inputs(mnist):

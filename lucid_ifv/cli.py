@@ -862,9 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=16, help="natural images that activate the unit most (default 16)")
     p.add_argument("--max-angle", type=float, default=10.0,
                    help="largest angle (deg) between inverted and claimed objective for 'trusted' (default 10)")
-    p.add_argument("--min-path-score", type=float, default=0.26,
+    p.add_argument("--min-path-score", type=float, default=0.25,
                    help="smallest path score (percentile among random natural images) for 'trusted' "
-                        "(default 0.26, calibrated on mnist_small conv2; docs/trust.md)")
+                        "(default 0.25, calibrated on mnist_small conv2; docs/trust.md)")
     p.add_argument("--max-activation-ratio", type=float, default=1.98,
                    help="largest ratio of the visualization's unit activation to the largest natural one for "
                         "'trusted' (default 1.98, calibrated on mnist_small conv2; docs/trust.md)")

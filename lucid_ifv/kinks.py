@@ -27,9 +27,11 @@ The pieces (no true target is used anywhere):
 
   - ReLU units with ``|x - x0| <= tol * scale`` (``x0`` the switch point),
   - max-pool windows with an input ``x_b`` such that ``max - x_b <= tol * scale``
-    (one kink ``x_argmax - x_b`` per such input; pairs where both values are exactly 0
-    are skipped: they come from ReLU-clamped units, whose gradient vanishes, and a unit
-    exactly at its switch is caught by the ReLU rule),
+    (one kink ``x_argmax - x_b`` per such input; pairs where both values are their
+    channel's *clamp value* are skipped: they come from ReLU-clamped units, whose gradient
+    vanishes, and a unit exactly at its switch is caught by the ReLU rule. The clamp value
+    is 0, or, for a Keras pool fed by a ReLU through per-channel layers such as
+    BatchNormalization, those layers applied to 0),
 
   where ``scale`` is the root-mean-square of that tensor for that sample (``scale="rms"``,
   default), its largest magnitude (``"max"``) or 1 (``"absolute"``). Default ``tol`` is
@@ -114,6 +116,8 @@ class KinkSite:
       channels: channel subset whose windows count (None: all); for the aggregation's pool
         with a feature subset.
       source: what made the site (graph op or Keras layer name, or ``"aggregation"``).
+      clamp: ``"maxpool"`` only: per-channel value of a ReLU-clamped input (a ReLU then
+        BatchNormalization gives the normalization of 0); None: 0.
     """
 
     name: str
@@ -124,6 +128,7 @@ class KinkSite:
     padding: str = "VALID"
     channels: tuple | None = None
     source: str = ""
+    clamp: tuple | None = None
 
 
 class _Probe:
@@ -230,6 +235,27 @@ def _keras_activation_name(fn) -> str:
     return str(name)
 
 
+def _keras_clamp_values(pool) -> tuple | None:
+    """Per-channel value a ReLU-clamped unit has at the input of Keras layer `pool`: the
+    per-channel layers between the ReLU and `pool` (BatchNormalization, Dropout) applied to
+    0. None when `pool`'s input does not come from a ReLU that way (then 0 is assumed)."""
+    import keras
+
+    chain, source = [], pool.input._keras_history[0]
+    while isinstance(source, (keras.layers.BatchNormalization, keras.layers.Dropout)):
+        chain.insert(0, source)
+        source = source.input._keras_history[0]
+    relu = isinstance(source, keras.layers.ReLU) or (
+        not isinstance(source, keras.layers.InputLayer) and getattr(source, "activation", None) is not None
+        and _keras_activation_name(source.activation) == "relu")
+    if not chain or not relu:
+        return None
+    value = np.zeros((1, 1, 1, int(pool.input.shape[-1])), np.float32)
+    for lay in chain:
+        value = np.asarray(lay(value, training=False))
+    return tuple(float(v) for v in value.reshape(-1))
+
+
 def _keras_probe(model, layer, aggregation, features, include_aggregation) -> _Probe:
     import keras
 
@@ -255,7 +281,8 @@ def _keras_probe(model, layer, aggregation, features, include_aggregation) -> _P
             if getattr(lay, "data_format", "channels_last") != "channels_last":
                 raise NotImplementedError(f"MaxPooling2D {lay.name!r} is channels_first. {_KERAS_SUPPORTED}")
             sites.append(KinkSite(f"{lay.name}:input", "maxpool", ksize=tuple(lay.pool_size),
-                                  strides=tuple(lay.strides), padding=lay.padding.upper(), source=lay.name))
+                                  strides=tuple(lay.strides), padding=lay.padding.upper(), source=lay.name,
+                                  clamp=_keras_clamp_values(lay)))
             outputs.append(lay.input)
             continue
         if isinstance(lay, (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling1D,
@@ -445,7 +472,13 @@ def _pool_kinks(x: np.ndarray, site: KinkSite, tol_abs: float):
     vmax = np.take_along_axis(vals, top_k[:, :, None, :], axis=2)  # [oh, ow, 1, c]
     near = (vmax - vals <= tol_abs) & valid[..., None]
     near &= np.arange(kh * kw)[None, None, :, None] != top_k[:, :, None, :]
-    near &= ~((vmax == 0) & (vals == 0))  # both ReLU-clamped: no gradient (see module doc)
+    if site.clamp is None:
+        clamped = (vmax == 0) & (vals == 0)  # both ReLU-clamped: no gradient (see module doc)
+    else:
+        value = np.asarray(site.clamp, np.float64)[channels]  # [c]
+        slack = 1e-5 * np.maximum(np.abs(value), 1.0)  # the same affine map of 0, up to float32 rounding
+        clamped = (np.abs(vmax - value) <= slack) & (np.abs(vals - value) <= slack)
+    near &= ~clamped
     o1, o2, k_other, ci = np.nonzero(near)
     first = pos[o1, o2, top_k[o1, o2, ci]] * C + channels[ci]
     second = pos[o1, o2, k_other] * C + channels[ci]

@@ -223,3 +223,31 @@ def test_keras_models_supported_or_refused_clearly():
     leaky = tf.keras.layers.LeakyReLU(name="leaky")(tf.keras.layers.Conv2D(2, 3, name="c")(inp))
     with pytest.raises(NotImplementedError, match="MaxPooling2D"):
         kinks.kink_sites(KerasModel(tf.keras.Model(inp, leaky)), "leaky")
+
+
+def test_clamped_units_behind_batchnorm_are_not_pool_kinks():
+    """ReLU -> BatchNormalization -> MaxPool (photos_cnn's shape): a window of ReLU-clamped units
+    ties exactly at BN(0) with no gradient; such pairs are skipped like the plain ReLU's zeros,
+    and a window with a live unit still gives its kinks."""
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((6, 6, 1))
+    x = tf.keras.layers.Conv2D(2, 1, activation="relu", name="c1")(inp)
+    bn = tf.keras.layers.BatchNormalization(name="bn")
+    x = tf.keras.layers.MaxPooling2D(2, name="p1")(bn(x))
+    x = tf.keras.layers.Conv2D(2, 1, name="c2")(x)
+    keras_model = tf.keras.Model(inp, x)
+    keras_model.get_layer("c1").set_weights([np.ones((1, 1, 1, 2), np.float32), np.array([-0.5, -0.5], np.float32)])
+    bn.set_weights([np.array([2.0, 3.0], np.float32), np.array([0.3, -0.2], np.float32),  # gamma, beta
+                    np.array([0.1, 0.4], np.float32), np.array([1.0, 2.0], np.float32)])  # moving mean, variance
+    model = KerasModel(keras_model)
+    (pool,) = [s for s in kinks.kink_sites(model, "c2", aggregation="mean") if s.source == "p1"]
+    expected = bn(np.zeros((1, 1, 1, 2), np.float32), training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(pool.clamp, expected, rtol=1e-6)
+    assert not np.allclose(expected, 0)
+    images = np.zeros((1, 6, 6, 1), np.float32)  # every unit clamped (pre-activation -0.5): no pool kink
+    images[0, 0, 0, 0] = 1.0  # except one: its window ties with nothing within the tolerance
+    found = kinks.find_kinks(model, "c2", images, pixel_param(images), tol=0.1, aggregation="mean")
+    assert found.counts_by_kind()[0]["maxpool"] == 0
+    images[0, 0, 1, 0] = 1.0  # two live units with the same value: one tie per channel
+    found = kinks.find_kinks(model, "c2", images, pixel_param(images), tol=0.1, aggregation="mean")
+    assert found.counts_by_kind()[0]["maxpool"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -42,6 +43,17 @@ def lucid_param():
     spatial = _import_lucid("lucid.optvis.param.spatial")
     color = _import_lucid("lucid.optvis.param.color")
     return types.SimpleNamespace(spatial=spatial, color=color)
+
+
+def experiment_script(name: str):
+    """``experiments/<name>.py`` loaded as a module (registered in ``sys.modules`` as `name`)."""
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_convnet(seed=0, input_shape=(16, 16, 3)):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "imperfect_inputs.py"
+from conftest import experiment_script
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("imperfect_inputs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("imperfect_inputs")
 
 
 def test_degradations_do_what_they_say():

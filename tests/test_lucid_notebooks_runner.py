@@ -5,23 +5,16 @@ needed: CI has no copy of them)."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def ln():
-    spec = importlib.util.spec_from_file_location("lucid_notebooks", ROOT / "experiments" / "lucid_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lucid_notebooks"] = module
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("lucid_notebooks")
 
 
 def notebook(tmp_path, *sources, name="nb.ipynb") -> Path:

@@ -6,22 +6,17 @@ finished runs) instead of recomputing them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import experiment_script
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 TINY = ["--n", "2", "--batch-size", "2", "--adam", "5", "--max-lbfgs", "5"]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script(name)
 
 
 def test_feature_count_sweep_tiny(tmp_path):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "target_free.py"
+from conftest import experiment_script
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("target_free", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("target_free")
 
 
 def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):

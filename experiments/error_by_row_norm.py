@@ -12,6 +12,7 @@ EVALUATION ONLY: it uses the true targets. Prints one markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,26 +22,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def split_errors(run: Path, weak: float) -> list:
-    """Per sample with live target mass: ``(angle on live features, weak count, live count,
+    """Per sample with live target mass: ``(angle on live features (as the runner measures it), weak count, live count,
     share of the squared error on weak features)``."""
     from lucid_ifv import experiment as ex
     from lucid_ifv import ifv, metrics
 
+    p = json.loads((run / "settings.json").read_text())["config"]["cossim_pow"]
     data = ex.load_realizations(run)
     f, targets = data["response"], data["targets"]
     stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
-    result = ifv.solve_gram(f, stats, 1, method="anchored")
+    result = ifv.solve_gram(f, stats, p, method="anchored")
     rows = np.sqrt(np.einsum("bkk->bk", np.asarray(data["jjt"], np.float64)))
     out = []
     for b in range(len(f)):
         live = ~result.dead_features[b]
-        t, p = targets[b] * live, np.nan_to_num(result.target[b]) * live
-        if not (t.any() and p.any()):
+        t, answer = targets[b] * live, np.nan_to_num(result.target[b]) * live
+        if not (t.any() and answer.any()):
             continue
-        unit_t, unit_p = t / np.linalg.norm(t), p / np.linalg.norm(p) * np.sign(p @ t or 1.0)
+        sign = np.sign(answer @ t or 1.0) if float(p).is_integer() and int(p) % 2 else 1.0  # odd p: t ~ -t
+        unit_t, unit_p = t / np.linalg.norm(t), answer / np.linalg.norm(answer) * sign
         error = (unit_p - unit_t) ** 2
         is_weak = live & (rows[b] < weak * np.median(rows[b][live]))
-        out.append((float(metrics.angle_deg(p, t)), int(is_weak.sum()), int(live.sum()),
+        out.append((float(metrics.objective_angle_deg(answer, t, p)), int(is_weak.sum()), int(live.sum()),
                     float(error[is_weak].sum() / max(error.sum(), 1e-300))))
     return out
 

@@ -60,6 +60,25 @@ def test_p0_expected_equation_is_the_mean_jacobian():
     np.testing.assert_allclose(got.target, want.target, rtol=1e-6, atol=1e-9)
 
 
+def test_a_feature_dead_in_every_draw_is_dead_and_the_rest_is_solved():
+    """Feature 0 has a zero Jacobian row in every draw but a non-zero response (a dead channel
+    behind a bias or BatchNorm): `A(f)^-1` and the spread of `A(f_tau)` mix other rows into its
+    row of the equivalent Jacobian, so it must be found dead on the mean Jacobian. The live
+    target solves the expected equation exactly and is recovered."""
+    rng = np.random.default_rng(1)
+    n, k, d = 6, 5, 40
+    f = rng.uniform(0.5, 2.0, size=(n, 1, k))  # responses that turn from draw to draw
+    jac = rng.normal(size=(n, 1, k, d))
+    jac[:, :, 0] = 0.0
+    t = np.array([0.0, 0.6, 0.3, 0.0, 0.74])
+    weights = np.abs(np.einsum("nbk,k->nb", f, t) / (np.linalg.norm(f, axis=-1) * np.linalg.norm(t))) ** 1
+    A = ifv.significance_matrix(f.reshape(-1, k), 1).reshape(n, 1, k, k)
+    g = np.einsum("nb,nbkd,nbkl,l->bd", weights, jac, A, t) / weights.sum(axis=0)[:, None]  # lam = 1
+    got = ifv.solve_expected(f, jac, 1, g[:, None, :], method="anchored", iterations=8)  # weights s_tau converge
+    assert got.dead_features[0].tolist() == [True, False, False, False, False]
+    assert metrics.angle_deg(got.target[0], t) < 1e-3
+
+
 def test_bad_transform_arguments_are_refused(realization):
     setup, param, rendered, _ = realization
     with pytest.raises(ValueError, match="n_transforms must be an integer >= 1"):

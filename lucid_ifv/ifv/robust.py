@@ -9,10 +9,13 @@ so its stationarity condition is the expectation of the per-transform one:
 with ``f_tau``, ``J_tau`` the response and Jacobian (w.r.t. the parameters) seen through the
 transform ``tau``. It is linear in ``t`` once the weights ``s_tau`` are known. We draw
 ``n_transforms`` transforms (seeded), compute every ``A(f_tau) J_tau`` and their weighted
-mean ``M``, and hand `solve` the mean response ``f`` and ``J~ = A(f)^-1 M``: its equation
-``J~^T A(f) t = M^T t`` is exactly the expected one, and the rows of ``J~`` are those of the
-mean Jacobian up to the small spread of ``A(f_tau)``, so dead features are found as in the
-plain solve (on the rows of ``A J`` they would not be: ``A`` mixes features). The weights start
+mean ``M``, and hand the solve the mean response ``f`` and ``J~ = A(f)^-1 M``: its equation
+``J~^T A(f) t = M^T t`` is exactly the expected one. Dead features are found, by the solve's
+own rule on the mean Jacobian ``E[J_tau]`` (its rows and its equation's noise), not on ``J~``: ``A(f)^-1``
+and the spread of ``A(f_tau)`` mix every feature's row into a dead one's (``f_j`` is not 0 for
+a dead channel behind a bias or BatchNorm), and a dead feature left in is a near-null
+direction that derails the answer (photos_cnn conv2d_3: 9-14 of them, 65-87 deg; 10-12 deg
+once they are dropped). The weights start
 at 1 and are updated from the answer (``iterations`` passes; exact for p = 0, where every
 ``s_tau = 1``).
 
@@ -28,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from lucid_ifv.ifv.jacobian import feature_jacobian
-from lucid_ifv.ifv.solve import InversionResult, significance_matrix, solve
+from lucid_ifv.ifv.solve import InversionResult, gram_statistics, significance_matrix, solve_gram
 from lucid_ifv.param import Param
 
 
@@ -81,7 +84,7 @@ def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: 
 
     Args:
       f: ``[N, B, k]``; jac: ``[N, B, k, D]`` (from `transformed_jacobians`).
-      prior_grads: ``[B, n, D]`` or None; solve_options: passed to `solve` (method, dead_tol, ...).
+      prior_grads: ``[B, n, D]`` or None; solve_options: passed to `solve_gram` (method, dead_tol, critical_space, ...).
     Returns:
       `InversionResult` of the last pass.
     """
@@ -91,11 +94,15 @@ def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: 
                          np.asarray(jac, np.float64))  # A(f_tau) J_tau
     mean_f = f.mean(axis=0)
     to_jacobian = np.linalg.inv(significance_matrix(mean_f, cossim_pow))  # [B, k, k]
+    mean_jac = np.asarray(jac, np.float64).mean(axis=0)  # E[J_tau], [B, k, D]
+    dead = solve_gram(mean_f, gram_statistics(mean_jac, prior_grads), cossim_pow, **solve_options).dead_features
+    row_norms = np.where(dead, 0.0, np.linalg.norm(mean_jac, axis=-1))  # what the dead-feature rule reads
     weights = np.ones(f.shape[:2])
     result = None
     for _ in range(max(1, int(iterations)) if cossim_pow else 1):
         expected = np.einsum("nb,nbkd->bkd", weights, weighted) / weights.sum(axis=0)[:, None, None]  # M
-        result = solve(mean_f, to_jacobian @ expected, cossim_pow, prior_grads=prior_grads, **solve_options)
+        stats = gram_statistics(to_jacobian @ expected, prior_grads)
+        result = solve_gram(mean_f, stats, cossim_pow, row_norms=row_norms, **solve_options)
         t = np.nan_to_num(result.target)
         cos = np.einsum("nbk,bk->nb", f, t) / (np.linalg.norm(f, axis=-1) * np.linalg.norm(t, axis=-1) + 1e-30)
         weights = np.abs(cos) ** cossim_pow + 1e-12  # s_tau up to one common sign (t and -t: docs/ifv.md)

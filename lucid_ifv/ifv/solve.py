@@ -427,8 +427,10 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
 
 
 def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=None, dead_tol="auto",
-               method: str | None = None, expected_prior_weight=None) -> InversionResult:
+               method: str | None = None, expected_prior_weight=None, row_norms=None) -> InversionResult:
     """`solve` from `GramStatistics` (no Jacobian needed): see `solve` for the arguments.
+    ``row_norms`` ``[B, k]``: the Jacobian row norms the dead-feature rule reads (default: the
+    square roots of ``diag(J J^T)``; the transformation-robust solve passes its mean Jacobian's).
 
     Per sample: dead features leave the critical basis (``B_b``), the chosen method solves
     the stationarity equation ``[J^T A B_b | -g] (v; mu) = 0`` through its Gram matrix
@@ -463,7 +465,10 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
         raise ValueError(f"method 'nonneg' constrains t >= 0 in feature coordinates; a critical space of shape "
                          f"{basis.shape} not spanned by canonical vectors cannot be used with it (pass None)")
     A = significance_matrix(f, cossim_pow)
-    row_norms = np.sqrt(np.clip(np.diagonal(jjt, axis1=1, axis2=2), 0, None))
+    if row_norms is None:
+        row_norms = np.sqrt(np.clip(np.diagonal(jjt, axis1=1, axis2=2), 0, None))
+    elif np.shape(row_norms) != f.shape:
+        raise ValueError(f"row_norms {np.shape(row_norms)} do not match the responses {f.shape}: expected [B, k]")
     samples = [_solve_sample(f[b], A[b], jjt[b], None if jg is None else jg[b], None if gg is None else gg[b],
                              basis, row_norms[b], method, dead_tol, cossim_pow) for b in range(batch)]
     field = lambda name: np.array([s[name] for s in samples])  # noqa: E731

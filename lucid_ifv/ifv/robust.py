@@ -10,14 +10,13 @@ with ``f_tau``, ``J_tau`` the response and Jacobian (w.r.t. the parameters) seen
 transform ``tau``. It is linear in ``t`` once the weights ``s_tau`` are known. We draw
 ``n_transforms`` transforms (seeded), compute every ``A(f_tau) J_tau`` and their weighted
 mean ``M``, and hand the solve the mean response ``f`` and ``J~ = A(f)^-1 M``: its equation
-``J~^T A(f) t = M^T t`` is exactly the expected one. Dead features are found, by the solve's
-own rule on the mean Jacobian ``E[J_tau]`` (its rows and its equation's noise), not on ``J~``: ``A(f)^-1``
-and the spread of ``A(f_tau)`` mix every feature's row into a dead one's (``f_j`` is not 0 for
-a dead channel behind a bias or BatchNorm), and a dead feature left in is a near-null
-direction that derails the answer (photos_cnn conv2d_3: 9-14 of them, 65-87 deg; 10-12 deg
-once they are dropped). The weights start
-at 1 and are updated from the answer (``iterations`` passes; exact for p = 0, where every
-``s_tau = 1``).
+``J~^T A(f) t = M^T t`` is exactly the expected one. Dead features are found by the solve's
+own rule on the mean Jacobian ``E[J_tau]`` (its rows and its equation's noise), not on
+``J~``: ``A(f)^-1`` and the spread of ``A(f_tau)`` mix every feature's row into a dead one's
+(``f_j`` is not 0 for a dead channel behind a bias or BatchNorm), and a dead feature left in
+is a near-null direction that derails the answer (photos_cnn conv2d_3: 9-14 of them, 65-87
+deg; 10-12 deg once they are dropped). The weights start at 1 and are updated from the
+answer (``iterations`` passes; exact for p = 0, where every ``s_tau = 1``).
 
 The answer has the usual `InversionResult` fields, diagnostics and verdicts (of the averaged
 equation). The expectation is estimated from ``n_transforms`` draws, so even a perfectly
@@ -84,7 +83,8 @@ def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: 
 
     Args:
       f: ``[N, B, k]``; jac: ``[N, B, k, D]`` (from `transformed_jacobians`).
-      prior_grads: ``[B, n, D]`` or None; solve_options: passed to `solve_gram` (method, dead_tol, critical_space, ...).
+      prior_grads: ``[B, n, D]`` or None.
+      solve_options: passed to `solve_gram` (method, dead_tol, critical_space, ...).
     Returns:
       `InversionResult` of the last pass.
     """

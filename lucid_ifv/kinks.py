@@ -241,13 +241,19 @@ def _keras_clamp_values(pool) -> tuple | None:
     0. None when `pool`'s input does not come from a ReLU that way (then 0 is assumed)."""
     import keras
 
-    chain, source = [], pool.input._keras_history[0]
+    def producer(layer):  # the layer whose output `layer` reads (None: not one plain inbound layer)
+        try:
+            return layer.input._keras_history[0]
+        except (AttributeError, ValueError):  # several inbound nodes or inputs, nested models
+            return None
+
+    chain, source = [], producer(pool)
     while isinstance(source, (keras.layers.BatchNormalization, keras.layers.Dropout)):
         chain.insert(0, source)
-        source = source.input._keras_history[0]
+        source = producer(source)
     relu = isinstance(source, keras.layers.ReLU) or (
-        not isinstance(source, keras.layers.InputLayer) and getattr(source, "activation", None) is not None
-        and _keras_activation_name(source.activation) == "relu")
+        source is not None and not isinstance(source, keras.layers.InputLayer)
+        and getattr(source, "activation", None) is not None and _keras_activation_name(source.activation) == "relu")
     if not chain or not relu:
         return None
     value = np.zeros((1, 1, 1, int(pool.input.shape[-1])), np.float32)

@@ -85,3 +85,27 @@ def test_bad_transform_arguments_are_refused(realization):
         ifv.invert_robust(setup.model, "conv2", rendered.params, param=param, transforms=[T.jitter(2)], n_transforms=0)
     with pytest.raises(ValueError, match="transforms is empty"):
         ifv.invert_robust(setup.model, "conv2", rendered.params, param=param, transforms=[])
+
+
+def test_repeated_robust_inversions_with_fresh_params_trace_once(realization):
+    """A user's normal use: every call with fresh arrays, a fresh parametrization and a fresh
+    (equal) transforms list. The compiled Jacobian is traced for the first call only, and a
+    different seed reuses it too (the draw is the generator's state, not part of the graph)."""
+    from lucid_ifv.ifv import jacobian as jacobian_mod
+
+    from lucid_ifv.param import image_for_model
+
+    setup, _, rendered, _ = realization
+    ifv.clear_cache()
+    answers = []
+    for seed in (0, 0, 3):
+        result = ifv.invert_robust(setup.model, "conv2", [np.array(p) for p in rendered.params],
+                                   image_for_model(setup.model, batch=2, fft=False, decorrelate=False, seed=seed),
+                                   transforms=[T.jitter(2), T.random_scale([1.0, 1.1])], n_transforms=2, seed=seed,
+                                   aggregation=setup.aggregation, prior=obj.params_L2(), method="anchored")
+        answers.append(result.target)
+        if len(answers) == 1:
+            traces = jacobian_mod.cache_info()["traces"]
+    assert traces >= 1 and jacobian_mod.cache_info()["traces"] == traces
+    np.testing.assert_array_equal(answers[0], answers[1])  # same seed, same draws, same answer
+    assert not np.array_equal(answers[0], answers[2])  # another seed draws other transforms

@@ -44,13 +44,15 @@ BLOCK_BUDGET = 384 << 20
 
 _JACOBIAN_FNS: collections.OrderedDict = collections.OrderedDict()
 _ACTIVATION_SIZES: collections.OrderedDict = collections.OrderedDict()
+#: Every cache `clear_cache` empties (other modules add the ones whose keys feed this one's).
+CACHES = [_JACOBIAN_FNS, _ACTIVATION_SIZES]
 _STATS = {"traces": 0}
 
 
 def clear_cache() -> None:
     """Forget the compiled Jacobian functions (they hold references to models and params)."""
-    _JACOBIAN_FNS.clear()
-    _ACTIVATION_SIZES.clear()
+    for cache in CACHES:
+        cache.clear()
     _STATS["traces"] = 0
 
 

@@ -26,9 +26,13 @@ the per-transform gradients: read "not stationary" verdicts with that in mind.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 
+from lucid_ifv.graph_keys import key_or_identity
+from lucid_ifv.ifv import jacobian as jacobian_mod
 from lucid_ifv.ifv.jacobian import feature_jacobian
 from lucid_ifv.ifv.solve import InversionResult, gram_statistics, significance_matrix, solve_gram
 from lucid_ifv.param import Param
@@ -42,6 +46,14 @@ class TransformedParam(Param):
         super().__init__(param.variables, (param.batch, *model_shape))
         self.inner, self.transform, self.rng = param, transform, rng
 
+    def structure_key(self):
+        """The inner parametrization's structure and the identity of the (transform, rng)
+        pair: `_transform_draws` hands out one pair per transforms/model and keeps it alive,
+        so every inversion with the same transforms and parametrization structure shares one
+        compiled Jacobian (a trace reads *this* ``rng``, so the pair, not its content, is the key)."""
+        inner = self.inner.structure_key()
+        return None if inner is None else ("transformed", inner, id(self.transform), id(self.rng))
+
     @property
     def per_sample(self) -> bool:
         return self.inner.per_sample
@@ -53,6 +65,30 @@ class TransformedParam(Param):
         raise NotImplementedError("a transformed parametrization has no inverse; invert through the inner one")
 
 
+#: (transforms, model, input shape) -> (rng, transform, what the key's identities refer to),
+#: least recently used first out; at most `jacobian.CACHE_SIZE` entries.
+_TRANSFORM_DRAWS: collections.OrderedDict = collections.OrderedDict()
+jacobian_mod.CACHES.append(_TRANSFORM_DRAWS)
+
+
+def _transform_draws(transforms, model):
+    """One ``(rng, transform)`` pair per transforms (by content where `graph_keys` can describe
+    them) and model: the transform composed by `render._resolve_transform`, drawing from ``rng``."""
+    from lucid_ifv.render import _resolve_transform
+
+    key = (key_or_identity(list(transforms)), id(model), tuple(model.image_shape))
+    if key not in _TRANSFORM_DRAWS:
+        rng = tf.random.Generator.from_seed(0)
+        transform = _resolve_transform(transforms, model, rng, model.image_shape[:2])
+        if transform is None:
+            raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
+        _TRANSFORM_DRAWS[key] = (rng, transform, (transforms, model))
+        while len(_TRANSFORM_DRAWS) > jacobian_mod.CACHE_SIZE:
+            _TRANSFORM_DRAWS.popitem(last=False)
+    _TRANSFORM_DRAWS.move_to_end(key)
+    return _TRANSFORM_DRAWS[key][:2]
+
+
 def transformed_jacobians(model, layer: str, params, param: Param, transforms, n_transforms: int, seed: int = 0,
                           aggregation=None, features=None, chunk=None):
     """Responses and Jacobians through ``n_transforms`` seeded draws of ``transforms``.
@@ -60,14 +96,9 @@ def transformed_jacobians(model, layer: str, params, param: Param, transforms, n
     Returns:
       ``(f, J)``: ``[N, B, k]`` and ``[N, B, k, D]`` float32 (draw ``i`` uses seed ``seed + i``).
     """
-    from lucid_ifv.render import _resolve_transform
-
     if not isinstance(n_transforms, (int, np.integer)) or n_transforms < 1:
         raise ValueError(f"n_transforms must be an integer >= 1, got {n_transforms!r}")
-    rng = tf.random.Generator.from_seed(seed)
-    transform = _resolve_transform(transforms, model, rng, model.image_shape[:2])
-    if transform is None:
-        raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
+    rng, transform = _transform_draws(transforms, model)
     wrapped = TransformedParam(param, transform, rng, model.image_shape)
     responses, jacobians = [], []
     for i in range(n_transforms):

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from lucid_ifv import objectives as objectives_mod
+from lucid_ifv.ifv.lean_gradients import lean_activation_gradients
 from lucid_ifv.param import Param, PixelParam, image_for_model
 from lucid_ifv.render import RenderResult
 from lucid_ifv.validation import check_finite
@@ -171,9 +172,10 @@ def _jacobian_fn(model, layer, param, aggregation, chunk, dim):
         # one backward pass gives all B rows). pfor traces the backward graph once for all rows.
         width = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
         cotangents = tf.broadcast_to(tf.one_hot(rows, width, dtype=f.dtype)[:, None, :], [chunk, param.batch, width])
-        g = tf.vectorized_map(
-            lambda u: tape.gradient(f, z, output_gradients=u, unconnected_gradients=tf.UnconnectedGradients.ZERO),
-            cotangents)
+        with lean_activation_gradients():  # no per-row copies of the activations (lean_gradients.py)
+            g = tf.vectorized_map(
+                lambda u: tape.gradient(f, z, output_gradients=u, unconnected_gradients=tf.UnconnectedGradients.ZERO),
+                cotangents)
         return f, g
 
     _JACOBIAN_FNS[key] = _Compiled(response_and_jacobian, model, param, aggregation)

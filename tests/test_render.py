@@ -163,3 +163,33 @@ def test_lucid_keywords(small_model, capsys, tmp_path, monkeypatch):
     with pytest.raises(TypeError, match="ProximalAdagradOptimizer has no Keras equivalent"):
         render_vis(small_model, "conv2:0", param.image(16), tf.compat.v1.train.ProximalAdagradOptimizer(0.1),
                    thresholds=(1,), progress=False)
+
+
+def scripted_steps(monkeypatch, values_or_interrupt):
+    """Make `VisSetup.step` return the given values in order (a KeyboardInterrupt entry raises)."""
+    import tensorflow as tf
+
+    script = iter(values_or_interrupt)
+
+    def step(self):
+        value = next(script)
+        if value is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return tf.constant(value, tf.float32)
+
+    monkeypatch.setattr(render.VisSetup, "step", step)
+
+
+def test_a_nan_between_value_reads_is_reported_at_its_own_step(small_model, monkeypatch):
+    assert render.READ_EVERY > 3  # step 13 is not a read point
+    scripted_steps(monkeypatch, [1.0] * 12 + [np.nan] + [1.0] * 20)
+    with pytest.raises(FloatingPointError, match="became nan at Adam step 13$"):
+        render_vis(small_model, "conv2:1", param.image(16, seed=0), transforms=[], thresholds=(30,), progress=False)
+
+
+def test_interrupted_adam_keeps_every_value_computed(small_model, monkeypatch):
+    scripted_steps(monkeypatch, [float(i) for i in range(7)] + [KeyboardInterrupt])
+    with pytest.warns(UserWarning, match="interrupted after 7 evaluations"):
+        result = render_vis(small_model, "conv2:1", param.image(16, seed=0), transforms=[], thresholds=(30,),
+                            progress=False)
+    assert result.objective == [float(i) for i in range(7)] and result.steps == ["interrupted@7"]

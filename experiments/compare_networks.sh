@@ -8,7 +8,8 @@
 #  - two independently trained copies (mnist_small, mnist_small_seed1), both directions, beside
 #    activation-correlation matching on the held-out images (--baseline);
 #  - photos_cnn_conv2d_3_retries3: unsound visualizations rendered again (--retries 3);
-#  - photos_cnn_conv2d_3_beta30: with a sharper surrogate (softplus beta 30; docs/smooth.md, fidelity).
+#  - photos_cnn_conv2d_3_beta30: with a sharper surrogate (softplus beta 30; docs/smooth.md, fidelity);
+#  - srnet_small_res_block8: the residual stream of srnet_small (every block's output permuted alike).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -25,6 +26,7 @@ mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small
 inception_small_mixed3b inception_small mixed3b --permuted=0 every-third
 photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3
 photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30
+srnet_small_res_block8 srnet_small res_block8 --permuted=0
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

@@ -37,6 +37,7 @@ from lucid_ifv.model import KerasModel, Model
 
 SCALE_RANGE = (0.5, 2.0)  # default log-uniform range of the positive rescaling factors
 _PASS_THROUGH_OPS = {"Identity", "Relu", "Relu6", "MaxPool", "MaxPoolV2", "AvgPool", "Mean"}
+_ADD_OPS = ("AddV2", "Add")
 _PASS_THROUGH_LAYERS = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
                         "Dropout", "ReLU", "Activation", "SpatialDropout2D")
 
@@ -146,10 +147,56 @@ def _consumers(graph_def) -> dict:
     return out
 
 
-def _compensate_readers(graph_def, start, perm, scales, nodes) -> None:
-    """Undo the permutation and scales in every weight that reads ``start``'s channels."""
+def _through_identity(nodes: dict, node):
+    while node.op == "Identity":
+        node = nodes[_name(node.input[0])]
+    return node
+
+
+def _residual_stream(nodes: dict, consumers: dict, layer_node) -> tuple:
+    """A residual stream through ``layer_node`` (an Add): every Add joined to it (the Adds it
+    reads and the Adds that read it, transitively) and the non-Add tensors they add up (the
+    units writing into the stream: ``conv_in``'s ReLU, each block's last BiasAdd).
+
+    Returns:
+      (heads, adds): lists of nodes. Permuting and scaling every head alike permutes and
+      scales every Add alike.
+    """
+    heads, adds, todo, seen = [], [], [_through_identity(nodes, layer_node)], set()
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op in _ADD_OPS:
+            adds.append(node)
+            todo.extend(_through_identity(nodes, nodes[_name(i)]) for i in node.input if not i.startswith("^"))
+        else:
+            heads.append(node)
+        todo.extend(r for r in _readers(consumers, node) if r.op in _ADD_OPS)
+    return heads, adds
+
+
+def _readers(consumers: dict, node) -> list:
+    """The nodes that read ``node``, through Identity aliases."""
+    readers, frontier = [], [node]
+    while frontier:
+        for reader in consumers.get(frontier.pop().name, []):
+            (frontier if reader.op == "Identity" else readers).append(reader)
+    return readers
+
+
+def _in_stream(graph_def, nodes: dict, layer: str) -> bool:
+    """Whether ``layer`` is an Add or is read by one: a residual stream's channels."""
+    node = _through_identity(nodes, nodes[layer])
+    return node.op in _ADD_OPS or any(r.op in _ADD_OPS for r in _readers(_consumers(graph_def), node))
+
+
+def _compensate_readers(graph_def, start, perm, scales, nodes, skip=()) -> None:
+    """Undo the permutation and scales in every weight that reads ``start``'s channels
+    (readers named in ``skip`` carry the permuted channels on: a residual stream's Adds)."""
     consumers = _consumers(graph_def)
-    todo, seen = [(start, False)], set()
+    todo, seen = [(start, False)], set(skip)
     while todo:
         node, flattened = todo.pop()
         for reader in consumers.get(node.name, []):
@@ -178,11 +225,25 @@ def _compensate_readers(graph_def, start, perm, scales, nodes) -> None:
                                  f"Conv2D, MatMul")
 
 
+def _stream_units(graph_def, nodes: dict, layer_node) -> tuple:
+    """(heads, adds, [(weights, bias, k)] per head) of the residual stream through
+    ``layer_node``; every head must be one unit of the stream's width."""
+    heads, adds = _residual_stream(nodes, _consumers(graph_def), layer_node)
+    units = [branch for head in heads for branch in _layer_branches(nodes, head)[1]]
+    widths = {k for _, _, k in units}
+    if len(units) != len(heads) or len(widths) != 1:
+        raise ValueError(f"cannot permute the residual stream through {layer_node.name!r}: its writers "
+                         f"{[h.name for h in heads]} are not single units of one width ({sorted(widths)})")
+    return heads, adds, units
+
+
 def _graph_blocks(model, layer: str) -> list:
     graph_def = model.graph_def
     nodes = {n.name: n for n in graph_def.node}
     if layer not in nodes:
         raise ValueError(f"layer {layer!r} is not a node of graph {model.name!r}")
+    if _in_stream(graph_def, nodes, layer):
+        return [_stream_units(graph_def, nodes, nodes[layer])[2][0][2]]
     return [k for _, _, k in _layer_branches(nodes, nodes[layer])[1]]
 
 
@@ -192,6 +253,26 @@ def _permute_graph(model, layer: str, perm, scales):
     graph_def = tf.compat.v1.GraphDef()
     graph_def.CopyFrom(model.graph_def)
     nodes = {n.name: n for n in graph_def.node}
+    if _in_stream(graph_def, nodes, layer):
+        _permute_stream(graph_def, nodes, nodes[layer], perm, scales)
+    else:
+        _permute_unit(graph_def, nodes, layer, perm, scales)
+    metadata = dataclasses.replace(model.metadata, name=f"{model.name}~permuted")
+    return GraphModel(graph_def, metadata, source=model.source, any_size=not model.fixed_input_size)
+
+
+def _permute_stream(graph_def, nodes: dict, layer_node, perm, scales) -> None:
+    """A residual stream: every unit writing into it permuted and scaled alike, every other
+    reader of the stream compensated."""
+    heads, adds, units = _stream_units(graph_def, nodes, layer_node)
+    for weights, bias, _ in units:
+        _set_const(weights, _const_value(weights)[..., perm] * scales)
+        _set_const(bias, _const_value(bias)[..., perm] * scales)
+    for node in heads + adds:
+        _compensate_readers(graph_def, node, perm, scales, nodes, skip=[a.name for a in adds])
+
+
+def _permute_unit(graph_def, nodes: dict, layer: str, perm, scales) -> None:
     head, branches = _layer_branches(nodes, nodes[layer])
     start = 0
     for weights, bias, k in branches:
@@ -204,8 +285,6 @@ def _permute_graph(model, layer: str, perm, scales):
         _set_const(bias, b[..., local] * s)
         start += k
     _compensate_readers(graph_def, head, perm, scales, nodes)
-    metadata = dataclasses.replace(model.metadata, name=f"{model.name}~permuted")
-    return GraphModel(graph_def, metadata, source=model.source, any_size=not model.fixed_input_size)
 
 
 # -- Keras ----------------------------------------------------------------------------------------

@@ -42,6 +42,25 @@ def test_permuted_network_has_the_same_function_and_permuted_channels(name, laye
         np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
 
 
+def test_a_residual_stream_is_permuted_as_a_whole():
+    """srnet_small's res_block layers are Adds of one residual stream: permuting res_block5
+    permutes and scales every tensor of the stream alike (conv_in to res_block8), the
+    blocks' inner units and the image output stay as they were."""
+    a = load_shipped("srnet_small")
+    b = permute_channels(a, "res_block5", seed=2)
+    images = _images(a, n=2)
+    stream, inner = ["conv_in", "res_block1", "res_block5", "res_block8"], ["upsample1", "output"]
+    out_a, out_b = a(images, stream + inner), b.model(images, stream + inner)
+    for name in stream:
+        want = out_a[name].numpy()[..., b.perm] * b.scales
+        np.testing.assert_allclose(out_b[name], want, atol=1e-5 * np.abs(want).max(), err_msg=name)
+    for name in inner:
+        np.testing.assert_allclose(out_b[name], out_a[name], atol=1e-4 * np.abs(out_a[name]).max(), err_msg=name)
+    assert (b.perm != np.arange(len(b.perm))).mean() > 0.5
+    with pytest.raises(ValueError, match="DepthToSpace"):
+        permute_channels(a, "upsample1")
+
+
 def test_inception_permutation_stays_within_branches():
     a = load_shipped("inception_small")
     perm = permute_channels(a, "mixed3a", seed=0).perm

@@ -9,7 +9,8 @@
 #    activation-correlation matching on the held-out images (--baseline);
 #  - photos_cnn_conv2d_3_retries3: unsound visualizations rendered again (--retries 3);
 #  - photos_cnn_conv2d_3_beta30: with a sharper surrogate (softplus beta 30; docs/smooth.md, fidelity);
-#  - srnet_small_res_block8: the residual stream of srnet_small (every block's output permuted alike).
+#  - srnet_small_res_block8(_beta30): the residual stream of srnet_small (every block's output
+#    permuted alike), at the default surrogate and at the sharper one.
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -27,6 +28,7 @@ inception_small_mixed3b inception_small mixed3b --permuted=0 every-third
 photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3
 photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30
 srnet_small_res_block8 srnet_small res_block8 --permuted=0
+srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

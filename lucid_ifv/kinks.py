@@ -575,6 +575,7 @@ def _kink_jacobian_fn(probe: _Probe, param):
     """Compiled per probe and parametrization *structure* (as `ifv.feature_jacobian`): a fresh
     parametrization of the same kind reuses the trace (the function reads only its argument)."""
     from lucid_ifv.ifv.jacobian import _param_key
+    from lucid_ifv.ifv.lean_gradients import lean_activation_gradients
 
     key = (id(probe), _param_key(param))
     if key in _JACOBIAN_FNS:
@@ -588,7 +589,8 @@ def _kink_jacobian_fn(probe: _Probe, param):
             tensors = probe(param(_unflatten(z, param)))
             u = tf.concat([tf.reshape(t, [tf.shape(t)[0], -1]) for t in tensors], axis=1)
             kappa = tf.gather(u, first, batch_dims=1) - has_second * tf.gather(u, second, batch_dims=1)
-        return tape.batch_jacobian(kappa, z, experimental_use_pfor=True)
+        with lean_activation_gradients():  # no per-row copies of the activations
+            return tape.batch_jacobian(kappa, z, experimental_use_pfor=True)
 
     _JACOBIAN_FNS[key] = (jacobian, probe, param)
     return jacobian

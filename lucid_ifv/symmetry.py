@@ -15,7 +15,10 @@ Supported (each rewrite is checked numerically: B's outputs must equal A's):
     Conv2D or MatMul, or a ConcatV2 of such branches (Inception modules: channels are
     permuted within each branch, the network's true symmetry); readers are found by
     following channel-wise ops (Relu, MaxPool, AvgPool, Mean, Identity) to Conv2D and
-    MatMul (also after a flattening Reshape) weights;
+    MatMul (also after a flattening Reshape) weights; a residual stream (the layer is an Add
+    or is read by one, e.g. srnet_small's ``res_block*``): every Add joined to it and every
+    unit writing into it are permuted and scaled alike, so the whole stream is, and its
+    other readers are compensated;
   - Keras models (`KerasModel`): the layer is a Conv2D or Dense with a ReLU or linear
     activation; readers are BatchNormalization (which absorbs the scales), channel-wise
     layers (pooling, Dropout, ReLU, Activation), Flatten, and Conv2D / Dense weights.

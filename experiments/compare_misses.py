@@ -62,12 +62,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     report = json.loads((args.run / "comparison.json").read_text())
     settings = json.loads((args.run / "batches" / "settings.json").read_text())
+    seed = report.get("permuted_seed")
     words = report["command"].replace("=", " ").split()
-    if "--permuted" not in words:
+    if seed is None and "--permuted" in words:  # runs from before the seed was recorded
+        seed = int(words[words.index("--permuted") + 1])
+    if seed is None:
         raise SystemExit(f"error: {args.run} is not a --permuted (ground-truth) run")
     config = experiment.ExperimentConfig(**settings["config"])
     model_a = load_any_model(settings["a"][0])
-    permuted = permute_channels(model_a, config.layer, seed=int(words[words.index("--permuted") + 1]))
+    permuted = permute_channels(model_a, config.layer, seed=int(seed))
     features, truth = np.array(report["features"]), np.array(report["ground_truth"])
     wrong = np.flatnonzero(np.array(report["best_match"]) != truth)
     if not wrong.size:

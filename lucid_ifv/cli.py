@@ -351,7 +351,8 @@ def cmd_compare(args) -> int:
     report = result.to_dict()
     report.update(model_a=model_a.name, model_b=model_b.name, command="lucid-ifv " + " ".join(sys.argv[1:]))
     if truth is not None:
-        report.update(permutation_accuracy=result.accuracy(truth), ground_truth=truth[result.features].tolist(),
+        report.update(permuted_seed=args.permuted, permutation_accuracy=result.accuracy(truth),
+                      ground_truth=truth[result.features].tolist(),
                       permutation_accuracy_identified=result.accuracy(truth, only_identified=True))
         if result.sound is not None and result.sound.any():
             right = result.best_match == truth[result.features]

@@ -157,6 +157,26 @@ def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
     assert figure.std() > 20  # a heatmap, not a blank canvas
     with pytest.raises(SystemExit, match="give --model-b"):
         main(["compare", "--model", "mnist_small", "--out", str(out)])
+    assert report["permuted_seed"] == 2
+
+
+def test_compare_misses_reports_the_wrong_rows(tmp_path, capsys):
+    """experiments/compare_misses.py on a CLI run whose first row is made wrong by hand."""
+    from conftest import experiment_script
+    from lucid_ifv.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--model", "mnist_small", "--permuted", "2", "--features", "3", "9", "--adam", "60",
+                 "--max-lbfgs", "60", "--out", str(out)]) == 0
+    misses = experiment_script("compare_misses")
+    misses.main([str(out)])
+    assert "no wrong rows" in capsys.readouterr().out
+    report = json.loads((out / "comparison.json").read_text())
+    report["best_match"][0] = (report["ground_truth"][0] + 1) % 32
+    (out / "comparison.json").write_text(json.dumps(report))
+    misses.main([str(out)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 |")]
+    assert len(rows) == 1 and f"| 3 | {report['ground_truth'][0]} |" in rows[0], rows
 
 
 def test_reoptimization_ssim_is_reported_per_row():

@@ -82,6 +82,7 @@ class Sizes:
     cold_configs: tuple = (  # (name, layer, batch, k, kind): one fresh process each
         ("inception_small", "mixed4a", 4, 256, "jacobian"),
         ("inception_small", "mixed4a", 4, 256, "invert"),
+        ("inception_small", "mixed4a", 1, 256, "invert"),  # one image: the interactive case
         ("inceptionv1_224", "mixed4c", 1, 64, "jacobian"),
     )
     iv1_divisor: int = 1

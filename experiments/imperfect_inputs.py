@@ -1,7 +1,7 @@
 """Issue 12: inverting imperfect visualizations (8-bit files, resized images, early stops).
 
     python experiments/imperfect_inputs.py --run runs/photos_cnn_conv2d_3_pixel_smooth \
-        --out docs/results/imperfect [--n 30] [--early 50 100 200] [--polish 50]
+        --out docs/results/imperfect [--n 30] [--early 50 100 200] [--polish 50] [--weighted]
 
 ``--run`` is a converged `lucid-ifv experiment` folder (smooth mode; see the command in
 docs/results.md). Its realizations (rendered to a relative stationarity of 1e-3) are degraded
@@ -20,6 +20,13 @@ Remedy (``--polish S``, target-free): from the degraded image, S L-BFGS steps of
 objective towards the first inversion's answer t1 (plus the run's prior), then invert again.
 The polish moves the image to a nearby stationary point; it can only help if that point's
 objective is close to t (it uses t1, never t).
+
+Remedy (``--weighted``, target-free, rows ``8bit + weighted``): each of the D stationarity
+equations weighted by the inverse of its 8-bit noise. With a pixel parametrization through a
+sigmoid, rounding ``x`` by up to 1/510 moves the parameter by ``dx / (x (1 - x))``, so row d
+gets ``w_d = x_d (1 - x_d)`` (``dx/dz``; saturated pixels, whose parameter is lost, get ~0):
+weighted least squares for white noise in the image. Pixel parametrizations whose map is
+elementwise only (no colour decorrelation, no Fourier basis).
 
 Writes ``records.json`` and ``table.md``: per input, the angle on live features and
 overall, the dead count, the verdicts, the feature-response baseline; and the verdict's
@@ -67,6 +74,45 @@ def invert(setup, config, images):
                       prior=obj.params_L2() if setup.prior_weight else None, method=default_solve(config))
 
 
+def noise_weights(param, params) -> np.ndarray:
+    """``[B, D]``: ``dx_d / dz_d`` of an elementwise parametrization at ``params``, per sample
+    divided by its largest (module docstring, ``--weighted``)."""
+    import tensorflow as tf
+
+    if not is_elementwise(param):
+        raise ValueError(f"--weighted needs a pixel parametrization without colour decorrelation, got {param!r}")
+    z = [tf.constant(p) for p in params]
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        total = tf.reduce_sum(param.forward(z))  # elementwise map: its gradient is the diagonal
+    slope = np.concatenate([g.numpy().reshape(len(params[0]), -1) for g in tape.gradient(total, z)], axis=1)
+    return slope / np.abs(slope).max(axis=1, keepdims=True)
+
+
+def is_elementwise(param) -> bool:
+    """Whether each input value depends on its own parameter only (pixels, no decorrelation)."""
+    from lucid_ifv.param.color import SigmoidParam, ValidRGBParam
+    from lucid_ifv.param.spatial import PixelParam
+
+    pointwise = isinstance(param, SigmoidParam) or (isinstance(param, ValidRGBParam) and not param.decorrelate)
+    return pointwise and isinstance(param.inner, PixelParam)
+
+
+def invert_weighted(setup, config, images):
+    """`invert` with the equations weighted by `noise_weights` (``--weighted``)."""
+    from lucid_ifv import ifv
+    from lucid_ifv import objectives as obj
+    from lucid_ifv.experiment import default_solve, realization_param
+
+    param = realization_param(setup.model, config, len(images), 0)
+    _, params = ifv.resolve_realization(setup.model, images, param, "params")
+    f, jac = ifv.feature_jacobian(setup.model, config.layer, params, param, setup.aggregation, config.features)
+    grads = ifv.prior_gradients(setup.model, obj.params_L2(), params, param) if setup.prior_weight else None
+    w = noise_weights(param, params)[:, None, :]
+    return ifv.solve(f, jac * w, config.cossim_pow, prior_grads=None if grads is None else grads * w,
+                     method=default_solve(config))
+
+
 def polish(setup, config, images, targets_hat, steps):
     """``steps`` L-BFGS steps of the FV objective towards ``targets_hat`` from ``images``."""
     from lucid_ifv.experiment import _render, fv_objective, realization_param
@@ -95,7 +141,7 @@ def rows_of(name, result, targets, response, cossim_pow):
     return rows
 
 
-def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int) -> list:
+def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weighted: bool = False) -> list:
     from lucid_ifv import experiment as ex
     from lucid_ifv.cli import load_any_model
 
@@ -123,6 +169,9 @@ def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int) -> li
                 t1 = result.target * np.where(result.target.sum(1, keepdims=True) < 0, -1, 1)  # (odd p: sign-free)
                 polished = polish(setup, config, x, t1 / np.linalg.norm(t1, axis=1, keepdims=True), polish_steps)
                 rows += rows_of(f"{name} + polish", invert(setup, config, polished), targets, response,
+                                config.cossim_pow)
+            if weighted and name == "8bit":
+                rows += rows_of(f"{name} + weighted", invert_weighted(setup, config, x), targets, response,
                                 config.cossim_pow)
             for row in rows:
                 row["sample"] += start
@@ -175,6 +224,7 @@ def main(argv=None) -> int:
     parser.add_argument("--early", type=int, nargs="*", default=[50, 100, 200], help="Adam steps of the early stops")
     parser.add_argument("--polish", type=int, default=50, help="L-BFGS steps of the remedy (0: none)")
     parser.add_argument("--batch", type=int, default=15)
+    parser.add_argument("--weighted", action="store_true", help="also the noise-weighted solve of the 8-bit inputs")
     args = parser.parse_args(argv)
     for name in ("n", "batch"):
         if getattr(args, name) < 1:
@@ -186,7 +236,7 @@ def main(argv=None) -> int:
         parser.error(f"--run {run_dir} is not an experiment folder (no settings.json)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records = run(run_dir, args.n, args.early, args.polish, args.batch)
+    records = run(run_dir, args.n, args.early, args.polish, args.batch, args.weighted)
     (out / "records.json").write_text(json.dumps(records, indent=1))
     (out / "table.md").write_text(table(records, run_dir))
     print((out / "table.md").read_text())

@@ -38,10 +38,24 @@ def test_runs_on_a_small_converged_experiment(tmp_path):
 
     ex.run_experiment(load_shipped("mnist_small"), config, tmp_path / "run", progress=False)
     assert script.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--n", "2",
-                        "--early", "5", "--polish", "3", "--batch", "2"]) == 0
+                        "--early", "5", "--polish", "3", "--batch", "2", "--weighted"]) == 0
     records = json.loads((tmp_path / "out" / "records.json").read_text())
     names = {r["input"] for r in records}
     assert names == {"float", "8bit", "half", "upscaled", "adam5", "8bit + polish", "half + polish",
-                     "upscaled + polish", "adam5 + polish"}
+                     "upscaled + polish", "adam5 + polish", "8bit + weighted"}
     assert len(records) == 2 * len(names)
     assert "precision" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_noise_weights_are_the_sigmoid_slope_and_need_an_elementwise_map():
+    from lucid_ifv import param as P
+
+    script = load_script()
+    par = P.image(4, batch=2, fft=False, decorrelate=False)
+    x = np.random.default_rng(1).uniform(0.01, 0.99, size=(2, 4, 4, 3)).astype(np.float32)
+    w = script.noise_weights(par, par.params_from_image(x))
+    slope = (x * (1 - x)).reshape(2, -1)
+    np.testing.assert_allclose(w, slope / slope.max(axis=1, keepdims=True), rtol=1e-4)
+    with pytest.raises(ValueError, match="without colour decorrelation"):
+        decorrelated = P.image(4, batch=2, fft=False, decorrelate=True)
+        script.noise_weights(decorrelated, decorrelated.params_from_image(x))

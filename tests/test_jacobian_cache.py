@@ -76,9 +76,28 @@ def test_structure_key_is_none_for_state_it_cannot_describe():
 
 
 # -- one trace per structure, flat memory ------------------------------------------------------
-def test_repeated_invert_with_fresh_params_traces_once_and_memory_stays_flat(mnist):
-    """Every call builds a fresh parametrization (the default `image_for_model`): one trace in
-    all, one cache entry, and no growth of the process's memory (a leak check, no timing)."""
+def test_a_structure_is_tiled_on_its_first_call_then_vectorized(mnist, monkeypatch):
+    from lucid_ifv.ifv.robust import TransformedParam
+
+    par = param.image_for_model(mnist, batch=2, seed=0)
+    assert par.batch_agnostic and par.per_sample
+    kinds = [jacobian_mod.block_kind(mnist, "conv2", param.image_for_model(mnist, batch=2, seed=s), None, 784)
+             for s in range(3)]
+    assert kinds == ["tiled", "pfor", "pfor"]
+    assert jacobian_mod.block_kind(mnist, "conv1", par, None, 784) == "tiled"  # another layer: another structure
+    random_draws = TransformedParam(par, lambda x: x, tf.random.Generator.from_seed(0), mnist.image_shape)
+    assert not random_draws.batch_agnostic  # its transform draws per call: never tiled
+    assert jacobian_mod.block_kind(mnist, "conv2", random_draws, None, 784) == "pfor"
+    monkeypatch.setenv("LUCID_IFV_JACOBIAN", "fast")
+    with pytest.raises(ValueError, match="LUCID_IFV_JACOBIAN must be auto, pfor or tiled, got 'fast'"):
+        jacobian_mod.block_kind(mnist, "conv2", par, None, 784)
+
+
+
+def test_repeated_invert_with_fresh_params_traces_once_per_kind_and_memory_stays_flat(mnist):
+    """Every call builds a fresh parametrization (the default `image_for_model`): one trace of
+    the tiled block (the first call) and one of the pfor block (every later call) in all, and
+    no growth of the process's memory (a leak check, no timing)."""
     rng = np.random.default_rng(0)
     calls, warmup = 100, 20
     before = None
@@ -90,7 +109,7 @@ def test_repeated_invert_with_fresh_params_traces_once_and_memory_stays_flat(mni
             before = rss_mb()
     growth = rss_mb() - before
     info = jacobian_mod.cache_info()
-    assert info["traces"] == 1 and info["entries"] == 1, info
+    assert info["traces"] == 2 and info["entries"] == 2, info
     assert growth < 50, f"RSS grew {growth:.1f} MB over {calls - warmup} repeated invert calls"
 
 
@@ -108,10 +127,17 @@ def test_structures_get_their_own_entries_and_correct_results(mnist):
             np.testing.assert_allclose(f, f_ref, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(jac, jac_ref, rtol=1e-4, atol=1e-6 * np.abs(jac_ref).max())
     info = jacobian_mod.cache_info()
-    assert info["entries"] == 3 and info["traces"] == 3, info
+    assert info["entries"] == 6 and info["traces"] == 6, info  # per structure: tiled (round 0), pfor (round 1)
 
 
-def test_the_trace_does_not_capture_the_first_params_variables(mnist):
+@pytest.fixture(params=["tiled", "pfor"])
+def block_kind(request, monkeypatch):
+    """Both ways of computing a Jacobian block, forced (`jacobian.block_kind`)."""
+    monkeypatch.setenv("LUCID_IFV_JACOBIAN", request.param)
+    return request.param
+
+
+def test_the_trace_does_not_capture_the_first_params_variables(mnist, block_kind):
     """The first parametrization's variables changing later must not change anyone's answer."""
     first, second = param.image_for_model(mnist, batch=2, seed=0), param.image_for_model(mnist, batch=2, seed=1)
     values = [np.random.default_rng(2).normal(size=v.shape, scale=0.3).astype(np.float32) for v in second.variables]
@@ -124,7 +150,7 @@ def test_the_trace_does_not_capture_the_first_params_variables(mnist):
     assert jacobian_mod.cache_info()["traces"] == 1
 
 
-def test_chunks_and_feature_subsets_share_a_trace_and_agree(small_model):
+def test_chunks_and_feature_subsets_share_a_trace_and_agree(small_model, block_kind):
     par = param.image(16, batch=2, seed=0)
     values = [np.random.default_rng(3).normal(size=v.shape, scale=0.5).astype(np.float32) for v in par.variables]
     f, jac = ifv.feature_jacobian(small_model, "conv2_relu", values, par, chunk=4)

@@ -17,6 +17,11 @@ and the parameter count. A fresh parametrization of the same structure (every
 most `CACHE_SIZE` of them are kept (least recently used first out). By default ``c`` is
 the largest equal split whose estimated backward-pass memory fits `BLOCK_BUDGET`
 (`default_chunk`), the fastest measured (docs/performance.md).
+
+The first call of a structure does not wait for the ``pfor`` trace: it runs *tiled* blocks
+(`_tiled_fn`: ``c`` copies of the batch through one ordinary forward and backward pass,
+traced in a fraction of a second, each row paying its own forward pass), and later calls run
+the vectorized ones (`block_kind`). Same numbers either way.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ BLOCK_BUDGET = 384 << 20
 
 _JACOBIAN_FNS: collections.OrderedDict = collections.OrderedDict()
 _ACTIVATION_SIZES: collections.OrderedDict = collections.OrderedDict()
+_SEEN_STRUCTURES: collections.OrderedDict = collections.OrderedDict()  # `block_kind`'s memory
 #: Every cache `clear_cache` empties (other modules add the ones whose keys feed this one's).
-CACHES = [_JACOBIAN_FNS, _ACTIVATION_SIZES]
+CACHES = [_JACOBIAN_FNS, _ACTIVATION_SIZES, _SEEN_STRUCTURES]
 _STATS = {"traces": 0}
 
 
@@ -70,11 +76,12 @@ def _flatten(params: Sequence[np.ndarray], batch: int) -> np.ndarray:
 
 
 def _unflatten(z, param: Param):
-    """``[B, D]`` tensor -> parameter tensors shaped like ``param.variables``."""
-    shapes = [tuple(v.shape) for v in param.variables]
-    sizes = [int(np.prod(s[1:])) for s in shapes]
+    """``[n, D]`` tensor -> parameter tensors shaped like ``param.variables`` with batch ``n``
+    (``n = B``, or ``c B`` for the tiled copies of a batch-agnostic parametrization)."""
+    shapes = [tuple(v.shape[1:]) for v in param.variables]
+    sizes = [int(np.prod(s)) for s in shapes]
     parts = tf.split(z, sizes, axis=1)
-    return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+    return [tf.reshape(p, (-1, *s)) for p, s in zip(parts, shapes)]
 
 
 def resolve_realization(model, realization, param: Param | None, wrt: str):
@@ -146,18 +153,81 @@ def _aggregation_key(aggregation):
     return aggregation if isinstance(aggregation, (str, type(None))) else ("identity", id(aggregation))
 
 
-def _cache_key(model, layer, param, aggregation, chunk, dim):
-    return (id(model), layer, _param_key(param), _aggregation_key(aggregation), int(chunk), param.batch, int(dim),
-            "float32")
+def _structure_key(model, layer, param, aggregation, dim):
+    return (id(model), layer, _param_key(param), _aggregation_key(aggregation), param.batch, int(dim), "float32")
+
+
+def _cache_key(model, layer, param, aggregation, chunk, dim, kind="pfor"):
+    return (*_structure_key(model, layer, param, aggregation, dim), int(chunk), kind)
+
+
+def _cached(key):
+    entry = _JACOBIAN_FNS.get(key)
+    if entry is not None:
+        _JACOBIAN_FNS.move_to_end(key)
+    return entry
+
+
+def block_kind(model, layer, param, aggregation, dim) -> str:
+    """How `feature_jacobian` computes its blocks for this structure: ``"tiled"`` (`_tiled_fn`:
+    traced in a fraction of a second, each row pays its own forward pass) the first time a
+    structure is seen, ``"pfor"`` (`_jacobian_fn`: a vectorized backward pass after one
+    forward, traced in seconds, faster per row) from then on: a one-off inversion answers
+    without the pfor trace, and repeated ones get the faster blocks from their second call
+    on (docs/performance.md). Only tiled for per-sample, batch-agnostic parametrizations
+    (`Param.batch_agnostic`). ``LUCID_IFV_JACOBIAN=pfor`` or ``=tiled`` forces one kind
+    (where tiling applies). Records the structure as seen."""
+    mode = os.environ.get("LUCID_IFV_JACOBIAN", "auto") or "auto"
+    if mode not in ("auto", "pfor", "tiled"):
+        raise ValueError(f"LUCID_IFV_JACOBIAN must be auto, pfor or tiled, got {mode!r}")
+    if not (param.per_sample and param.batch_agnostic):
+        return "pfor"
+    key = _structure_key(model, layer, param, aggregation, dim)
+    seen = key in _SEEN_STRUCTURES
+    _SEEN_STRUCTURES[key] = (model, param, aggregation)  # kept alive: the ids in the key stay unique
+    _SEEN_STRUCTURES.move_to_end(key)
+    _evict(_SEEN_STRUCTURES)
+    if mode != "auto":
+        return mode
+    return "pfor" if seen else "tiled"
+
+
+def _tiled_fn(model, layer, param, aggregation, chunk, dim):
+    """`_jacobian_fn`'s block without pfor: ``chunk`` copies of the batch through one ordinary
+    forward and backward pass (batch ``chunk B``), copy ``i`` with the one-hot cotangent of
+    feature ``rows[i]`` (zero for -1). Same signature and result; cached (`_cache_key`, kind
+    "tiled"). Needs a batch-agnostic parametrization (`Param.batch_agnostic`)."""
+    key = _cache_key(model, layer, param, aggregation, chunk, dim, "tiled")
+    entry = _cached(key)
+    if entry is not None:
+        return entry.fn
+    batch = param.batch
+    spec = [tf.TensorSpec([batch, dim], tf.float32), tf.TensorSpec([chunk], tf.int32)]
+
+    @tf.function(input_signature=spec, autograph=False)
+    def response_and_jacobian(z, rows):
+        _STATS["traces"] += 1  # Python side effect: runs once per trace
+        copies = tf.tile(z, [chunk, 1])  # copy i is rows i B .. i B + B - 1
+        with tf.GradientTape() as tape:
+            tape.watch(copies)
+            f = objectives_mod.feature_response(model(param.forward(_unflatten(copies, param)), [layer])[layer],
+                                                aggregation)  # [chunk B, depth]
+            width = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
+            picked = tf.reduce_sum(f * tf.repeat(tf.one_hot(rows, width, dtype=f.dtype), batch, axis=0))
+        g = tape.gradient(picked, copies, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return f[:batch], tf.reshape(g, [chunk, batch, dim])
+
+    _JACOBIAN_FNS[key] = _Compiled(response_and_jacobian, model, param, aggregation)
+    _evict(_JACOBIAN_FNS)
+    return response_and_jacobian
 
 
 def _jacobian_fn(model, layer, param, aggregation, chunk, dim):
     """The compiled ``(z [B, D], rows [chunk] int32) -> (f [B, depth], g [chunk, B, D])``:
     ``g[i, b] = d f[b, rows[i]] / d z[b]`` (zero for ``rows[i] = -1``), cached (`_cache_key`)."""
     key = _cache_key(model, layer, param, aggregation, chunk, dim)
-    entry = _JACOBIAN_FNS.get(key)
+    entry = _cached(key)
     if entry is not None:
-        _JACOBIAN_FNS.move_to_end(key)
         return entry.fn
     spec = [tf.TensorSpec([param.batch, dim], tf.float32), tf.TensorSpec([chunk], tf.int32)]
 
@@ -295,7 +365,8 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     chunk = min(chunk, k)
-    fn = _jacobian_fn(model, layer, param, aggregation, chunk, dim)
+    kind = block_kind(model, layer, param, aggregation, dim)
+    fn = (_tiled_fn if kind == "tiled" else _jacobian_fn)(model, layer, param, aggregation, chunk, dim)
     padded = np.full(-(-k // chunk) * chunk, -1, np.int32)  # -1: a zero cotangent row
     padded[:k] = rows
     z = tf.constant(z)

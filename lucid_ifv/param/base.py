@@ -104,6 +104,14 @@ class Param:
         the batch return False."""
         return True
 
+    @property
+    def batch_agnostic(self) -> bool:
+        """True when ``forward`` maps parameters of *any* leading batch size ``n`` (variable
+        shapes with ``B`` replaced by ``n``) to ``n`` inputs, each from its own slice: the
+        Jacobian may then run ``c`` copies of the batch through one ordinary pass
+        (`lucid_ifv.ifv.jacobian`, tiled blocks). False unless a class says so."""
+        return False
+
     # -- to be implemented ------------------------------------------------------------
     def forward(self, params: Sequence[tf.Tensor]) -> tf.Tensor:
         """Parameter tensors (shapes as `variables`) -> inputs ``[B, H, W, C]``."""

@@ -61,6 +61,10 @@ class ValidRGBParam(TransformedParam):
         self.sigmoid = bool(sigmoid)
         super().__init__(inner)
 
+    @property
+    def batch_agnostic(self) -> bool:
+        return self.inner.batch_agnostic  # colours: per pixel
+
     def forward(self, params):
         return self._rgb(self.inner.forward(params))
 
@@ -116,6 +120,10 @@ class ValidRGBAlphaParam(ValidRGBParam):
 
 class SigmoidParam(TransformedParam):
     """Elementwise sigmoid of a raw parametrization (any channel count)."""
+
+    @property
+    def batch_agnostic(self) -> bool:
+        return self.inner.batch_agnostic
 
     def forward(self, params):
         return tf.nn.sigmoid(self.inner.forward(params))

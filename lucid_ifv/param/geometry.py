@@ -45,6 +45,10 @@ class GeometryParam(TransformedParam):
         self.mask = mask
         super().__init__(inner, inner.shape[:-1] + (GEOMETRY_CHANNELS,))
 
+    @property
+    def batch_agnostic(self) -> bool:
+        return self.inner.batch_agnostic  # per pixel
+
     def forward(self, params):
         raw = self.inner.forward(params)
         phi, theta = raw[..., 0], HALF_PI * tf.nn.sigmoid(raw[..., 1])

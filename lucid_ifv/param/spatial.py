@@ -36,6 +36,10 @@ class PixelParam(Param):
             raise ValueError(f"init_val has shape {init_val.shape}, expected {shape}")
         super().__init__([tf.Variable(init_val, name="pixels")], shape)
 
+    @property
+    def batch_agnostic(self) -> bool:
+        return True
+
     def forward(self, params):
         return params[0]
 
@@ -94,6 +98,10 @@ class FFTParam(Param):
         init = normal_init((2, batch, ch) + self.scale.shape, sd, seed)  # Lucid's layout and draw order
         var = tf.Variable(np.ascontiguousarray(np.moveaxis(init, 1, 0)), name="spectrum")
         super().__init__([var], (batch, h, w, ch))
+
+    @property
+    def batch_agnostic(self) -> bool:
+        return True
 
     def forward(self, params):
         return spectrum_to_image(params[0], self.scale, self.shape)

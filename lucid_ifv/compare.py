@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from lucid_ifv import experiment, ifv
 from lucid_ifv.atomic import write_atomic
+from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv import objectives as obj
 
 
@@ -107,6 +108,7 @@ def _save_atomic(path: Path, **arrays) -> None:
 RETRY_SEED_STRIDE = 1_000_003  # retry r of a batch seeded s uses s + r * stride (never another batch's seed)
 
 
+@fixed_blocks("pfor")  # a batch's numbers do not depend on which batch came first (resumes)
 def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
     """Render ``features`` of A (one-hot targets) and invert them in B and in A; dict of arrays.
 

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from lucid_ifv import ifv, metrics, sampling
 from lucid_ifv import objectives as obj
 from lucid_ifv.atomic import write_atomic
+from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.param import image_for_model
 from lucid_ifv.render import render_vis
 
@@ -317,11 +318,14 @@ def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> l
     return rows
 
 
+@fixed_blocks("pfor")
 def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: Setup | None = None):
     """Realize and invert one batch of targets; returns (records, arrays to save).
 
     ``model`` is the plain model; ``setup`` (default ``prepare(model, config)``) what the run
-    renders and inverts on.
+    renders and inverts on. Its Jacobians always use the vectorized blocks
+    (`jacobian.fixed_blocks`): a batch's records do not depend on whether it came first in
+    its process (resumes and Dask workers give the serial run's numbers, bit for bit).
     """
     setup = setup or prepare(model, config)
     k = targets.shape[1]

@@ -243,3 +243,25 @@ def test_gram_statistics_match_float64_einsum():
     assert ifv.gram_statistics(jac).jg is None
     with pytest.raises(ValueError, match="non-finite"):
         ifv.gram_statistics(np.full((1, 2, 3), np.nan, np.float32))
+
+
+def test_fixed_blocks_override_the_call_history_and_the_environment(mnist, monkeypatch):
+    """The experiment runner's batches always run the vectorized blocks (`fixed_blocks`), so a
+    batch's numbers do not depend on whether it was its process's first."""
+    from lucid_ifv import experiment
+
+    fresh = lambda s: param.image_for_model(mnist, batch=2, seed=s)  # noqa: E731
+    monkeypatch.setenv("LUCID_IFV_JACOBIAN", "tiled")
+    with jacobian_mod.fixed_blocks("pfor"):
+        assert jacobian_mod.block_kind(mnist, "conv2", fresh(0), None, 784) == "pfor"
+    assert jacobian_mod.block_kind(mnist, "conv2", fresh(1), None, 784) == "tiled"  # the environment again
+    monkeypatch.delenv("LUCID_IFV_JACOBIAN")
+    seen = []
+    monkeypatch.setattr(jacobian_mod, "_tiled_fn", lambda *a: seen.append("tiled") or jacobian_mod._jacobian_fn(*a))
+    config = experiment.ExperimentConfig(layer="conv2", n_hoyer=2, fft=False, decorrelate=False, adam_steps=5,
+                                         lbfgs_steps=0, batch_size=2)
+    experiment.run_batch(mnist, config, np.eye(32)[:2], 0)  # the process's first call of this structure
+    assert seen == []
+    with pytest.raises(ValueError, match="kind must be one of"):
+        with jacobian_mod.fixed_blocks("fast"):
+            pass

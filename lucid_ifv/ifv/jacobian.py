@@ -21,12 +21,15 @@ the largest equal split whose estimated backward-pass memory fits `BLOCK_BUDGET`
 The first call of a structure does not wait for the ``pfor`` trace: it runs *tiled* blocks
 (`_tiled_fn`: ``c`` copies of the batch through one ordinary forward and backward pass,
 traced in a fraction of a second, each row paying its own forward pass), and later calls run
-the vectorized ones (`block_kind`). Same numbers either way.
+the vectorized ones (`block_kind`). The two agree to float32 rounding (not bit for bit), so
+runs whose records must not depend on the call history pin one kind (`fixed_blocks`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import os
 from typing import Sequence
@@ -168,6 +171,26 @@ def _cached(key):
     return entry
 
 
+BLOCK_KINDS = ("auto", "pfor", "tiled")
+_FIXED_KIND: contextvars.ContextVar = contextvars.ContextVar("lucid_ifv_jacobian_blocks", default=None)
+
+
+@contextlib.contextmanager
+def fixed_blocks(kind: str = "pfor"):
+    """Within the block (or the decorated function), every `feature_jacobian` runs ``kind``
+    blocks whatever the call history (`block_kind`; it overrides ``LUCID_IFV_JACOBIAN``).
+    For runs whose records must not depend on which batch came first: tiled and vectorized
+    blocks agree to float32 rounding, not bit for bit, and a resumed or distributed
+    experiment must equal the uninterrupted serial one (`experiment.run_batch` uses it)."""
+    if kind not in BLOCK_KINDS:
+        raise ValueError(f"kind must be one of {BLOCK_KINDS}, got {kind!r}")
+    token = _FIXED_KIND.set(kind)
+    try:
+        yield
+    finally:
+        _FIXED_KIND.reset(token)
+
+
 def block_kind(model, layer, param, aggregation, dim) -> str:
     """How `feature_jacobian` computes its blocks for this structure: ``"tiled"`` (`_tiled_fn`:
     traced in a fraction of a second, each row pays its own forward pass) the first time a
@@ -176,9 +199,9 @@ def block_kind(model, layer, param, aggregation, dim) -> str:
     without the pfor trace, and repeated ones get the faster blocks from their second call
     on (docs/performance.md). Only tiled for per-sample, batch-agnostic parametrizations
     (`Param.batch_agnostic`). ``LUCID_IFV_JACOBIAN=pfor`` or ``=tiled`` forces one kind
-    (where tiling applies). Records the structure as seen."""
-    mode = os.environ.get("LUCID_IFV_JACOBIAN", "auto") or "auto"
-    if mode not in ("auto", "pfor", "tiled"):
+    (where tiling applies), and so does `fixed_blocks`. Records the structure as seen."""
+    mode = _FIXED_KIND.get() or os.environ.get("LUCID_IFV_JACOBIAN", "auto") or "auto"
+    if mode not in BLOCK_KINDS:
         raise ValueError(f"LUCID_IFV_JACOBIAN must be auto, pfor or tiled, got {mode!r}")
     if not (param.per_sample and param.batch_agnostic):
         return "pfor"

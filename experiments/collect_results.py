@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lucid_ifv import experiment as ex
+from lucid_ifv.ifv import DEFAULT_METHOD_WITH_PRIOR as DEFAULT_SOLVE
 
 GOOD_DEG = 5.0  # an answer within this angle of the live target counts as right
 
@@ -35,7 +36,8 @@ def describe(settings: dict) -> str:
     prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
     agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"
     conv = f", conv. {c['converge']:g}" if c.get("converge") else f", {c['lbfgs_steps']} L-BFGS"
-    return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}"
+    warmup = f", warm-up {c['warmup_steps']}" if c.get("warmup_steps") else ""
+    return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}"
 
 
 def values(records, key) -> np.ndarray:
@@ -110,6 +112,27 @@ def identifiable_table(runs) -> list:
     return lines
 
 
+def determined_table(runs) -> list:
+    """The default solve's angle on live features beside the angle on the features its error
+    bars determine (`ifv.InversionResult.sensitivity` <= `DETERMINED_TOL`), how many live
+    features are not determined and the target's mass on them."""
+    from lucid_ifv.ifv.diagnostics import DETERMINED_TOL
+
+    lines = [f"| setting | n | t* on live features | t* on determined features (error bar <= {DETERMINED_TOL:g}) | "
+             "live features not determined, median (max) | target mass on them | identified |",
+             "|---|---|---|---|---|---|---|"]
+    for _, settings, records in runs:
+        solve, identified = default_solve_and_identified(settings, records)
+        if not records or f"angle_determined_{solve}" not in records[0]:
+            continue
+        loose = values(records, f"undetermined_{solve}")
+        lines.append(
+            f"| {describe(settings)} | {len(records)} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
+            f"{fmt(values(records, f'angle_determined_{solve}'), True)} | {np.median(loose):.0f} ({loose.max():.0f}) | "
+            f"{fmt(values(records, f'undetermined_target_mass_{solve}'), True)} | {identified} |")
+    return lines
+
+
 def solves_table(runs) -> list:
     lines = ["| setting | " + " | ".join(ex.SOLVES) + " |", "|---|" + "---|" * len(ex.SOLVES)]
     for _, settings, records in runs:
@@ -132,19 +155,27 @@ def verdict_quality(runs, solve: str) -> dict:
             "recall": float((said & good).sum() / good.sum()) if good.any() else None}
 
 
-def verdict_table(runs) -> list:
+def verdict_table(runs, solves=ex.SOLVES) -> list:
     lines = [f"| runs | solve | samples | said identified | angle on live features < {GOOD_DEG:g} deg "
              "| precision | recall |", "|---|---|---|---|---|---|---|"]
     groups = {"smooth": [r for r in runs if r[1]["config"].get("smooth")],
               "ReLU": [r for r in runs if not r[1]["config"].get("smooth")], "all": runs}
     for name, group in groups.items():
-        for solve in ex.SOLVES:
+        for solve in solves:
             q = verdict_quality(group, solve)
             if q:
                 rate = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
                 lines.append(f"| {name} | {solve} | {q['n']} | {q['identified']} | {q['good']} | "
                              f"{rate(q['precision'])} | {rate(q['recall'])} |")
     return lines
+
+
+def former_rule(runs) -> list:
+    """The runs re-solved with the verdict rule before error bars (for the side-by-side table)."""
+    from lucid_ifv.ifv import VerdictRule
+
+    return [(folder, settings, ex.resolve_records(folder, VerdictRule(determined_tol=None)))
+            for folder, settings, _ in runs]
 
 
 def plot_runs(runs) -> None:
@@ -169,9 +200,15 @@ def main(folders):
            "target and t*, the live directions the realization cannot tell apart (near-null "
            "directions of its stationarity equation; a per-sample critical space), their number and "
            "the target's mass in them:", "", *identifiable_table(runs), "",
+           "Per-feature error bars (default solve): how far each entry of the unit answer can move when "
+           "the stationarity equation is off by as much as its own residual; the angle on the live "
+           "features whose error bar is small (determined), how many live features are not, and the "
+           "target's mass on those:", "", *determined_table(runs), "",
            "Every solve on the same realizations (angle on live features):", "", *solves_table(runs), "",
            "The verdict: how often 'identified' is right (precision) and how many right answers it "
-           "catches (recall):", "", *verdict_table(runs)]
+           "catches (recall):", "", *verdict_table(runs), "",
+           "The same for the verdict rule before error bars (`VerdictRule(determined_tol=None)`), default solve:",
+           "", *verdict_table(former_rule(runs), solves=[DEFAULT_SOLVE])]
     print("\n".join(out))
 
 

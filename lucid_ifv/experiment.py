@@ -295,8 +295,12 @@ def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> l
     verdicts = result.verdicts(rule)
     alive_targets = targets * ~result.dead_features  # what a realization can still tell about t
     identifiable = result.angles_identifiable(targets, cossim_pow) if result.unidentifiable is not None else None
+    determined_angles = result.angles_determined(targets, cossim_pow)
+    determined = result.determined()
     rows = []
     for i in range(len(targets)):
+        norm = np.linalg.norm(targets[i])
+        unit = targets[i] / norm if norm > 0 else targets[i]
         row = {
             "angle": _angle_or_none(result.target[i], targets[i], cossim_pow),
             "angle_alive": _angle_or_none(result.target[i], alive_targets[i], cossim_pow),
@@ -307,10 +311,14 @@ def _solve_records(result, targets, expected_weight, cossim_pow, rule=None) -> l
         }
         if result.unidentifiable is not None:  # the per-sample trivial space (`InversionResult.unidentifiable`)
             directions = result.unidentifiable[i]
-            unit = targets[i] / np.linalg.norm(targets[i]) if np.linalg.norm(targets[i]) > 0 else targets[i]
             row.update(angle_identifiable=None if np.isnan(identifiable[i]) else float(identifiable[i]),
                        unidentifiable_dim=int(directions.shape[1]),
                        unidentifiable_target_mass=float(np.sum((directions.T @ unit) ** 2)))
+        if result.sensitivity is not None:  # per-feature error bars (`InversionResult.sensitivity`)
+            live_undetermined = ~determined[i] & ~result.dead_features[i]
+            row.update(angle_determined=None if np.isnan(determined_angles[i]) else float(determined_angles[i]),
+                       undetermined=int(live_undetermined.sum()),
+                       undetermined_target_mass=float(np.sum(unit[live_undetermined] ** 2)))
         if result.prior_weights is not None:
             row["prior_weight_estimate"] = float(result.prior_weights[i, 0])
             row["prior_weight_ratio"] = float(result.prior_weights[i, 0] / expected_weight) if expected_weight else None
@@ -650,7 +658,8 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
 
 SUMMARY_COLUMNS = (
     [f"{key}_{method}" for method in SOLVES
-     for key in ("angle", "angle_alive", "angle_identifiable", "unidentifiable_dim", "residual", "gap", "null_dim", "dead",
+     for key in ("angle", "angle_alive", "angle_identifiable", "angle_determined", "undetermined",
+                 "unidentifiable_dim", "residual", "gap", "null_dim", "dead",
                  "prior_weight_estimate")]
     + ["angle_response", "angle_random", "angle_8bit", "angle_alive_8bit", "dead_features", "render_residual",
        "lbfgs_grad_norm", "saturated_fraction", "unsaturated_pixels", "ssim_predicted", "ssim_response",

@@ -208,8 +208,15 @@ def test_weight_warning_and_verdict_rule():
     np.testing.assert_array_equal(warned.target, plain.target)  # the expectation changes no answer
     strict = ifv.VerdictRule(max_residual=plain.residual.min() / 2)
     assert (plain.verdicts(strict) == "not stationary").all()
-    assert (plain.verdicts(ifv.VerdictRule(null_rtol=0.9)) == "ambiguous").all()
-    assert (ifv.verdicts(plain, ifv.VerdictRule(min_gap=1.0)) == "ambiguous").all()
+    # near-null directions and a small gap make it ambiguous unless the error bars resolve them
+    no_bars = dict(determined_tol=None)  # the rule before error bars
+    assert (plain.verdicts(ifv.VerdictRule(null_rtol=0.9, **no_bars)) == "ambiguous").all()
+    assert (ifv.verdicts(plain, ifv.VerdictRule(min_gap=1.0, **no_bars)) == "ambiguous").all()
+    assert np.nanmax(plain.sensitivity) < 0.05  # every live entry is pinned to within 0.05 ...
+    assert (plain.verdicts(ifv.VerdictRule(null_rtol=0.9)) == "identified").all()  # ... so they are resolved
+    assert (plain.verdicts(ifv.VerdictRule(min_gap=1.0)) == "identified").all()
+    tight = ifv.VerdictRule(determined_tol=np.nanmax(plain.sensitivity) / 2, max_undetermined_mass=0.0)
+    assert (plain.verdicts(tight) == "ambiguous").all()  # the answer leans on undetermined entries
 
 
 def test_no_signal_when_every_feature_is_dead():
@@ -344,3 +351,73 @@ def test_paper_solve_counts_null_directions_off_its_answer():
     null = np.array([[0, 0, 1, -1, 0], [1, 1, 0, 0, 1]], float).T
     q, _ = np.linalg.qr(null)
     assert np.linalg.norm(q.T @ directions[:, 0]) == pytest.approx(1.0, abs=1e-6)  # inside the null space
+
+
+# -- per-feature error bars (sensitivity) --------------------------------------------------------
+def _noisy_p0_system(rng, k=6, D=50, lam=0.3, noise=1e-3, weak=None):
+    """p = 0 (A = I): J^T t = lam g up to noise of relative size ``noise`` on g; feature
+    ``weak`` (if given) has its row mixed into feature 0's, nearly collinear with it."""
+    J = rng.normal(size=(k, D))
+    if weak is not None:
+        J[weak] = J[0] + 1e-4 * rng.normal(size=D)
+    target = np.abs(rng.normal(size=k)) + 0.2
+    g = J.T @ target / lam
+    e = rng.normal(size=D)
+    g = g + noise * np.linalg.norm(g) * e / np.linalg.norm(e)
+    return J, target, g
+
+
+def test_sensitivity_is_the_worst_case_move_under_a_perturbation_as_large_as_the_residual():
+    """Add to g the perturbation of norm |residual| that moves coefficient j most; the
+    least-squares answer's entry j then moves by exactly `sensitivity_j` (unit-target units)."""
+    rng = np.random.default_rng(4)
+    J, _, g = _noisy_p0_system(rng)
+    f = np.abs(rng.normal(size=(1, 6))) + 0.1
+    result = ifv.solve(f, J[None], 0, prior_grads=g[None, None], method="anchored")
+    Q = J.T  # [D, k]: the anchored system Q v = g (mu = 1)
+    v = np.linalg.lstsq(Q, g, rcond=None)[0]
+    residual = np.linalg.norm(Q @ v - g)
+    N_inv = np.linalg.inv(Q.T @ Q)
+    for j in range(6):
+        worst = residual * Q @ N_inv[:, j] / np.sqrt(N_inv[j, j])
+        moved = np.linalg.lstsq(Q, g + worst, rcond=None)[0]
+        assert abs(moved[j] - v[j]) / np.linalg.norm(v) == pytest.approx(result.sensitivity[0, j], rel=1e-6)
+        # no perturbation of that size moves it further
+        for _ in range(20):
+            e = rng.normal(size=g.size)
+            other = np.linalg.lstsq(Q, g + residual * e / np.linalg.norm(e), rcond=None)[0]
+            assert abs(other[j] - v[j]) / np.linalg.norm(v) <= result.sensitivity[0, j] * (1 + 1e-9)
+
+
+def test_a_nearly_collinear_feature_is_not_determined_and_the_others_are():
+    rng = np.random.default_rng(5)
+    J, target, g = _noisy_p0_system(rng, weak=3)
+    f = np.abs(rng.normal(size=(1, 6))) + 0.1
+    result = ifv.solve(f, J[None], 0, prior_grads=g[None, None], method="anchored")
+    assert result.sensitivity[0, 0] > 1 and result.sensitivity[0, 3] > 1  # the pair cannot be split
+    others = [1, 2, 4, 5]
+    assert np.all(result.sensitivity[0, others] < 0.01)
+    np.testing.assert_array_equal(result.determined()[0], np.isin(np.arange(6), others))
+    # the answer is wrong on the pair and right on the rest, as the error bars say
+    assert metrics.objective_angle_deg(result.target[0], target, 0) > 1.0
+    assert result.angles_determined(target[None], 0)[0] < 0.5
+    assert "2 live features not determined" in result.describe(0)
+
+
+def test_sensitivity_shrinks_with_the_noise_and_is_nan_where_undefined():
+    rng = np.random.default_rng(6)
+    J, _, g_noisy = _noisy_p0_system(rng, noise=1e-2)
+    J2, _, g_quiet = _noisy_p0_system(np.random.default_rng(6), noise=1e-5)
+    np.testing.assert_allclose(J, J2)
+    f = np.abs(rng.normal(size=(1, 6))) + 0.1
+    loud = ifv.solve(f, J[None], 0, prior_grads=g_noisy[None, None], method="anchored").sensitivity
+    quiet = ifv.solve(f, J[None], 0, prior_grads=g_quiet[None, None], method="anchored").sensitivity
+    np.testing.assert_allclose(loud / quiet, 1e3, rtol=0.05)  # linear in the residual
+    P = problem(7)
+    for method in PRIOR_METHODS:
+        result = run(P, method)
+        assert np.all(np.isnan(result.sensitivity[:, :N_DEAD]))  # dead: left out of the solve
+        assert np.all(np.isfinite(result.sensitivity[:, N_DEAD + N_TINY:]))
+    paper = run(problem(7, paper=True), "paper")
+    assert paper.sensitivity is None and not paper.determined().any()
+    assert np.all(np.isnan(paper.angles_determined(problem(7, paper=True)["t"], 1)))

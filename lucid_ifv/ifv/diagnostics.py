@@ -34,6 +34,8 @@ DEAD_FLOOR = 1e-6  # relative row norm that is always dead (the former fixed tol
 DEAD_NOISE_FACTOR = 1.0  # rows below this many times the relative noise level are dead
 DEAD_MAX_TOL = 0.1  # the noise rule never drops rows above this (beyond, the verdict fails anyway)
 NULL_RTOL = 1e-3  # singular values of the equilibrated matrix <= NULL_RTOL * largest are near-null
+DETERMINED_TOL = 0.05  # a unit-target entry the residual can move by more than this is undetermined
+EQUATION_PRECISION = float(np.finfo(np.float32).eps)  # Jacobians and gradients are float32: never known better
 
 VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
 
@@ -125,6 +127,44 @@ def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol
     return u[:, sv > 1e-8 * sv.max()] if sv.max() > 0 else np.zeros((d, 0))
 
 
+def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """How far each entry of the unit answer ``t* = B v / |B v|`` can move when the
+    stationarity equation is off by as much as its own residual: a per-feature error bar.
+
+    The prior-anchored least squares (``mu_1 = 1``; `solve`) has normal matrix ``N = Q^T Q``,
+    ``Q = [J^T A B | -g_2 ...]``. A perturbation ``delta`` of the equation moves the unknowns
+    by ``N^-1 Q^T delta``; over all ``|delta| <= |e|``, with ``e = H x`` the residual vector of
+    the answer ``x = (v; mu) / mu_1``, entry ``j`` of ``B v`` moves by at most
+    ``|e| sqrt(b_j N_vv^-1 b_j^T)`` (``b_j``: row ``j`` of ``B``; ``N_vv^-1``: the target block of
+    ``N^-1``). Divided by ``|B v|`` this is in units of the unit target. The equation is never
+    known better than float32 (``EQUATION_PRECISION`` times ``|g_1|``), however small ``e``. Unlike a row-norm
+    rule it also sees features whose rows are nearly collinear with others'. Directions
+    ``N`` cannot resolve at all (eigenvalues below ``m eps`` of the largest) count as
+    resolved only to that floor, so their entries get very large values, not small ones.
+
+    Args:
+      gram: ``H^T H`` ``[m, m]`` of one sample (``m = d + n``, ``n >= 1`` prior columns).
+      d: the number of target coordinates; v ``[d]``, mu ``[n]``: the answer.
+      basis: ``B`` ``[k, d]`` (the live features' columns of the identity, or a critical space).
+    Returns:
+      ``[k]`` non-negative (``inf`` when ``mu_1 = 0`` or ``B v = 0``: nothing is anchored).
+    """
+    k = basis.shape[0]
+    answer_norm = np.linalg.norm(basis @ v)
+    if not (mu.size and mu[0] != 0 and answer_norm > 0):
+        return np.full(k, np.inf)
+    x = np.concatenate([v, mu]) / mu[0]
+    residual = max(np.sqrt(max(float(x @ gram @ x), 0.0)), EQUATION_PRECISION * np.sqrt(max(gram[d, d], 0.0)))
+    free = np.r_[np.arange(d), d + 1 + np.arange(mu.size - 1)]
+    normal = gram[np.ix_(free, free)]
+    scale = 1.0 / np.sqrt(np.clip(np.diagonal(normal), np.finfo(float).tiny, None))
+    values, vectors = np.linalg.eigh(normal * scale[:, None] * scale[None, :])
+    values = np.maximum(values, normal.shape[0] * np.finfo(float).eps * max(values[-1], np.finfo(float).tiny))
+    coords = basis @ (vectors[:d] * scale[:d, None])  # [k, free]: how each eigen-direction moves B v
+    spread = np.sqrt(np.einsum("ij,j,ij->i", coords, 1.0 / values, coords))
+    return residual * spread / (answer_norm / abs(mu[0]))
+
+
 def spectral_gap(spectra: np.ndarray) -> np.ndarray:
     """``(sigma_2 - sigma_1) / sigma_max`` per row of ``spectra`` ``[..., m]`` (ascending,
     NaN-padded); 0 with fewer than two values or ``sigma_max = 0``, NaN for an all-NaN row."""
@@ -167,6 +207,14 @@ class VerdictRule:
       weight_ratio: an estimated prior weight below ``weight_ratio`` times the expected one
         (``expected_prior_weight=``) is "not stationary": the solve fit noise (measured
         failures: 1e-11..1e-7 for a true 1e-4).
+      determined_tol: a live feature whose error bar (``InversionResult.sensitivity``) is
+        above this is not determined. When every live feature is determined, near-null
+        directions and a small gap do not make the answer "ambiguous": at this residual they
+        cannot move any entry by more than ``determined_tol``.
+      max_undetermined_mass: more of ``|t*|^2`` than this on live features that are not
+        determined is "ambiguous" (the answer leans on weights the image does not fix).
+    The last two need error bars (the prior methods); the paper's solve is judged without,
+    and ``determined_tol=None`` leaves them out (the rule before error bars).
     """
 
     max_residual: float = 0.05
@@ -176,6 +224,8 @@ class VerdictRule:
     max_noise_mass: float = 0.1
     min_gap: float = 1e-3
     weight_ratio: float = 1e-2
+    determined_tol: float | None = DETERMINED_TOL
+    max_undetermined_mass: float = 0.05
 
 
 def _rule(rule) -> VerdictRule:
@@ -191,11 +241,13 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
 
     1. "no signal": nothing was solved (every feature dead, or no critical direction left);
     2. "ambiguous": more than ``max_null_dim`` near-null directions (several exact answers:
-       the residual of the one returned says nothing), or more than ``max_noise_mass`` of the
-       answer on features below the noise (a trivial answer);
+       the residual of the one returned says nothing) unless every live feature's error bar
+       is within ``determined_tol`` (the directions are resolved at this residual), or more
+       than ``max_noise_mass`` of the answer on features below the noise (a trivial answer);
     3. "not stationary": residual above ``max_residual`` (``max_residual_paper``), or an
        estimated prior weight far below the expected one;
-    4. "ambiguous": gap below ``min_gap``;
+    4. "ambiguous": gap below ``min_gap`` (unless resolved, as in 2), or more than
+       ``max_undetermined_mass`` of the answer on live features that are not determined;
     5. "identified".
     """
     rule = _rule(rule)
@@ -203,8 +255,9 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     no_signal = np.isnan(residual)
     limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
     spectra = result.stationarity_singular_values
+    resolved, leaning = _error_bar_checks(result, rule)
     many_null = (np.zeros(residual.shape, bool) if spectra is None
-                 else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim)
+                 else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim) & ~resolved
     mass = result.noise_mass
     if mass is not None:
         with np.errstate(invalid="ignore"):
@@ -214,9 +267,22 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
         warned = np.zeros(residual.shape, bool)
     with np.errstate(invalid="ignore"):
         not_stationary = (residual > limit) | warned
-        small_gap = np.asarray(result.gap, np.float64) < rule.min_gap
-    return np.select([no_signal, many_null, not_stationary, small_gap],
+        small_gap = (np.asarray(result.gap, np.float64) < rule.min_gap) & ~resolved
+    return np.select([no_signal, many_null, not_stationary, small_gap | leaning],
                      ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
+
+
+def _error_bar_checks(result, rule: VerdictRule):
+    """``[B]`` bools from the error bars: every live feature determined; more than
+    ``max_undetermined_mass`` of the answer on undetermined live features. Both False
+    without error bars (the paper's solve)."""
+    sensitivity = getattr(result, "sensitivity", None)
+    if sensitivity is None or rule.determined_tol is None:
+        none = np.zeros(len(result.residual), bool)
+        return none, none
+    undetermined = np.nan_to_num(sensitivity, nan=0.0) > rule.determined_tol  # dead: NaN, not counted
+    answer = np.nan_to_num(np.asarray(result.target, np.float64))
+    return ~undetermined.any(axis=1), np.sum(answer ** 2 * undetermined, axis=1) > rule.max_undetermined_mass
 
 
 def describe(result, i: int, rule: VerdictRule | None = None) -> str:
@@ -233,6 +299,11 @@ def describe(result, i: int, rule: VerdictRule | None = None) -> str:
         near_null = int(null_space_dim(result.stationarity_singular_values[i], rule.null_rtol))
         parts.append(f"{max(near_null - 1, 0)} other near-null direction{'' if near_null == 2 else 's'}")
     parts.append(dead_text)
+    sensitivity = getattr(result, "sensitivity", None)
+    if sensitivity is not None:
+        loose = int(np.sum(np.nan_to_num(sensitivity[i], nan=0.0) > DETERMINED_TOL))
+        if loose:
+            parts.append(f"{loose} live feature{'' if loose == 1 else 's'} not determined (error bar > {DETERMINED_TOL:g})")
     mass = None if result.noise_mass is None else float(result.noise_mass[i])
     if mass is not None and mass >= 0.005:
         parts.append(f"{100 * mass:.0f}% of the answer on features below the noise")

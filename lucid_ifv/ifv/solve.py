@@ -107,6 +107,11 @@ class InversionResult:
         when the answer is determined, ``r_b = null_dim - 1`` typically). Adding any of them
         to ``t*`` fits the stationarity equation as well; compare modulo them with
         `angles_identifiable`.
+      sensitivity: ``[B, k]`` per-feature error bar of ``t*`` (units of the unit target):
+        how far the entry can move when the equation is off by as much as its own residual
+        (`diagnostics.coefficient_sensitivity`); NaN on dead features and for the paper's
+        solve. Entries above ``DETERMINED_TOL`` are not determined by the realization
+        (`determined`, `angles_determined`).
     """
 
     target: np.ndarray
@@ -125,6 +130,7 @@ class InversionResult:
     expected_prior_weight: np.ndarray | None = None
     noise_mass: np.ndarray | None = None
     unidentifiable: list | None = None
+    sensitivity: np.ndarray | None = None
 
     def __len__(self):
         return self.target.shape[0]
@@ -141,6 +147,25 @@ class InversionResult:
             a = predicted - directions @ (directions.T @ predicted)
             b = target - directions @ (directions.T @ target)
             if np.all(np.isfinite(a)) and np.linalg.norm(a) > 0 and np.linalg.norm(b) > 1e-10 * np.linalg.norm(target):
+                angles[i] = metrics.objective_angle_deg(a, b, cossim_pow)
+        return angles
+
+    def determined(self, tol: float = dg.DETERMINED_TOL) -> np.ndarray:
+        """``[B, k]`` bool: live features whose ``sensitivity`` is at most ``tol`` (all False
+        without sensitivities, e.g. for the paper's solve)."""
+        if self.sensitivity is None:
+            return np.zeros(self.dead_features.shape, bool)
+        return np.nan_to_num(self.sensitivity, nan=np.inf) <= tol
+
+    def angles_determined(self, targets, cossim_pow: float = 1, tol: float = dg.DETERMINED_TOL) -> np.ndarray:
+        """``[B]`` degrees between ``t*`` and known ``targets`` ``[B, k]`` on the `determined`
+        features only (modulo sign for odd ``cossim_pow``); NaN where none is determined or
+        the target has no mass on them."""
+        targets = np.asarray(targets, np.float64)
+        angles = np.full(len(self), np.nan)
+        for i, keep in enumerate(self.determined(tol)):
+            a, b = self.target[i][keep], targets[i][keep]
+            if keep.any() and np.all(np.isfinite(a)) and np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0:
                 angles[i] = metrics.objective_angle_deg(a, b, cossim_pow)
         return angles
 
@@ -402,7 +427,7 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     n = 0 if jg is None else jg.shape[1]
     out = dict(target=np.full(k, np.nan), sv=np.full(d, np.nan), vectors=np.full((k, d), np.nan),
                residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan,
-               unidentifiable=np.zeros((k, 0)))
+               unidentifiable=np.zeros((k, 0)), sensitivity=np.full(k, np.nan))
     dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol)
     out.update(dead=dead, tol=tol)
     if eq is None:
@@ -423,6 +448,8 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     below_noise = dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum))) & ~dead
     out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)),
                unidentifiable=eq.basis @ dg.unidentifiable_directions(eq.gram, eq.d, v))
+    if n:
+        out["sensitivity"] = np.where(dead, np.nan, dg.coefficient_sensitivity(eq.gram, eq.d, v, mu, eq.basis))
     return out
 
 
@@ -483,6 +510,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
                         else np.zeros(batch, bool)),
         expected_prior_weight=expected, noise_mass=field("noise_mass").astype(np.float64),
         unidentifiable=[s["unidentifiable"] for s in samples],
+        sensitivity=None if method == "paper" else field("sensitivity"),
     )
 
 

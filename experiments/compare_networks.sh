@@ -10,7 +10,10 @@
 #  - photos_cnn_conv2d_3_retries3: unsound visualizations rendered again (--retries 3);
 #  - photos_cnn_conv2d_3_beta30: with a sharper surrogate (softplus beta 30; docs/smooth.md, fidelity);
 #  - srnet_small_res_block8(_beta30): the residual stream of srnet_small (every block's output
-#    permuted alike), at the default surrogate and at the sharper one.
+#    permuted alike), at the default surrogate and at the sharper one;
+#  - srnet_small_res_block8_p0 / _p2: the same with --cossim-pow 0 (Lucid's channel objective, linear)
+#    and 2: with p = 1 the objective is even in the sign of a channel that can go negative
+#    (docs/compare.md, "Signed layers").
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -29,6 +32,8 @@ photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3
 photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30
 srnet_small_res_block8 srnet_small res_block8 --permuted=0
 srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30
+srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0
+srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

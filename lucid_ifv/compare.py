@@ -51,6 +51,17 @@ class Comparison:
     verdicts_a: list | None = None  # [n] the same images inverted in A: is the visualization itself sound?
     attempts: np.ndarray | None = None  # [n] renders made per feature (1: no retry; see `compare`'s retries)
     sound: np.ndarray | None = None  # [n] bool: A's own inversion identifies the rendered channel
+    channel_response: np.ndarray | None = None  # [n] A's aggregated response of the rendered channel
+
+    @property
+    def negative(self) -> np.ndarray:
+        """``[n]`` bool: the visualization drove its channel below zero. With odd ``p`` the
+        one-hot objective ``f_c^(p+1) / |f|^p`` is even in the channel's sign, so on a layer whose
+        features can be negative (no ReLU: residual streams, linear layers) such renders are
+        optima too, often weak ones (`docs/compare.md`, "Signed layers")."""
+        if self.channel_response is None:
+            return np.zeros(len(self.features), bool)
+        return np.asarray(self.channel_response) < 0
 
     @property
     def best_match(self) -> np.ndarray:
@@ -88,6 +99,7 @@ class Comparison:
                 "verdicts": list(self.verdicts), "verdicts_a": self.verdicts_a, "represented": self.represented(),
                 "attempts": None if self.attempts is None else self.attempts.tolist(),
                 "sound": None if self.sound is None else self.sound.tolist(),
+                "negative": self.negative.tolist(),
                 "ssim": None if self.ssim is None else self.ssim.tolist()}
 
 
@@ -131,6 +143,7 @@ def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed
     out = {"features": features, "predicted": predicted, "images": rendered.final,
            "verdicts": np.array([str(v) for v in result.verdicts()], dtype="U32"), "verdicts_a": verdicts_a,
            "sound": (verdicts_a == "identified") & (np.argmax(np.abs(in_a.target), axis=1) == features),
+           "channel_response": in_a.response[np.arange(len(features)), features],
            "render_residual": (np.full(len(features), np.nan) if rendered.residual is None
                                else np.asarray(rendered.residual, float))}
     if reoptimize_steps:
@@ -220,7 +233,7 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
     return Comparison(layer_a, layer_b, joined["features"], np.abs(joined["predicted"]), joined["predicted"],
                       [str(v) for v in joined["verdicts"]], joined.get("ssim"), joined["render_residual"],
                       joined.get("images"), None if "verdicts_a" not in joined else [str(v) for v in joined["verdicts_a"]],
-                      joined.get("attempts"), joined.get("sound"))
+                      joined.get("attempts"), joined.get("sound"), joined.get("channel_response"))
 
 
 def default_config(**overrides) -> experiment.ExperimentConfig:

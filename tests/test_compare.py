@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -223,3 +224,14 @@ def test_sound_means_identified_in_a_with_the_rendered_channel(mnist_comparison)
     assert all(s <= (v == "identified") for s, v in zip(result.sound, result.verdicts_a))
     with pytest.raises(ValueError, match="retries must be >= 0, got -1"):
         compare(a, "conv2", b.model, "conv2", features=[0], retries=-1)
+
+
+def test_channel_response_and_negative_renders(mnist_comparison):
+    _, _, result, _ = mnist_comparison
+    # conv2 is read after its (softplus) ReLU: every render's channel response is positive
+    assert result.channel_response.shape == (4,) and (result.channel_response > 0).all()
+    assert not result.negative.any() and result.to_dict()["negative"] == [False] * 4
+    signed = dataclasses.replace(result, channel_response=np.array([0.5, -2.0, 1.0, -0.1]))
+    assert signed.negative.tolist() == [False, True, False, True]
+    older = dataclasses.replace(result, channel_response=None)  # folders written before it was saved
+    assert not older.negative.any()

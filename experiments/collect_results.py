@@ -94,43 +94,39 @@ def headline_table(runs) -> list:
     return lines
 
 
-def identifiable_table(runs) -> list:
-    """The default solve's angle on live features beside the angle modulo each sample's
-    unidentifiable directions (`ifv.InversionResult.unidentifiable`), their count and the
-    target's mass in them."""
-    lines = ["| setting | n | t* on live features | t* modulo unidentifiable directions | unidentifiable "
-             "directions, median (max) | target mass in them | identified |", "|---|---|---|---|---|---|---|"]
+def _beside_live_table(runs, angle: str, count: str, mass: str, headers: tuple) -> list:
+    """The default solve's angle on live features beside another angle (record key ``angle``),
+    a per-sample count (``count``: median (max)) and a target mass (``mass``); ``headers``
+    names those three columns. Runs without the fields are left out."""
+    lines = [f"| setting | n | t* on live features | {' | '.join(headers)} | identified |", "|---|---|---|---|---|---|---|"]
     for _, settings, records in runs:
         solve, identified = default_solve_and_identified(settings, records)
-        if not records or f"angle_identifiable_{solve}" not in records[0]:
+        if not records or f"{angle}_{solve}" not in records[0]:
             continue
-        dims = values(records, f"unidentifiable_dim_{solve}")
+        counts = values(records, f"{count}_{solve}")
         lines.append(
             f"| {describe(settings)} | {len(records)} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
-            f"{fmt(values(records, f'angle_identifiable_{solve}'), True)} | {np.median(dims):.0f} ({dims.max():.0f}) | "
-            f"{fmt(values(records, f'unidentifiable_target_mass_{solve}'), True)} | {identified} |")
+            f"{fmt(values(records, f'{angle}_{solve}'), True)} | {np.median(counts):.0f} ({counts.max():.0f}) | "
+            f"{fmt(values(records, f'{mass}_{solve}'), True)} | {identified} |")
     return lines
+
+
+def identifiable_table(runs) -> list:
+    """The angle modulo each sample's unidentifiable directions (`ifv.InversionResult.unidentifiable`),
+    their count and the target's mass in them."""
+    return _beside_live_table(runs, "angle_identifiable", "unidentifiable_dim", "unidentifiable_target_mass",
+                              ("t* modulo unidentifiable directions", "unidentifiable directions, median (max)",
+                               "target mass in them"))
 
 
 def determined_table(runs) -> list:
-    """The default solve's angle on live features beside the angle on the features its error
-    bars determine (`ifv.InversionResult.sensitivity` <= `DETERMINED_TOL`), how many live
-    features are not determined and the target's mass on them."""
+    """The angle on the features the error bars determine (`ifv.InversionResult.sensitivity`
+    <= `DETERMINED_TOL`), how many live features are not determined and the target's mass on them."""
     from lucid_ifv.ifv.diagnostics import DETERMINED_TOL
 
-    lines = [f"| setting | n | t* on live features | t* on determined features (error bar <= {DETERMINED_TOL:g}) | "
-             "live features not determined, median (max) | target mass on them | identified |",
-             "|---|---|---|---|---|---|---|"]
-    for _, settings, records in runs:
-        solve, identified = default_solve_and_identified(settings, records)
-        if not records or f"angle_determined_{solve}" not in records[0]:
-            continue
-        loose = values(records, f"undetermined_{solve}")
-        lines.append(
-            f"| {describe(settings)} | {len(records)} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
-            f"{fmt(values(records, f'angle_determined_{solve}'), True)} | {np.median(loose):.0f} ({loose.max():.0f}) | "
-            f"{fmt(values(records, f'undetermined_target_mass_{solve}'), True)} | {identified} |")
-    return lines
+    return _beside_live_table(runs, "angle_determined", "undetermined", "undetermined_target_mass",
+                              (f"t* on determined features (error bar <= {DETERMINED_TOL:g})",
+                               "live features not determined, median (max)", "target mass on them"))
 
 
 def solves_table(runs) -> list:

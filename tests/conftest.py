@@ -56,6 +56,16 @@ def experiment_script(name: str):
     return module
 
 
+def converged_small_experiment(model, out):
+    """A tiny smooth, converged experiment on ``model``'s conv2 (3 Hoyer targets) -> its records."""
+    from lucid_ifv import experiment as ex
+
+    config = ex.ExperimentConfig(layer="conv2", n_hoyer=3, batch_size=3, fft=False, decorrelate=False,
+                                 adam_steps=100, lbfgs_steps=0, prior_weight=1e-3, prior_relative=True,
+                                 smooth=True, converge=1e-3, max_lbfgs_steps=200)
+    return ex.run_experiment(model, config, out, progress=False)
+
+
 def small_convnet(seed=0, input_shape=(16, 16, 3)):
     """A tiny conv net whose `conv2` channels are linear (never dead): conv1 (relu, 8) ->
     conv2 (linear, 6) -> relu -> global average pool -> dense `logits` (4)."""

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import experiment_script
-
-from lucid_ifv import experiment as ex
+from conftest import converged_small_experiment, experiment_script
 
 
 def test_error_bar_sweep_on_a_small_experiment(small_model, tmp_path, capsys):
     script = experiment_script("error_bars")
-    config = ex.ExperimentConfig(layer="conv2", n_hoyer=3, batch_size=3, fft=False, decorrelate=False,
-                                 adam_steps=100, lbfgs_steps=0, prior_weight=1e-3, prior_relative=True,
-                                 smooth=True, converge=1e-3, max_lbfgs_steps=200)
-    records = ex.run_experiment(small_model, config, tmp_path / "run", progress=False)
+    records = converged_small_experiment(small_model, tmp_path / "run")
     table = script.sweep(tmp_path / "run", (0.05, 1e9))
     rows = table[0.05]
     assert rows.shape == (3, 4)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import experiment_script
-
-from lucid_ifv import experiment as ex
+from conftest import converged_small_experiment, experiment_script
 
 
 def test_error_split_on_a_small_experiment(small_model, tmp_path, capsys):
     script = experiment_script("error_by_row_norm")
-    config = ex.ExperimentConfig(layer="conv2", n_hoyer=3, batch_size=3, fft=False, decorrelate=False,
-                                 adam_steps=100, lbfgs_steps=0, prior_weight=1e-3, prior_relative=True,
-                                 smooth=True, converge=1e-3, max_lbfgs_steps=200)
-    records = ex.run_experiment(small_model, config, tmp_path / "run", progress=False)
+    records = converged_small_experiment(small_model, tmp_path / "run")
     rows = script.split_errors(tmp_path / "run", weak=0.1)
     assert len(rows) == 3
     for (angle, weak, live, share), record in zip(rows, records):

@@ -256,6 +256,9 @@ def cmd_invert(args) -> int:
         if result.prior_weights is not None:
             row["prior_weight_estimated"] = result.prior_weights[i].tolist()
             row["prior_weight_expected"] = prior_weight
+        if result.sensitivity is not None:  # error bars of the top weights; NaN (dead) as None
+            row["error_bars"] = [None if np.isnan(e) else round(float(e), 4) for e in result.sensitivity[i][top]]
+            row["undetermined_features"] = int(np.sum(~result.determined()[i] & ~result.dead_features[i]))
         if targets is not None:
             alive = targets[i] * ~result.dead_features[i]
             row["angle_to_target"] = float(metrics.angle_deg(result.target[i], targets[i]))
@@ -266,7 +269,10 @@ def cmd_invert(args) -> int:
     if args.out:
         from lucid_ifv.experiment import write_text_atomic
 
-        write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "rows": rows}, indent=1))
+        bars = None if result.sensitivity is None else np.where(np.isnan(result.sensitivity), None,
+                                                                  result.sensitivity).tolist()
+        write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "error_bars": bars,
+                                                      "rows": rows}, indent=1))
     return 0
 
 

@@ -33,6 +33,11 @@ def test_render_then_invert_npz_and_png(tmp_path, capsys):
     assert len(rows) == 2 and all(0 <= r["angle_to_target"] <= 180 and r["verdict"] in VERDICTS for r in rows)
     saved = json.loads((tmp_path / "inv.json").read_text())
     assert np.asarray(saved["predicted"]).shape == (2, 32)
+    bars = np.array(saved["error_bars"], dtype=float)  # None (dead) -> NaN
+    assert bars.shape == (2, 32) and np.all(np.isnan(bars) | (bars >= 0))
+    for r, i in zip(rows, range(2)):  # the rows' error bars are the saved ones of their top features
+        np.testing.assert_allclose(np.array(r["error_bars"], float), bars[i][r["top_features"]], atol=1e-4)
+        assert r["undetermined_features"] == int(np.sum(bars[i] > 0.05))
     assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--images",
                  str(out / "realization_000.png")]) == 0
 

@@ -20,10 +20,10 @@ import numpy as np
 
 
 def settings_note(report: dict) -> str:
-    """The non-default settings of a run, read off its command (softplus beta, retries)."""
+    """The non-default settings of a run, read off its command (softplus beta, retries, p)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
-    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
+    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries"), ("--cossim-pow", "p = {}")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))
     return f" ({', '.join(note)})" if note else ""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 12's network comparisons (docs/compare.md), with `lucid-ifv compare`'s defaults (smooth
 # surrogates, pixel parametrization, relative L2 prior 1e-4, 400 Adam steps, then L-BFGS to a
-# relative stationarity residual of 1e-3, at most 1000 steps). Resumable; runs in this order:
+# relative stationarity residual of 1e-3, at most 1000 steps) and the objective's p given per run
+# (the default was p = 1 until the *_p0 runs; it is 0 now). Resumable; runs in this order:
 #  - ground truth: every feature of a shipped model's studied layer, visualized in the model
 #    and inverted in a copy whose layer has its channels permuted and rescaled (the same
 #    function; `lucid_ifv.symmetry`);
@@ -13,7 +14,9 @@
 #    permuted alike), at the default surrogate and at the sharper one;
 #  - srnet_small_res_block8_p0 / _p2: the same with --cossim-pow 0 (Lucid's channel objective, linear)
 #    and 2: with p = 1 the objective is even in the sign of a channel that can go negative
-#    (docs/compare.md, "Signed layers").
+#    (docs/compare.md, "Signed layers");
+#  - inception_small_mixed3b_first16_p0 / _p1: p = 0 against p = 1 on 16 channels; then p = 0 (today's
+#    default) on every shipped model's studied layer (all 192 channels of mixed3b) and the two seeds.
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -23,17 +26,24 @@ IFV=${IFV:-lucid-ifv}
 
 # name model layer how
 ALL="
-mnist_small_conv2 mnist_small conv2 --permuted=0
-photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0
-mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1
-mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small
-inception_small_mixed3b inception_small mixed3b --permuted=0 every-third
-photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3
-photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30
-srnet_small_res_block8 srnet_small res_block8 --permuted=0
-srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30
+mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1
+photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1
+mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1
+mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1
+inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1
+photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1
+photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1
+srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1
+srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1
 srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0
 srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2
+inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0
+inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1
+mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0
+photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0
+inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0
+mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0
+mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do
@@ -42,7 +52,11 @@ echo "$ALL" | while read -r name model layer how rest; do
   extra=()
   [[ "$how" == --model-b=* ]] && extra=(--baseline)
   for word in ${rest:-}; do
-    if [ "$word" = every-third ]; then extra+=(--features $(seq 0 3 191)); else extra+=("$word"); fi
+    case "$word" in
+      every-third) extra+=(--features $(seq 0 3 191)) ;;
+      first-16) extra+=(--features $(seq 0 3 45)) ;;  # the first 16 of every-third: a quick A/B of p
+      *) extra+=("$word") ;;
+    esac
   done
   $IFV compare --model "$model" --layer "$layer" "$how" "${extra[@]}" --out "$RUNS/$name" </dev/null
 done

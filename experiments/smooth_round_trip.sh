@@ -20,6 +20,7 @@ beta30=(--smooth --relu-beta 30 --converge 1e-3 --max-lbfgs 1000)  # a surrogate
 prior1e3=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-3)
 prior1e2=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-2)
 warmup=(--smooth --converge 1e-3 --max-lbfgs 1000 --warmup 200)  # compare's prior-free warm-up: fewer weak features?
+p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
 
 # name model layer param mode
 ALL="
@@ -50,6 +51,9 @@ densenet_small_softmax_fft_smooth_prior1e-3 densenet_small softmax fft prior1e3
 densenet_small_softmax_fft_smooth_prior1e-2 densenet_small softmax fft prior1e2
 inception_small_mixed3a_pixel_smooth_warmup inception_small mixed3a pixel warmup
 inception_small_mixed4a_pixel_smooth_warmup inception_small mixed4a pixel warmup
+inception_small_mixed3a_pixel_smooth_p0 inception_small mixed3a pixel p0
+inception_small_mixed4a_pixel_smooth_p0 inception_small mixed4a pixel p0
+inception_small_mixed3b_pixel_smooth_p0 inception_small mixed3b pixel p0
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -59,7 +63,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
-    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

@@ -183,7 +183,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
       layer_a, layer_b: the layers compared (``k_a``, ``k_b`` channels).
       config: rendering and inversion settings (`ExperimentConfig`; its ``layer``,
         ``n_hoyer``, ``n_canonical`` are ignored); default: smooth surrogates, pixel
-        parametrization, relative prior 1e-4, 200 warm-up Adam steps without the prior
+        parametrization, ``p = 0`` (the linear channel objective ``f_c``, as Lucid's
+        ``channel``; docs/compare.md), relative prior 1e-4, 200 warm-up Adam steps without the prior
         (`experiment.realize`), 400 with it, then L-BFGS to 1e-3.
       features: A's channels to render (default all ``k_a``).
       reoptimize_steps: > 0 adds the re-optimization SSIM in B (that many Adam steps).
@@ -238,8 +239,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
 
 def default_config(**overrides) -> experiment.ExperimentConfig:
     """The comparison's default settings (see `compare`)."""
-    settings = dict(layer="", fft=False, decorrelate=False, prior_weight=1e-4, prior_relative=True, smooth=True,
-                    warmup_steps=200, adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
+    settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, prior_weight=1e-4, prior_relative=True,
+                    smooth=True, warmup_steps=200, adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
     settings.update(overrides)
     return experiment.ExperimentConfig(**settings)
 

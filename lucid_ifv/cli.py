@@ -380,7 +380,7 @@ def cmd_compare(args) -> int:
     if negative and args.cossim_pow % 2 == 1:
         print(f"note: {negative} of {len(result.features)} visualizations drive their channel negative: with an odd "
               f"--cossim-pow the objective is even in the channel's sign; on a layer whose features can be negative "
-              f"use --cossim-pow 0 (Lucid's channel objective) or 2 (docs/compare.md, 'Signed layers')")
+              f"use --cossim-pow 0 (Lucid's channel objective) or 2 (docs/compare.md, 'Which objective')")
     if truth is not None:
         print(f"permutation recovered for {report['permutation_accuracy']:.1%} of the features "
               f"({report['permutation_accuracy_identified']:.1%} of those 'identified' in B)")

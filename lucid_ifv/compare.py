@@ -58,7 +58,7 @@ class Comparison:
         """``[n]`` bool: the visualization drove its channel below zero. With odd ``p`` the
         one-hot objective ``f_c^(p+1) / |f|^p`` is even in the channel's sign, so on a layer whose
         features can be negative (no ReLU: residual streams, linear layers) such renders are
-        optima too, often weak ones (`docs/compare.md`, "Signed layers")."""
+        optima too, often weak ones (`docs/compare.md`, "Which objective")."""
         if self.channel_response is None:
             return np.zeros(len(self.features), bool)
         return np.asarray(self.channel_response) < 0

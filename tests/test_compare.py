@@ -235,3 +235,23 @@ def test_channel_response_and_negative_renders(mnist_comparison):
     assert signed.negative.tolist() == [False, True, False, True]
     older = dataclasses.replace(result, channel_response=None)  # folders written before it was saved
     assert not older.negative.any()
+
+
+def test_compare_by_activity_splits_a_run(tmp_path, capsys):
+    """experiments/compare_by_activity.py on a tiny CLI run: the parts add up to the whole."""
+    from conftest import experiment_script
+
+    from lucid_ifv.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--model", "mnist_small", "--permuted", "1", "--features", "3", "9", "--adam", "60",
+                 "--max-lbfgs", "60", "--out", str(out)]) == 0
+    script = experiment_script("compare_by_activity")
+    s = script.split(out)
+    report = json.loads((out / "comparison.json").read_text())
+    right = int(np.sum(np.asarray(report["best_match"]) == np.asarray(report["ground_truth"])))
+    assert s["n"] == 2 and s["right"] == (right, 2)
+    assert s["on_active"][1] + s["on_inactive"][1] == 2 and s["on_active"][0] + s["on_inactive"][0] == right
+    assert 0 <= s["both"] <= min(s["inactive"], s["silent"])
+    capsys.readouterr()
+    assert script.main([str(out)]) == 0 and "| cmp | 2 |" in capsys.readouterr().out

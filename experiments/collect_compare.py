@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 
-def settings_note(report: dict) -> str:
-    """The non-default settings of a run, read off its command (softplus beta, retries, p)."""
+def settings_note(report: dict, run: Path | None = None) -> str:
+    """The objective's p (from the run's saved settings) and the non-default settings read off
+    its command (softplus beta, retries)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
-    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries"), ("--cossim-pow", "p = {}")):
+    saved = run / "batches" / "settings.json" if run is not None else None
+    if saved is not None and saved.exists():
+        note.append(f"p = {json.loads(saved.read_text())['config'].get('cossim_pow', 1.0):g}")
+    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))
     return f" ({', '.join(note)})" if note else ""
@@ -47,7 +51,7 @@ def row(run: Path) -> str:
     sound = report.get("sound")
     sound = "-" if sound is None else f"{sum(sound)} of {len(sound)}"
     return (f"| {report['model_a']} `{report['layer_a']}` -> {report['model_b']} `{report['layer_b']}`"
-            f"{settings_note(report)} | {len(scores)} | {truth} | {sound} | "
+            f"{settings_note(report, run)} | {len(scores)} | {truth} | {sound} | "
             f"{np.median(scores):.3f} (p10 {np.percentile(scores, 10):.3f}) | "
             f"{counts} | {report['represented']:.2f} | {baseline} |")
 

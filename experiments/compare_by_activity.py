@@ -46,7 +46,8 @@ def split(run: Path) -> dict:
     accuracy = lambda mask: (int(right[mask].sum()), int(mask.sum()))  # noqa: E731
     return {"run": run.name, "n": len(features), "right": accuracy(np.ones_like(right)),
             "inactive": int(inactive.sum()), "silent": int(silent.sum()), "both": int((inactive & silent).sum()),
-            "on_active": accuracy(~inactive), "on_firing": accuracy(~silent), "on_inactive": accuracy(inactive)}
+            "on_active": accuracy(~inactive), "on_firing": accuracy(~silent), "on_inactive": accuracy(inactive),
+            "response": (float(response.min()), float(np.median(response)), float(response.max()))}
 
 
 def _frac(pair) -> str:
@@ -60,12 +61,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print("| run | channels | recovered | renders that never activated their channel | channels silent on held-out "
           "images (of them, never activated) | recovered: activated renders | recovered: channels that fire | "
-          "recovered: renders never activated |")
-    print("|---|---|---|---|---|---|---|---|")
+          "recovered: renders never activated | channel response at the render: min / median / max |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         s = split(run)
         print(f"| {s['run']} | {s['n']} | {_frac(s['right'])} | {s['inactive']} | {s['silent']} ({s['both']}) | "
-              f"{_frac(s['on_active'])} | {_frac(s['on_firing'])} | {_frac(s['on_inactive'])} |")
+              f"{_frac(s['on_active'])} | {_frac(s['on_firing'])} | {_frac(s['on_inactive'])} | "
+              "{:.2f} / {:.2f} / {:.2f} |".format(*s["response"]))
     return 0
 
 

@@ -253,5 +253,7 @@ def test_compare_by_activity_splits_a_run(tmp_path, capsys):
     assert s["n"] == 2 and s["right"] == (right, 2)
     assert s["on_active"][1] + s["on_inactive"][1] == 2 and s["on_active"][0] + s["on_inactive"][0] == right
     assert 0 <= s["both"] <= min(s["inactive"], s["silent"])
+    low, mid, high = s["response"]
+    assert low <= mid <= high and (low <= 0.05 * np.log(9) * 1.001) == (s["inactive"] > 0)
     capsys.readouterr()
     assert script.main([str(out)]) == 0 and "| cmp | 2 |" in capsys.readouterr().out

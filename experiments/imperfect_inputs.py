@@ -14,7 +14,10 @@ and inverted with the run's default solve, the target never used:
 - ``upscaled``: enlarged 4x (bilinear) and shrunk back (area average), what saving a large
   copy for display and reading it at the model's size does;
 - ``adam<N>``: rendered again from the same targets and seeds, stopped after N Adam steps
-  (no L-BFGS, not stationary).
+  (no L-BFGS, not stationary); ``adam<N> 8bit``: that render rounded to 8 bits.
+
+The 8-bit inputs are checked by re-dithering (`lucid_ifv.ifv.dither`, `invert`'s default for
+images on the 8-bit grid); every input is judged by three verdict rules (`rules`).
 
 Remedy (``--polish S``, target-free): from the degraded image, S L-BFGS steps of the FV
 objective towards the first inversion's answer t1 (plus the run's prior), then invert again.
@@ -124,10 +127,18 @@ def polish(setup, config, images, targets_hat, steps):
     return result.final
 
 
+#: The verdict rules compared on every input (the library's default first).
+def rules() -> dict:
+    from lucid_ifv.ifv import VerdictRule
+
+    return {"verdict": VerdictRule(), "verdict_undithered": VerdictRule(max_dither_spread=None),
+            "verdict_before_error_bars": VerdictRule(determined_tol=None, max_dither_spread=None)}
+
+
 def rows_of(name, result, targets, response, cossim_pow):
     from lucid_ifv.metrics import objective_angle_deg
 
-    verdicts = result.verdicts()
+    verdicts = {key: result.verdicts(rule) for key, rule in rules().items()}
     rows = []
     for i in range(len(targets)):
         alive = targets[i] * ~result.dead_features[i]
@@ -135,9 +146,12 @@ def rows_of(name, result, targets, response, cossim_pow):
             "input": name, "sample": i,
             "angle_alive": float(objective_angle_deg(result.target[i], alive, cossim_pow)) if alive.any() else None,
             "angle": float(objective_angle_deg(result.target[i], targets[i], cossim_pow)),
-            "dead": int(result.dead_features[i].sum()), "verdict": str(verdicts[i]),
+            "dead": int(result.dead_features[i].sum()), **{key: str(v[i]) for key, v in verdicts.items()},
             "angle_response": float(objective_angle_deg(response[i], targets[i], cossim_pow)),
         })
+        if result.dither_spread is not None:
+            rows[-1].update(dither_spread=float(result.dither_spread[i]),
+                            denoised_residual=float(result.denoised_residual[i]), residual=float(result.residual[i]))
     return rows
 
 
@@ -162,6 +176,7 @@ def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weigh
             seed = ex.batch_seed(config, list(range(start, start + len(images))))
             param = ex.realization_param(setup.model, short, len(images), seed)
             inputs[f"adam{steps}"] = ex.realize(setup, short, targets, param, seed).final
+            inputs[f"adam{steps} 8bit"] = degrade(inputs[f"adam{steps}"], "8bit")  # a PNG of a render stopped short
         for name, x in inputs.items():
             result = invert(setup, config, x)
             rows = rows_of(name, result, targets, response, config.cossim_pow)
@@ -203,16 +218,24 @@ def table(records: list, run_dir) -> str:
                      f"{len(ident)} of {len(rows)} | {right} of {len(ident)} | "
                      f"{fmt(r['angle_response'] for r in rows)} |")
     degraded = [r for r in records if r["input"] != "float" and r["angle_alive"] is not None]
-    said = [r for r in degraded if r["verdict"] == "identified"]
-    good = [r for r in degraded if r["angle_alive"] < GOOD_DEG]
-    bad = [r for r in degraded if r["angle_alive"] >= GOOD_DEG]
-    tp = sum(1 for r in said if r["angle_alive"] < GOOD_DEG)
-    flagged_bad = sum(1 for r in bad if r["verdict"] != "identified")
-    lines += ["", f"Verdict over the {len(degraded)} degraded inputs (polished ones included): 'identified' "
-              f"{len(said)} times, right {tp} (precision {tp / len(said) if said else float('nan'):.2f}); "
-              f"{len(good)} answers were right, {tp} of them said identified (recall "
-              f"{tp / len(good) if good else float('nan'):.2f}); of the {len(bad)} answers >= {GOOD_DEG:g} deg off, "
-              f"{flagged_bad} were flagged (not 'identified')."]
+    lines += ["", "The verdict's precision and recall for 'angle on live features < 5 deg', by rule "
+              "(`verdict`: the library's default, re-dithered 8-bit inputs judged by their spread; "
+              "`verdict_undithered`: the same answers by the residual-based checks; "
+              "`verdict_before_error_bars`: `VerdictRule(determined_tol=None)`):", "",
+              "| rule | inputs | said identified | right | precision | right answers | recall | "
+              "wrong answers flagged |", "|---|---|---|---|---|---|---|---|"]
+    groups = {"all degraded (polished included)": degraded,
+              "8-bit files (8bit, adamN 8bit)": [r for r in degraded if r["input"].endswith("8bit")]}
+    for key in rules():
+        for group, rows in groups.items():
+            said = [r for r in rows if r.get(key) == "identified"]
+            good = [r for r in rows if r["angle_alive"] < GOOD_DEG]
+            bad = [r for r in rows if r["angle_alive"] >= GOOD_DEG]
+            tp = sum(1 for r in said if r["angle_alive"] < GOOD_DEG)
+            flagged = sum(1 for r in bad if r.get(key) != "identified")
+            lines.append(f"| {key} | {group} ({len(rows)}) | {len(said)} | {tp} | "
+                         f"{tp / len(said) if said else float('nan'):.2f} | {len(good)} | "
+                         f"{tp / len(good) if good else float('nan'):.2f} | {flagged} of {len(bad)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -215,6 +215,19 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _dither_arg(text: str):
+    """``--dither``: 'auto' or an integer >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return value
+
+
 def _check_invert_inputs(args, model, layer, checked: dict) -> None:
     """The images (channels converted or refused, size) and an .npz's targets against the model."""
     from lucid_ifv.imageio import stack_images
@@ -241,7 +254,7 @@ def cmd_invert(args) -> int:
     prior = obj.params_L2() if prior_weight else None
     method = None if args.method == "auto" else args.method
     result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
-                        prior=prior, method=method,
+                        prior=prior, method=method, dither=args.dither,
                         expected_prior_weight=(prior_weight or None) if method != "paper" else None)
     targets = args.npz_targets
     verdicts = result.verdicts()
@@ -256,6 +269,9 @@ def cmd_invert(args) -> int:
         if result.prior_weights is not None:
             row["prior_weight_estimated"] = result.prior_weights[i].tolist()
             row["prior_weight_expected"] = prior_weight
+        if result.dither_spread is not None:
+            row["dither_spread_deg"] = float(result.dither_spread[i])
+            row["denoised_residual"] = float(result.denoised_residual[i])
         if result.sensitivity is not None:  # error bars of the top weights; NaN (dead) as None
             row["error_bars"] = [None if np.isnan(e) else round(float(e), 4) for e in result.sensitivity[i][top]]
             row["undetermined_features"] = int(np.sum(~result.determined()[i] & ~result.dead_features[i]))
@@ -800,6 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invert", help="Grad-IFV on images (PNG, .npy, or a render's .npz)")
     add_fv_options(p, render=False)
     p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--dither", default="auto", type=_dither_arg, metavar="N",
+                   help="re-dithered inversions that check answers from 8-bit images (PNGs), each one more "
+                        "inversion; 'auto' (default): 4 when every value lies on the 8-bit grid, else 0 "
+                        "(docs/ifv.md, 'Quantized images')")
     p.add_argument("--out", help="write the predictions as JSON")
     p.set_defaults(func=cmd_invert)
 

@@ -264,7 +264,8 @@ def reoptimize_ssim(setup, config, param, params, objectives_by_name):
 
 def _invert_8bit(setup, config, param, images, method):
     """Invert the realizations as an 8-bit file would hold them (through the parametrization's
-    inverse), with the run's default solve."""
+    inverse), with the run's default solve; re-dithered (`ifv.dither`, `invert`'s default for
+    images on the 8-bit grid), so the verdict judges the answer, not the rounding."""
     from lucid_ifv.imageio import quantize_8bit
 
     prior = obj.params_L2() if setup.prior_weight else None
@@ -389,6 +390,8 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
             rec["angle_alive_8bit"] = _angle_or_none(from_8bit.target[i], targets[i] * ~from_8bit.dead_features[i],
                                                      config.cossim_pow)
             rec["verdict_8bit"] = str(from_8bit.verdicts()[i])
+            if from_8bit.dither_spread is not None:  # re-dithered (`ifv.dither`; invert's default for 8-bit images)
+                rec["dither_spread_8bit"] = float(from_8bit.dither_spread[i])
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
         records.append(rec)

@@ -41,10 +41,14 @@ def test_runs_on_a_small_converged_experiment(tmp_path):
                         "--early", "5", "--polish", "3", "--batch", "2", "--weighted"]) == 0
     records = json.loads((tmp_path / "out" / "records.json").read_text())
     names = {r["input"] for r in records}
-    assert names == {"float", "8bit", "half", "upscaled", "adam5", "8bit + polish", "half + polish",
-                     "upscaled + polish", "adam5 + polish", "8bit + weighted"}
+    assert names == {"float", "8bit", "half", "upscaled", "adam5", "adam5 8bit", "8bit + polish", "half + polish",
+                     "upscaled + polish", "adam5 + polish", "adam5 8bit + polish", "8bit + weighted"}
     assert len(records) == 2 * len(names)
-    assert "precision" in (tmp_path / "out" / "table.md").read_text()
+    quantized = [r for r in records if r["input"] in ("8bit", "adam5 8bit")]  # re-dithered by `invert`
+    assert all(np.isfinite(r["dither_spread"]) and r["denoised_residual"] >= 0 for r in quantized)
+    assert not any("dither_spread" in r for r in records if r["input"] in ("float", "half"))
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "precision" in table and "verdict_before_error_bars" in table
 
 
 def test_noise_weights_are_the_sigmoid_slope_and_need_an_elementwise_map():

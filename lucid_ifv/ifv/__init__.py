@@ -10,7 +10,8 @@ modules, in the order the data flows:
   ``"anchored"``, ``"nonneg"``), float64, per-sample dead features;
 - `diagnostics`: residuals, near-null directions, the dead-feature tolerance, verdicts;
 - `invert`: the whole pipeline, spectra for Algorithm 1, angles modulo the trivial space;
-- `robust`: the same for visualizations rendered with random transforms (`invert_robust`).
+- `robust`: the same for visualizations rendered with random transforms (`invert_robust`);
+- `dither`: how far to trust an answer from quantized (8-bit) images: re-dither, invert again.
 
 Everything public (and the private helpers older code used) is re-exported here, so
 ``from lucid_ifv import ifv; ifv.solve_gram(...)`` works.

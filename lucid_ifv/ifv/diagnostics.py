@@ -213,7 +213,13 @@ class VerdictRule:
         cannot move any entry by more than ``determined_tol``.
       max_undetermined_mass: more of ``|t*|^2`` than this on live features that are not
         determined is "ambiguous" (the answer leans on weights the image does not fix).
-    The last two need error bars (the prior methods); the paper's solve is judged without,
+      max_dither_spread: quantized inputs checked by re-dithering (``dither_spread`` set,
+        `lucid_ifv.ifv.dither`): a spread above this many degrees is "ambiguous", a
+        ``denoised_residual`` above ``max_residual`` "not stationary"; these replace the
+        residual, near-null, gap and error-bar checks, which measure the rounding there.
+        5 degrees is the accuracy the verdict's "identified" stands for (`docs/ifv.md`), not
+        a fitted value. None: judge such inputs by the other checks.
+    The determined_tol checks need error bars (the prior methods); the paper's solve is judged without,
     and ``determined_tol=None`` leaves them out (the rule before error bars).
     """
 
@@ -226,6 +232,7 @@ class VerdictRule:
     weight_ratio: float = 1e-2
     determined_tol: float | None = DETERMINED_TOL
     max_undetermined_mass: float = 0.05
+    max_dither_spread: float | None = 5.0
 
 
 def _rule(rule) -> VerdictRule:
@@ -249,8 +256,12 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     4. "ambiguous": gap below ``min_gap`` (unless resolved, as in 2), or more than
        ``max_undetermined_mass`` of the answer on live features that are not determined;
     5. "identified".
+    Re-dithered quantized inputs (``result.dither_spread`` set; `_dithered_verdicts`) are
+    judged by the spread and the denoised residual instead.
     """
     rule = _rule(rule)
+    if getattr(result, "dither_spread", None) is not None and rule.max_dither_spread is not None:
+        return _dithered_verdicts(result, rule)
     residual = np.asarray(result.residual, np.float64)
     no_signal = np.isnan(residual)
     limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
@@ -262,13 +273,39 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     if mass is not None:
         with np.errstate(invalid="ignore"):
             many_null = many_null | (np.asarray(mass) > rule.max_noise_mass)
-    warned = weight_warning(result.prior_weights, result.expected_prior_weight, rule.weight_ratio)
-    if warned.size == 0:
-        warned = np.zeros(residual.shape, bool)
+    warned = _weight_warned(result, rule, residual.shape)
     with np.errstate(invalid="ignore"):
         not_stationary = (residual > limit) | warned
         small_gap = (np.asarray(result.gap, np.float64) < rule.min_gap) & ~resolved
     return np.select([no_signal, many_null, not_stationary, small_gap | leaning],
+                     ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
+
+
+def _weight_warned(result, rule: VerdictRule, shape) -> np.ndarray:
+    """`weight_warning` of a result (all False, of ``shape``, without estimates or expectation)."""
+    warned = weight_warning(result.prior_weights, result.expected_prior_weight, rule.weight_ratio)
+    return warned if warned.size else np.zeros(shape, bool)
+
+
+def _dithered_verdicts(result, rule: VerdictRule) -> np.ndarray:
+    """Verdicts of a quantized input checked by re-dithering, in this order: "no signal"
+    (nothing solved); "ambiguous" (more than ``max_noise_mass`` on features below the noise:
+    a trivial answer); "not stationary" (``denoised_residual`` above ``max_residual``, the
+    paper's threshold for its solve, or the prior-weight warning); "ambiguous" (spread above
+    ``max_dither_spread`` degrees or unknown); "identified"."""
+    residual = np.asarray(result.denoised_residual, np.float64)
+    no_signal = np.isnan(np.asarray(result.residual, np.float64))
+    limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
+    trivial = np.zeros(residual.shape, bool)
+    if result.noise_mass is not None:
+        with np.errstate(invalid="ignore"):
+            trivial = np.asarray(result.noise_mass) > rule.max_noise_mass
+    warned = _weight_warned(result, rule, residual.shape)
+    spread = np.asarray(result.dither_spread, np.float64)
+    with np.errstate(invalid="ignore"):
+        unstable = ~(spread <= rule.max_dither_spread)
+        not_stationary = (residual > limit) | warned
+    return np.select([no_signal, trivial, not_stationary, unstable],
                      ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
 
 
@@ -295,12 +332,16 @@ def describe(result, i: int, rule: VerdictRule | None = None) -> str:
     if verdict == "no signal":
         return f"no signal: {dead_text}, nothing left to solve ({result.solve_method} solve)"
     parts = [f"residual {result.residual[i]:.3g}", f"gap {result.gap[i]:.3g}"]
+    spread = getattr(result, "dither_spread", None)
+    if spread is not None:
+        parts[0] += f" ({result.denoised_residual[i]:.3g} without the rounding)"
+        parts.insert(0, f"re-dithered answers within {spread[i]:.2f} deg (median)")
     if result.stationarity_singular_values is not None:
         near_null = int(null_space_dim(result.stationarity_singular_values[i], rule.null_rtol))
         parts.append(f"{max(near_null - 1, 0)} other near-null direction{'' if near_null == 2 else 's'}")
     parts.append(dead_text)
     sensitivity = getattr(result, "sensitivity", None)
-    if sensitivity is not None:
+    if sensitivity is not None and spread is None:  # on a quantized input they measure the rounding
         loose = int(np.sum(np.nan_to_num(sensitivity[i], nan=0.0) > DETERMINED_TOL))
         if loose:
             parts.append(f"{loose} live feature{'' if loose == 1 else 's'} not determined (error bar > {DETERMINED_TOL:g})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
@@ -100,11 +102,29 @@ def _check_images(realization, model=None) -> None:
         raise ValueError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (rescale them, e.g. uint8 / 255)")
 
 
+def _dither_count(dither, realization) -> int:
+    """Re-dithered inversions for ``invert(..., dither=)``: refuses a bad value or dithering
+    of anything but images, before any work."""
+    from lucid_ifv.ifv.dither import DITHER_SAMPLES, on_8bit_grid
+    from lucid_ifv.render import RenderResult
+
+    is_images = not isinstance(realization, (RenderResult, list, tuple))
+    if isinstance(dither, str):
+        if dither != "auto":
+            raise ValueError(f"dither must be 'auto' or an integer >= 0, got {dither!r}")
+        return DITHER_SAMPLES if is_images and on_8bit_grid(realization) else 0
+    if isinstance(dither, bool) or not isinstance(dither, (int, np.integer)) or dither < 0:
+        raise ValueError(f"dither must be 'auto' or an integer >= 0, got {dither!r}")
+    if dither and not is_images:
+        raise ValueError(f"dither={dither} re-dithers images; got {type(realization).__name__}, not an image array")
+    return int(dither)
+
+
 def invert(model, layer: str, realization, param: Param | None = None, cossim_pow: float = 1,
            aggregation=None, critical_space=None, features=None, prior=None, wrt: str = "params",
            chunk: int | None = None, dead_tol="auto", method: str | None = None,
            expected_prior_weight=None, transforms=None, n_transforms: int = 16,
-           transform_seed: int = 0) -> InversionResult:
+           transform_seed: int = 0, dither="auto", dither_seed: int = 0) -> InversionResult:
     """Grad-IFV: the target objectives a batch of realizations was optimized for.
 
     Args:
@@ -126,11 +146,29 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         (`lucid_ifv.transform`, e.g. ``standard_transforms``): the FV was rendered with them;
         solve the expected stationarity equation over ``n_transforms`` draws seeded from
         ``transform_seed`` (`lucid_ifv.ifv.robust`, ``wrt="params"`` only).
+      dither: re-dithered inversions that check an answer from quantized images
+        (`lucid_ifv.ifv.dither`; each costs one more inversion). ``"auto"`` (default):
+        `dither.DITHER_SAMPLES` when ``realization`` is images whose values all lie on the
+        8-bit grid (a PNG), else 0. With it the result carries ``dither_spread`` and
+        ``denoised_residual``, and the verdict uses them instead of the residual-based
+        checks, which on such images measure the rounding. ``dither_seed``: their noise.
     Returns:
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
     _check_images(realization, model)
+    n_dither = _dither_count(dither, realization)
+    if n_dither:
+        from lucid_ifv.ifv.dither import dither_check
+
+        def invert_images(images):
+            return invert(model, layer, images, param, cossim_pow, aggregation, critical_space, features, prior,
+                          wrt, chunk, dead_tol, method, expected_prior_weight, transforms, n_transforms,
+                          transform_seed, dither=0)
+
+        answer = invert_images(np.asarray(realization, np.float32))
+        spread, denoised = dither_check(invert_images, realization, answer, n_dither, dither_seed, cossim_pow)
+        return dataclasses.replace(answer, dither_spread=spread, denoised_residual=denoised)
     param, params = resolve_realization(model, realization, param, wrt)
     grads = None if prior is None else prior_gradients(model, prior, params, param)
     if transforms is not None:

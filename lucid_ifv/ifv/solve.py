@@ -112,6 +112,11 @@ class InversionResult:
         (`diagnostics.coefficient_sensitivity`); NaN on dead features and for the paper's
         solve. Entries above ``DETERMINED_TOL`` are not determined by the realization
         (`determined`, `angles_determined`).
+      dither_spread: ``[B]`` degrees, for quantized images (`lucid_ifv.ifv.dither`): the
+        median angle between the answer and the answers to re-dithered copies, an estimate
+        of the error the rounding caused; None when not checked.
+      denoised_residual: ``[B]`` the residual with the rounding's share removed (same module);
+        None when not checked.
     """
 
     target: np.ndarray
@@ -131,6 +136,8 @@ class InversionResult:
     noise_mass: np.ndarray | None = None
     unidentifiable: list | None = None
     sensitivity: np.ndarray | None = None
+    dither_spread: np.ndarray | None = None
+    denoised_residual: np.ndarray | None = None
 
     def __len__(self):
         return self.target.shape[0]

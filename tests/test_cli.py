@@ -38,8 +38,15 @@ def test_render_then_invert_npz_and_png(tmp_path, capsys):
     for r, i in zip(rows, range(2)):  # the rows' error bars are the saved ones of their top features
         np.testing.assert_allclose(np.array(r["error_bars"], float), bars[i][r["top_features"]], atol=1e-4)
         assert r["undetermined_features"] == int(np.sum(bars[i] > 0.05))
-    assert main(["invert", "--model", "mnist_small", "--param", "pixel", "--images",
-                 str(out / "realization_000.png")]) == 0
+    capsys.readouterr()
+    png = ["invert", "--model", "mnist_small", "--param", "pixel", "--images", str(out / "realization_000.png")]
+    assert main(png) == 0  # a PNG is on the 8-bit grid: re-dithered by default
+    lines = capsys.readouterr().out.splitlines()
+    assert "re-dithered answers within" in lines[0] and "dither_spread_deg" in json.loads(lines[1])
+    assert main(png + ["--dither", "0"]) == 0
+    assert "dither_spread_deg" not in json.loads(capsys.readouterr().out.splitlines()[1])
+    assert main(png + ["--dither", "-2"]) == 2
+    assert "expected 'auto' or an integer >= 0, got '-2'" in capsys.readouterr().err
 
 
 def test_render_channel_with_standard_transforms(tmp_path):

@@ -71,22 +71,35 @@ def test_denoised_residual_keeps_a_real_non_stationarity():
     np.testing.assert_allclose(denoised, np.linalg.norm(inversion.e0, axis=1), rtol=0.05)
 
 
-def _result(spread, denoised, residual=0.5, noise_mass=0.0):
+def _result(spread, denoised, residual=0.5, noise_mass=0.0, sensitivity=None):
     n = len(spread)
     return types.SimpleNamespace(
         dither_spread=np.asarray(spread, float), denoised_residual=np.asarray(denoised, float),
         residual=np.full(n, residual), noise_mass=np.full(n, noise_mass), solve_method="anchored",
-        prior_weights=None, expected_prior_weight=None)
+        prior_weights=None, expected_prior_weight=None, stationarity_singular_values=None, gap=np.ones(n),
+        target=np.tile([0.8, 0.6], (n, 1)), sensitivity=sensitivity)
 
 
 def test_dithered_verdicts():
-    result = _result([1.0, 9.0, 1.0, np.nan], [0.01, 0.01, 0.2, 0.01])
-    assert list(ifv.verdicts(result)) == ["identified", "ambiguous", "not stationary", "ambiguous"]
+    result = _result([1.0, 9.0, 1.0, np.nan, 3.0], [0.01, 0.01, 0.2, 0.01, 0.01])
+    assert list(ifv.verdicts(result)) == ["identified", "ambiguous", "not stationary", "ambiguous", "ambiguous"]
+    assert list(ifv.verdicts(result, ifv.VerdictRule(max_dither_spread=5.0)))[4] == "identified"
+    undithered = ifv.verdicts(result, ifv.VerdictRule(max_dither_spread=None))  # the raw residual, 0.5
+    assert set(undithered) == {"not stationary"}
     result.residual[0] = np.nan  # nothing solved
     assert ifv.verdicts(result)[0] == "no signal"
     trivial = _result([1.0], [0.01], noise_mass=0.5)
     assert ifv.verdicts(trivial)[0] == "ambiguous"
-    assert ifv.verdicts(_result([1.0], [0.01]), ifv.VerdictRule(max_dither_spread=0.5))[0] == "ambiguous"
+
+
+def test_dithered_error_bars_are_rescaled_to_the_denoised_residual():
+    """An error bar of 0.2 at the raw residual 0.5 is 0.004 at a denoised residual of 0.01
+    (determined), but 0.16 at 0.4 (the answer leans on an undetermined feature)."""
+    bars = np.array([[0.2, 0.01], [0.2, 0.01]])
+    result = _result([1.0, 1.0], [0.01, 0.04], sensitivity=bars)
+    assert list(ifv.verdicts(result)) == ["identified", "identified"]
+    result.residual[:] = 0.05  # the same denoised residuals are now most of the raw one
+    assert list(ifv.verdicts(result)) == ["identified", "ambiguous"]
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "often", True])

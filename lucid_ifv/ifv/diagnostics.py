@@ -214,11 +214,11 @@ class VerdictRule:
       max_undetermined_mass: more of ``|t*|^2`` than this on live features that are not
         determined is "ambiguous" (the answer leans on weights the image does not fix).
       max_dither_spread: quantized inputs checked by re-dithering (``dither_spread`` set,
-        `lucid_ifv.ifv.dither`): a spread above this many degrees is "ambiguous", a
-        ``denoised_residual`` above ``max_residual`` "not stationary"; these replace the
-        residual, near-null, gap and error-bar checks, which measure the rounding there.
-        5 degrees is the accuracy the verdict's "identified" stands for (`docs/ifv.md`), not
-        a fitted value. None: judge such inputs by the other checks.
+        `lucid_ifv.ifv.dither`): a median spread above this many degrees is "ambiguous". 2 deg:
+        if the rounding moved the answer along a single direction, the error is half-normal
+        and exceeds 2.44 times its median 10 % of the time, so 2 deg keeps it under the 5 deg
+        that "identified" stands for 9 times in 10 (`docs/ifv.md`, "Quantized images"; first
+        set to 5, see there). None: judge such inputs without the spread or the denoising.
     The determined_tol checks need error bars (the prior methods); the paper's solve is judged without,
     and ``determined_tol=None`` leaves them out (the rule before error bars).
     """
@@ -232,7 +232,7 @@ class VerdictRule:
     weight_ratio: float = 1e-2
     determined_tol: float | None = DETERMINED_TOL
     max_undetermined_mass: float = 0.05
-    max_dither_spread: float | None = 5.0
+    max_dither_spread: float | None = 2.0
 
 
 def _rule(rule) -> VerdictRule:
@@ -254,70 +254,51 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     3. "not stationary": residual above ``max_residual`` (``max_residual_paper``), or an
        estimated prior weight far below the expected one;
     4. "ambiguous": gap below ``min_gap`` (unless resolved, as in 2), or more than
-       ``max_undetermined_mass`` of the answer on live features that are not determined;
+       ``max_undetermined_mass`` of the answer on live features that are not determined,
+       or (re-dithered quantized inputs) a ``dither_spread`` above ``max_dither_spread``;
     5. "identified".
-    Re-dithered quantized inputs (``result.dither_spread`` set; `_dithered_verdicts`) are
-    judged by the spread and the denoised residual instead.
+    Re-dithered quantized inputs (``result.dither_spread`` set, `lucid_ifv.ifv.dither`) are
+    judged with the rounding's share taken out: the ``denoised_residual`` replaces the
+    residual in 3, and the error bars (linear in the residual) are rescaled to it.
     """
     rule = _rule(rule)
-    if getattr(result, "dither_spread", None) is not None and rule.max_dither_spread is not None:
-        return _dithered_verdicts(result, rule)
-    residual = np.asarray(result.residual, np.float64)
-    no_signal = np.isnan(residual)
+    raw = np.asarray(result.residual, np.float64)
+    dithered = getattr(result, "dither_spread", None) is not None and rule.max_dither_spread is not None
+    residual = np.asarray(result.denoised_residual, np.float64) if dithered else raw
+    no_signal = np.isnan(raw)
     limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
     spectra = result.stationarity_singular_values
-    resolved, leaning = _error_bar_checks(result, rule)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(dithered & (raw > 0) & np.isfinite(raw), residual / raw, 1.0)
+    resolved, leaning = _error_bar_checks(result, rule, scale)
     many_null = (np.zeros(residual.shape, bool) if spectra is None
                  else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim) & ~resolved
     mass = result.noise_mass
     if mass is not None:
         with np.errstate(invalid="ignore"):
             many_null = many_null | (np.asarray(mass) > rule.max_noise_mass)
-    warned = _weight_warned(result, rule, residual.shape)
+    warned = weight_warning(result.prior_weights, result.expected_prior_weight, rule.weight_ratio)
+    if warned.size == 0:
+        warned = np.zeros(residual.shape, bool)
     with np.errstate(invalid="ignore"):
         not_stationary = (residual > limit) | warned
         small_gap = (np.asarray(result.gap, np.float64) < rule.min_gap) & ~resolved
-    return np.select([no_signal, many_null, not_stationary, small_gap | leaning],
+        unstable = (~(np.asarray(result.dither_spread, np.float64) <= rule.max_dither_spread) if dithered
+                    else np.zeros(residual.shape, bool))
+    return np.select([no_signal, many_null, not_stationary, small_gap | leaning | unstable],
                      ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
 
 
-def _weight_warned(result, rule: VerdictRule, shape) -> np.ndarray:
-    """`weight_warning` of a result (all False, of ``shape``, without estimates or expectation)."""
-    warned = weight_warning(result.prior_weights, result.expected_prior_weight, rule.weight_ratio)
-    return warned if warned.size else np.zeros(shape, bool)
-
-
-def _dithered_verdicts(result, rule: VerdictRule) -> np.ndarray:
-    """Verdicts of a quantized input checked by re-dithering, in this order: "no signal"
-    (nothing solved); "ambiguous" (more than ``max_noise_mass`` on features below the noise:
-    a trivial answer); "not stationary" (``denoised_residual`` above ``max_residual``, the
-    paper's threshold for its solve, or the prior-weight warning); "ambiguous" (spread above
-    ``max_dither_spread`` degrees or unknown); "identified"."""
-    residual = np.asarray(result.denoised_residual, np.float64)
-    no_signal = np.isnan(np.asarray(result.residual, np.float64))
-    limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
-    trivial = np.zeros(residual.shape, bool)
-    if result.noise_mass is not None:
-        with np.errstate(invalid="ignore"):
-            trivial = np.asarray(result.noise_mass) > rule.max_noise_mass
-    warned = _weight_warned(result, rule, residual.shape)
-    spread = np.asarray(result.dither_spread, np.float64)
-    with np.errstate(invalid="ignore"):
-        unstable = ~(spread <= rule.max_dither_spread)
-        not_stationary = (residual > limit) | warned
-    return np.select([no_signal, trivial, not_stationary, unstable],
-                     ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
-
-
-def _error_bar_checks(result, rule: VerdictRule):
-    """``[B]`` bools from the error bars: every live feature determined; more than
-    ``max_undetermined_mass`` of the answer on undetermined live features. Both False
-    without error bars (the paper's solve)."""
+def _error_bar_checks(result, rule: VerdictRule, scale=1.0):
+    """``[B]`` bools from the error bars (times ``scale`` ``[B]``: they are linear in the
+    residual): every live feature determined; more than ``max_undetermined_mass`` of the
+    answer on undetermined live features. Both False without error bars (the paper's solve)."""
     sensitivity = getattr(result, "sensitivity", None)
     if sensitivity is None or rule.determined_tol is None:
         none = np.zeros(len(result.residual), bool)
         return none, none
-    undetermined = np.nan_to_num(sensitivity, nan=0.0) > rule.determined_tol  # dead: NaN, not counted
+    bars = np.nan_to_num(sensitivity, nan=0.0) * np.reshape(scale, (-1, 1))  # dead: NaN, not counted
+    undetermined = bars > rule.determined_tol
     answer = np.nan_to_num(np.asarray(result.target, np.float64))
     return ~undetermined.any(axis=1), np.sum(answer ** 2 * undetermined, axis=1) > rule.max_undetermined_mass
 

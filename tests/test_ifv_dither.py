@@ -109,6 +109,13 @@ def test_bad_dither_values_are_refused(small_model, bad):
         ifv.invert(small_model, "conv2_relu", images, prior=obj.params_L2(), dither=bad)
 
 
+@pytest.mark.parametrize("seed", [-1, 0.5, None])
+def test_bad_dither_seeds_are_refused(small_model, seed):
+    png = np.full((1, 16, 16, 3), 128 / 255, np.float32)  # on the 8-bit grid: "auto" dithers
+    with pytest.raises(ValueError, match="dither_seed must be an integer >= 0"):
+        ifv.invert(small_model, "conv2_relu", png, prior=obj.params_L2(), dither_seed=seed)
+
+
 def test_dithering_needs_images(small_model):
     from lucid_ifv.param import image_for_model
 

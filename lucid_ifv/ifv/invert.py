@@ -102,9 +102,9 @@ def _check_images(realization, model=None) -> None:
         raise ValueError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (rescale them, e.g. uint8 / 255)")
 
 
-def _dither_count(dither, realization) -> int:
-    """Re-dithered inversions for ``invert(..., dither=)``: refuses a bad value or dithering
-    of anything but images, before any work."""
+def _dither_count(dither, realization, dither_seed=0) -> int:
+    """Re-dithered inversions for ``invert(..., dither=, dither_seed=)``: refuses a bad value
+    or seed, or dithering of anything but images, before any work."""
     from lucid_ifv.ifv.dither import DITHER_SAMPLES, on_8bit_grid
     from lucid_ifv.render import RenderResult
 
@@ -112,9 +112,11 @@ def _dither_count(dither, realization) -> int:
     if isinstance(dither, str):
         if dither != "auto":
             raise ValueError(f"dither must be 'auto' or an integer >= 0, got {dither!r}")
-        return DITHER_SAMPLES if is_images and on_8bit_grid(realization) else 0
-    if isinstance(dither, bool) or not isinstance(dither, (int, np.integer)) or dither < 0:
+        dither = DITHER_SAMPLES if is_images and on_8bit_grid(realization) else 0
+    elif isinstance(dither, bool) or not isinstance(dither, (int, np.integer)) or dither < 0:
         raise ValueError(f"dither must be 'auto' or an integer >= 0, got {dither!r}")
+    if dither and (isinstance(dither_seed, bool) or not isinstance(dither_seed, (int, np.integer)) or dither_seed < 0):
+        raise ValueError(f"dither_seed must be an integer >= 0, got {dither_seed!r}")
     if dither and not is_images:
         raise ValueError(f"dither={dither} re-dithers images; got {type(realization).__name__}, not an image array")
     return int(dither)
@@ -150,14 +152,15 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         (`lucid_ifv.ifv.dither`; each costs one more inversion). ``"auto"`` (default):
         `dither.DITHER_SAMPLES` when ``realization`` is images whose values all lie on the
         8-bit grid (a PNG), else 0. With it the result carries ``dither_spread`` and
-        ``denoised_residual``, and the verdict uses them instead of the residual-based
-        checks, which on such images measure the rounding. ``dither_seed``: their noise.
+        ``denoised_residual``, and the verdict takes the rounding's share out of the
+        residual and the error bars and asks for a small spread (`diagnostics.verdicts`).
+        ``dither_seed`` (an integer >= 0): their noise.
     Returns:
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
     _check_images(realization, model)
-    n_dither = _dither_count(dither, realization)
+    n_dither = _dither_count(dither, realization, dither_seed)
     if n_dither:
         from lucid_ifv.ifv.dither import dither_check
 

@@ -263,14 +263,12 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     """
     rule = _rule(rule)
     raw = np.asarray(result.residual, np.float64)
-    dithered = getattr(result, "dither_spread", None) is not None and rule.max_dither_spread is not None
+    dithered = _judged_dithered(result, rule)
     residual = np.asarray(result.denoised_residual, np.float64) if dithered else raw
     no_signal = np.isnan(raw)
     limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
     spectra = result.stationarity_singular_values
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(dithered & (raw > 0) & np.isfinite(raw), residual / raw, 1.0)
-    resolved, leaning = _error_bar_checks(result, rule, scale)
+    resolved, leaning = _error_bar_checks(result, rule, _error_bar_scale(result, rule))
     many_null = (np.zeros(residual.shape, bool) if spectra is None
                  else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim) & ~resolved
     mass = result.noise_mass
@@ -287,6 +285,21 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
                     else np.zeros(residual.shape, bool))
     return np.select([no_signal, many_null, not_stationary, small_gap | leaning | unstable],
                      ["no signal", "ambiguous", "not stationary", "ambiguous"], "identified").astype(str)
+
+
+def _judged_dithered(result, rule: VerdictRule) -> bool:
+    """Whether the verdict judges ``result`` as a re-dithered quantized input."""
+    return getattr(result, "dither_spread", None) is not None and rule.max_dither_spread is not None
+
+
+def _error_bar_scale(result, rule: VerdictRule) -> np.ndarray:
+    """``[B]`` factor on the error bars: ``denoised_residual / residual`` for a re-dithered
+    input (the bars are linear in the residual), else 1."""
+    raw = np.asarray(result.residual, np.float64)
+    if not _judged_dithered(result, rule):
+        return np.ones(raw.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((raw > 0) & np.isfinite(raw), np.asarray(result.denoised_residual, np.float64) / raw, 1.0)
 
 
 def _error_bar_checks(result, rule: VerdictRule, scale=1.0):
@@ -322,8 +335,9 @@ def describe(result, i: int, rule: VerdictRule | None = None) -> str:
         parts.append(f"{max(near_null - 1, 0)} other near-null direction{'' if near_null == 2 else 's'}")
     parts.append(dead_text)
     sensitivity = getattr(result, "sensitivity", None)
-    if sensitivity is not None and spread is None:  # on a quantized input they measure the rounding
-        loose = int(np.sum(np.nan_to_num(sensitivity[i], nan=0.0) > DETERMINED_TOL))
+    if sensitivity is not None:  # on a re-dithered input: rescaled to the denoised residual
+        bars = np.nan_to_num(sensitivity[i], nan=0.0) * _error_bar_scale(result, rule)[i]
+        loose = int(np.sum(bars > DETERMINED_TOL))
         if loose:
             parts.append(f"{loose} live feature{'' if loose == 1 else 's'} not determined (error bar > {DETERMINED_TOL:g})")
     mass = None if result.noise_mass is None else float(result.noise_mass[i])

@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
+PYTEST_ARGS ?= --durations=20   # the slowest tests, printed last (the suite's budget is ~20 min)
 
 .PHONY: venv install test demo clean bench
 

@@ -8,7 +8,9 @@ For each run: the renders whose channel response stayed at the log-sum-exp pool'
 (`T log 9`, the value of an inactive channel: the render never activated it), the channels
 that never fire (activation <= 0 everywhere) on the shipped model's held-out images, and the
 permutation accuracy on each part. EVALUATION ONLY (it uses the ground truth). Prints one
-markdown table.
+markdown table. On a ``<layer>_pre_relu`` run the response is signed; at or below the floor it
+means the render did not make its unit fire after the ReLU, and "silent" is the same test
+(a pre-ReLU value <= 0 everywhere is a ReLU output of 0 everywhere).
 """
 
 from __future__ import annotations

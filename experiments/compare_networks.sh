@@ -16,7 +16,9 @@
 #    and 2: with p = 1 the objective is even in the sign of a channel that can go negative
 #    (docs/compare.md, "Signed layers");
 #  - inception_small_mixed3b_first16_p0 / _p1: p = 0 against p = 1 on 16 channels; then p = 0 (today's
-#    default) on every shipped model's studied layer (all 192 channels of mixed3b) and the two seeds.
+#    default) on every shipped model's studied layer (all 192 channels of mixed3b) and the two seeds;
+#  - inception_small_mixed3b_pre_relu_p0: mixed3b's 192 units compared at their pre-ReLU features
+#    (`mixed3b_pre_relu`; the same permutation; docs/compare.md, "Silent units").
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -44,6 +46,7 @@ photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0
 inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0
 mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0
 mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0
+inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

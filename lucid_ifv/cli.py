@@ -847,7 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-b", help="the network to invert in (shipped name, InceptionV1 or .pb)")
     p.add_argument("--layer-b", help="its layer (default: the shipped model's studied layer)")
     p.add_argument("--permuted", type=int, metavar="SEED",
-                   help="instead of --model-b: --model with --layer's channels permuted and rescaled (ground truth)")
+                   help="instead of --model-b: --model with --layer's channels permuted and rescaled (ground truth; "
+                        "for '<layer>_pre_relu' the units it carries)")
     p.add_argument("--relu", action="store_true", help="render and invert on the plain networks (default: smooth)")
     p.add_argument("--features", type=int, nargs="+", help="A's channels (default all)")
     p.add_argument("--warmup", type=int, default=200,

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from lucid_ifv.model import KerasModel, Model
 
+PRE_RELU_SUFFIX = "_pre_relu"  # Lucid's name for a layer's tensor before its ReLU
 SCALE_RANGE = (0.5, 2.0)  # default log-uniform range of the positive rescaling factors
 _PASS_THROUGH_OPS = {"Identity", "Relu", "Relu6", "MaxPool", "MaxPoolV2", "AvgPool", "Mean"}
 _ADD_OPS = ("AddV2", "Add")
@@ -375,7 +376,9 @@ def permute_channels(model: Model, layer: str, perm=None, scales=None, seed: int
 
     Args:
       model: a `KerasModel` or `modelzoo.graph.GraphModel` (a `LucidModel`'s graph is used).
-      layer: the layer to permute (a declared layer name).
+      layer: the layer to permute (a declared layer name), or its ``<layer>_pre_relu`` tensor:
+        the same units before their ReLU, permuted and rescaled alike (``relu(s z) = s relu(z)``),
+        so a comparison can be made at the pre-ReLU features (docs/compare.md, "Silent units").
       perm, scales: ``[k]``; default a random permutation within each branch (see
         `random_symmetry`) and log-uniform scales in ``scale_range``, from ``seed``.
     Returns:
@@ -387,8 +390,9 @@ def permute_channels(model: Model, layer: str, perm=None, scales=None, seed: int
     if isinstance(model, LucidModel):
         model = model.graph_model
     k = model.layer(layer).depth
+    units = _units_of(model, layer)
     if isinstance(model, GraphModel):
-        blocks, permute = _graph_blocks(model, layer), _permute_graph
+        blocks, permute = _graph_blocks(model, units), _permute_graph
     elif isinstance(model, KerasModel):
         blocks, permute = [k], _permute_keras
     else:
@@ -400,6 +404,15 @@ def permute_channels(model: Model, layer: str, perm=None, scales=None, seed: int
     perm, scales = np.asarray(perm, int), np.asarray(scales, np.float64)
     if sorted(perm.tolist()) != list(range(k)) or scales.shape != (k,) or not (scales > 0).all():
         raise ValueError(f"perm must be a permutation of range({k}) and scales {k} positive numbers")
-    permuted = permute(model, layer, perm, scales)
+    permuted = permute(model, units, perm, scales)
     check_same_function(model, permuted)
     return PermutedModel(permuted, layer, perm, scales)
+
+
+def _units_of(model: Model, layer: str) -> str:
+    """The layer whose units ``layer`` carries: ``X`` for Lucid's ``X_pre_relu`` tensor of a
+    declared layer ``X`` (the same channels before the ReLU), else ``layer`` itself."""
+    base = layer.removesuffix(PRE_RELU_SUFFIX)
+    if base != layer and base in {d.name for d in model.layers}:
+        return base
+    return layer

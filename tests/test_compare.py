@@ -43,6 +43,21 @@ def test_permuted_network_has_the_same_function_and_permuted_channels(name, laye
         np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
 
 
+def test_a_pre_relu_alias_permutes_the_units_it_carries():
+    """Asking for ``mixed3b_pre_relu`` permutes mixed3b's units (the same seed gives the same
+    symmetry), and the result keeps the alias as its layer, the one a comparison studies."""
+    a = load_shipped("inception_small")
+    by_alias, by_layer = permute_channels(a, "mixed3b_pre_relu", seed=5), permute_channels(a, "mixed3b", seed=5)
+    assert by_alias.layer == "mixed3b_pre_relu"
+    np.testing.assert_array_equal(by_alias.perm, by_layer.perm)
+    np.testing.assert_array_equal(by_alias.scales, by_layer.scales)
+    images = _images(a, n=2)
+    want = a(images, ["mixed3b_pre_relu"])["mixed3b_pre_relu"].numpy()[..., by_alias.perm] * by_alias.scales
+    got = by_alias.model(images, ["mixed3b_pre_relu"])["mixed3b_pre_relu"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+    assert (want < 0).mean() > 0.1  # a signed layer: the comparison must use p = 0 or 2 there
+
+
 def test_a_residual_stream_is_permuted_as_a_whole():
     """srnet_small's res_block layers are Adds of one residual stream: permuting res_block5
     permutes and scales every tensor of the stream alike (conv_in to res_block8), the

@@ -1,7 +1,7 @@
 """Issue 12: inverting imperfect visualizations (8-bit files, resized images, early stops).
 
     python experiments/imperfect_inputs.py --run runs/photos_cnn_conv2d_3_pixel_smooth \
-        --out docs/results/imperfect [--n 30] [--early 50 100 200] [--polish 50] [--weighted]
+        --out docs/results/imperfect [--n 30] [--early 50 100 200] [--polish 50] [--weighted] [--dither N]
 
 ``--run`` is a converged `lucid-ifv experiment` folder (smooth mode; see the command in
 docs/results.md). Its realizations (rendered to a relative stationarity of 1e-3) are degraded
@@ -17,7 +17,7 @@ and inverted with the run's default solve, the target never used:
   (no L-BFGS, not stationary); ``adam<N> 8bit``: that render rounded to 8 bits.
 
 The 8-bit inputs are checked by re-dithering (`lucid_ifv.ifv.dither`, `invert`'s default for
-images on the 8-bit grid); every input is judged by three verdict rules (`rules`).
+images on the 8-bit grid); every input is judged by four verdict rules (`rules`).
 
 Remedy (``--polish S``, target-free): from the degraded image, S L-BFGS steps of the FV
 objective towards the first inversion's answer t1 (plus the run's prior), then invert again.
@@ -66,15 +66,22 @@ def degrade(images: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown degradation {kind!r}; expected 8bit, half or upscaled")
 
 
-def invert(setup, config, images):
+def invert(setup, config, images, dither="auto"):
+    """The run's default inversion of ``images``; ``dither``: re-dithered draws for images on
+    the 8-bit grid ('auto': the library's default), none for the others."""
     from lucid_ifv import ifv
     from lucid_ifv import objectives as obj
     from lucid_ifv.experiment import default_solve, realization_param
+    from lucid_ifv.ifv.dither import on_8bit_grid
+
+    if dither != "auto" and not on_8bit_grid(images):
+        dither = 0
 
     param = realization_param(setup.model, config, len(images), 0)
     return ifv.invert(setup.model, config.layer, images, param=param, cossim_pow=config.cossim_pow,
                       aggregation=setup.aggregation, features=config.features,
-                      prior=obj.params_L2() if setup.prior_weight else None, method=default_solve(config))
+                      prior=obj.params_L2() if setup.prior_weight else None, method=default_solve(config),
+                      dither=dither)
 
 
 def noise_weights(param, params) -> np.ndarray:
@@ -131,7 +138,8 @@ def polish(setup, config, images, targets_hat, steps):
 def rules() -> dict:
     from lucid_ifv.ifv import VerdictRule
 
-    return {"verdict": VerdictRule(), "verdict_undithered": VerdictRule(max_dither_spread=None),
+    return {"verdict": VerdictRule(), "verdict_bar_leaning": VerdictRule(dither_leaning="error_bars"),
+            "verdict_undithered": VerdictRule(max_dither_spread=None),
             "verdict_before_error_bars": VerdictRule(determined_tol=None, max_dither_spread=None)}
 
 
@@ -155,7 +163,8 @@ def rows_of(name, result, targets, response, cossim_pow):
     return rows
 
 
-def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weighted: bool = False) -> list:
+def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weighted: bool = False,
+        dither="auto") -> list:
     from lucid_ifv import experiment as ex
     from lucid_ifv.cli import load_any_model
 
@@ -178,12 +187,12 @@ def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weigh
             inputs[f"adam{steps}"] = ex.realize(setup, short, targets, param, seed).final
             inputs[f"adam{steps} 8bit"] = degrade(inputs[f"adam{steps}"], "8bit")  # a PNG of a render stopped short
         for name, x in inputs.items():
-            result = invert(setup, config, x)
+            result = invert(setup, config, x, dither)
             rows = rows_of(name, result, targets, response, config.cossim_pow)
             if polish_steps and name != "float":
                 t1 = result.target * np.where(result.target.sum(1, keepdims=True) < 0, -1, 1)  # (odd p: sign-free)
                 polished = polish(setup, config, x, t1 / np.linalg.norm(t1, axis=1, keepdims=True), polish_steps)
-                rows += rows_of(f"{name} + polish", invert(setup, config, polished), targets, response,
+                rows += rows_of(f"{name} + polish", invert(setup, config, polished, dither), targets, response,
                                 config.cossim_pow)
             if weighted and name == "8bit":
                 rows += rows_of(f"{name} + weighted", invert_weighted(setup, config, x), targets, response,
@@ -220,7 +229,9 @@ def table(records: list, run_dir) -> str:
     degraded = [r for r in records if r["input"] != "float" and r["angle_alive"] is not None]
     lines += ["", "The verdict's precision and recall for 'angle on live features < 5 deg', by rule "
               "(`verdict`: the library's default, re-dithered 8-bit inputs judged by their spread; "
-              "`verdict_undithered`: the same answers by the residual-based checks; "
+              "`verdict_bar_leaning`: the same with `dither_leaning=\"error_bars\"` (the rescaled error bars, "
+              "not the spread, check what the answer leans on: the rule before this one); `verdict_undithered`: "
+              "the same answers by the residual-based checks; "
               "`verdict_before_error_bars`: `VerdictRule(determined_tol=None)`):", "",
               "| rule | inputs | said identified | right | precision | right answers | recall | "
               "wrong answers flagged |", "|---|---|---|---|---|---|---|---|"]
@@ -248,6 +259,9 @@ def main(argv=None) -> int:
     parser.add_argument("--polish", type=int, default=50, help="L-BFGS steps of the remedy (0: none)")
     parser.add_argument("--batch", type=int, default=15)
     parser.add_argument("--weighted", action="store_true", help="also the noise-weighted solve of the 8-bit inputs")
+    parser.add_argument("--dither", default="auto", type=lambda v: v if v == "auto" else int(v),
+                        help="re-dithered inversions per 8-bit input ('auto': the library's default, "
+                             "lucid_ifv.ifv.dither.DITHER_SAMPLES)")
     args = parser.parse_args(argv)
     for name in ("n", "batch"):
         if getattr(args, name) < 1:
@@ -259,7 +273,9 @@ def main(argv=None) -> int:
         parser.error(f"--run {run_dir} is not an experiment folder (no settings.json)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records = run(run_dir, args.n, args.early, args.polish, args.batch, args.weighted)
+    if args.dither != "auto" and args.dither < 0:
+        parser.error(f"--dither must be 'auto' or >= 0, got {args.dither}")
+    records = run(run_dir, args.n, args.early, args.polish, args.batch, args.weighted, args.dither)
     (out / "records.json").write_text(json.dumps(records, indent=1))
     (out / "table.md").write_text(table(records, run_dir))
     print((out / "table.md").read_text())

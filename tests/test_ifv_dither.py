@@ -96,11 +96,28 @@ def test_dithered_error_bars_are_rescaled_to_the_denoised_residual():
     """An error bar of 0.2 at the raw residual 0.5 is 0.004 at a denoised residual of 0.01
     (determined), but 0.16 at 0.4 (the answer leans on an undetermined feature)."""
     bars = np.array([[0.2, 0.01], [0.2, 0.01]])
+    by_bars = ifv.VerdictRule(dither_leaning="error_bars")
     result = _result([1.0, 1.0], [0.01, 0.04], sensitivity=bars)
-    assert list(ifv.verdicts(result)) == ["identified", "identified"]
+    assert list(ifv.verdicts(result, by_bars)) == ["identified", "identified"]
     result.residual[:] = 0.05  # the same denoised residuals are now most of the raw one
-    assert list(ifv.verdicts(result)) == ["identified", "ambiguous"]
+    assert list(ifv.verdicts(result, by_bars)) == ["identified", "ambiguous"]
 
+
+
+def test_spread_leaning_lets_the_spread_judge_what_the_answer_leans_on():
+    """By default (``dither_leaning="spread"``) a re-dithered answer whose rescaled error bars
+    say it leans on an undetermined feature is judged by its spread instead; the residual,
+    spread and near-null checks stay, and an undithered input is judged as before."""
+    bars = np.array([[0.2, 0.01]] * 3)
+    result = _result([1.0, 9.0, 1.0], [0.04, 0.04, 0.2], residual=0.05, sensitivity=bars)
+    by_bars = ifv.VerdictRule(dither_leaning="error_bars")
+    assert list(ifv.verdicts(result, by_bars)) == ["ambiguous", "ambiguous", "not stationary"]
+    assert list(ifv.verdicts(result)) == ["identified", "ambiguous", "not stationary"]
+    undithered = _result([1.0], [0.04], residual=0.04, sensitivity=bars[:1])
+    undithered.dither_spread = None
+    assert ifv.verdicts(undithered)[0] == "ambiguous"  # bars 0.2 at its own residual
+    with pytest.raises(ValueError, match="dither_leaning"):
+        ifv.VerdictRule(dither_leaning="bars")
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "often", True])
 def test_bad_dither_values_are_refused(small_model, bad):

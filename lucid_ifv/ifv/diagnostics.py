@@ -188,6 +188,10 @@ def weight_warning(weights, expected, ratio: float) -> np.ndarray:
 
 
 # -- the verdict ---------------------------------------------------------------------------
+#: `VerdictRule.dither_leaning` values.
+DITHER_LEANING_CHECKS = ("error_bars", "spread")
+
+
 @dataclasses.dataclass(frozen=True)
 class VerdictRule:
     """Thresholds of the verdict (defaults are ours, to be calibrated on runs with known targets).
@@ -219,6 +223,12 @@ class VerdictRule:
         and exceeds 2.44 times its median 10 % of the time, so 2 deg keeps it under the 5 deg
         that "identified" stands for 9 times in 10 (`docs/ifv.md`, "Quantized images"; first
         set to 5, see there). None: judge such inputs without the spread or the denoising.
+      dither_leaning: how a re-dithered input's answer is checked for leaning on weights the
+        image does not fix: "spread" (default: the spread check alone; it measures how far
+        noise of the rounding's size moves the answer) or "error_bars" (the error bars
+        rescaled to the denoised residual, then ``max_undetermined_mass``: a bound through a
+        noisy estimate of the residual, too conservative on converged renders; `docs/ifv.md`,
+        "Quantized images"). The rescaled bars still resolve near-null directions either way.
     The determined_tol checks need error bars (the prior methods); the paper's solve is judged without,
     and ``determined_tol=None`` leaves them out (the rule before error bars).
     """
@@ -233,6 +243,11 @@ class VerdictRule:
     determined_tol: float | None = DETERMINED_TOL
     max_undetermined_mass: float = 0.05
     max_dither_spread: float | None = 2.0
+    dither_leaning: str = "spread"
+
+    def __post_init__(self):
+        if self.dither_leaning not in DITHER_LEANING_CHECKS:
+            raise ValueError(f"dither_leaning must be one of {DITHER_LEANING_CHECKS}, got {self.dither_leaning!r}")
 
 
 def _rule(rule) -> VerdictRule:
@@ -259,7 +274,8 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     5. "identified".
     Re-dithered quantized inputs (``result.dither_spread`` set, `lucid_ifv.ifv.dither`) are
     judged with the rounding's share taken out: the ``denoised_residual`` replaces the
-    residual in 3, and the error bars (linear in the residual) are rescaled to it.
+    residual in 3, the error bars (linear in the residual) are rescaled to it, and by default
+    (``rule.dither_leaning``) the spread check replaces the undetermined-mass check in 4.
     """
     rule = _rule(rule)
     raw = np.asarray(result.residual, np.float64)
@@ -269,6 +285,8 @@ def verdicts(result, rule: VerdictRule | None = None) -> np.ndarray:
     limit = rule.max_residual_paper if result.solve_method == "paper" else rule.max_residual
     spectra = result.stationarity_singular_values
     resolved, leaning = _error_bar_checks(result, rule, _error_bar_scale(result, rule))
+    if dithered and rule.dither_leaning == "spread":
+        leaning = np.zeros(residual.shape, bool)  # the spread check below stands in for it
     many_null = (np.zeros(residual.shape, bool) if spectra is None
                  else null_space_dim(spectra, rule.null_rtol) > rule.max_null_dim) & ~resolved
     mass = result.noise_mass

@@ -665,6 +665,10 @@ class _Stationary(Exception):
     """Raised from the L-BFGS callback to stop SciPy once every sample is stationary."""
 
 
+def _stationary_message(nit: int, note: str = "") -> str:
+    return f"stationary: every sample's residual <= the tolerance after {nit} iterations{note}"
+
+
 def _loss_and_grad_fn(evaluate, variables) -> Callable:
     """Compiled ``flat [D] float32 -> (-objective, its gradient [D])`` for parameters shaped
     like ``variables`` (``evaluate(params)``: the objective summed over the batch)."""
@@ -735,10 +739,13 @@ def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None
                 res = scipy.optimize.minimize(fun, state["x"], jac=True, method="L-BFGS-B",
                                               callback=callback, options=run_opts)
             except _Stationary:
-                message = f"stationary: every sample's residual <= the tolerance after {state['nit']} iterations"
+                message = _stationary_message(state["nit"])
                 break
             state["x"], message = np.array(res.x), str(res.message)
-            if stop is None or state["nit"] in (nit_before, max_steps) or stop(state["x"]):
+            if stop is not None and stop(state["x"]):  # SciPy ended on its own at a stationary point
+                message = _stationary_message(state["nit"], f" (SciPy: {message})")
+                break
+            if stop is None or state["nit"] in (nit_before, max_steps):
                 break
             restarts += 1  # SciPy stopped early (line search) but progressed: restart its memory
     finally:

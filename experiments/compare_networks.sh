@@ -18,7 +18,8 @@
 #  - inception_small_mixed3b_first16_p0 / _p1: p = 0 against p = 1 on 16 channels; then p = 0 (today's
 #    default) on every shipped model's studied layer (all 192 channels of mixed3b) and the two seeds;
 #  - inception_small_mixed3b_pre_relu_p0: mixed3b's 192 units compared at their pre-ReLU features
-#    (`mixed3b_pre_relu`; the same permutation; docs/compare.md, "Silent units").
+#    (`mixed3b_pre_relu`; the same permutation; docs/compare.md, "Silent units"); then inception_small's
+#    other studied layers, mixed3a (128 units; also after its ReLU) and mixed4a (every third of 256), the same way.
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -47,6 +48,9 @@ inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow
 mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0
 mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0
 inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0
+inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0
+inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0
+inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do
@@ -57,6 +61,7 @@ echo "$ALL" | while read -r name model layer how rest; do
   for word in ${rest:-}; do
     case "$word" in
       every-third) extra+=(--features $(seq 0 3 191)) ;;
+      every-third-256) extra+=(--features $(seq 0 3 255)) ;;  # mixed4a: 86 of 256 (all 256: over an hour on 2 cores)
       first-16) extra+=(--features $(seq 0 3 45)) ;;  # the first 16 of every-third: a quick A/B of p
       *) extra+=("$word") ;;
     esac

@@ -27,7 +27,7 @@ def test_degradations_do_what_they_say():
         script.degrade(images, "jpeg")
 
 
-def test_runs_on_a_small_converged_experiment(tmp_path):
+def test_runs_on_a_small_converged_experiment(tmp_path, capsys):
     from lucid_ifv import experiment as ex
 
     script = load_script()
@@ -48,7 +48,14 @@ def test_runs_on_a_small_converged_experiment(tmp_path):
     assert all(np.isfinite(r["dither_spread"]) and r["denoised_residual"] >= 0 for r in quantized)
     assert not any("dither_spread" in r for r in records if r["input"] in ("float", "half"))
     table = (tmp_path / "out" / "table.md").read_text()
-    assert "precision" in table and "verdict_before_error_bars" in table
+    assert "precision" in table and "verdict_before_error_bars" in table and "verdict_bar_leaning" in table
+    checks = experiment_script("dither_checks")  # the per-sample checks behind the 8-bit verdicts
+    capsys.readouterr()  # (drop the table printed above)
+    assert checks.main(["--run", str(tmp_path / "run"), "--n", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 2 and all(len(row.split("|")) == 11 for row in rows)
+    with pytest.raises(SystemExit):
+        checks.main(["--run", str(tmp_path), "--n", "2"])  # not an experiment folder
 
 
 def test_noise_weights_are_the_sigmoid_slope_and_need_an_elementwise_map():

@@ -379,6 +379,8 @@ def cmd_compare(args) -> int:
         if result.sound is not None and result.sound.any():
             right = result.best_match == truth[result.features]
             report.update(permutation_accuracy_sound=float(np.mean(right[result.sound])))
+        if result.row_norms is not None:
+            report.update(permutation_accuracy_gradient=result.accuracy(truth, by="gradient"))
     np.save(out / "matrix.npy", result.matrix)
     if args.baseline:
         _compare_baseline(args, model_a, layer_a, model_b, layer_b, result, report, out)
@@ -399,7 +401,9 @@ def cmd_compare(args) -> int:
               f"use --cossim-pow 0 (Lucid's channel objective) or 2 (docs/compare.md, 'Which objective')")
     if truth is not None:
         print(f"permutation recovered for {report['permutation_accuracy']:.1%} of the features "
-              f"({report['permutation_accuracy_identified']:.1%} of those 'identified' in B)")
+              f"({report['permutation_accuracy_identified']:.1%} of those 'identified' in B)"
+              + ("" if result.row_norms is None else
+                 f"; by the scale-free gradient share: {report['permutation_accuracy_gradient']:.1%}"))
     return 0
 
 

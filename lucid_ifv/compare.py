@@ -35,6 +35,9 @@ from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv import objectives as obj
 
 
+MATCH_SCORES = ("target", "gradient")  # see `Comparison.match`
+
+
 @dataclasses.dataclass
 class Comparison:
     """A's features (rows) against B's (columns)."""
@@ -52,6 +55,7 @@ class Comparison:
     attempts: np.ndarray | None = None  # [n] renders made per feature (1: no retry; see `compare`'s retries)
     sound: np.ndarray | None = None  # [n] bool: A's own inversion identifies the rendered channel
     channel_response: np.ndarray | None = None  # [n] A's aggregated response of the rendered channel
+    row_norms: np.ndarray | None = None  # [n, k_b] B's Jacobian row norms at each visualization
 
     @property
     def negative(self) -> np.ndarray:
@@ -64,9 +68,33 @@ class Comparison:
         return np.asarray(self.channel_response) < 0
 
     @property
+    def gradient_matrix(self) -> np.ndarray:
+        """``[n, k_b]`` the scale-free matching matrix: ``|t*_j| |grad f_j|`` per row, normalized
+        (each of B's features measured in units of its own gradient at the image). ``matrix``
+        changes when B rescales a feature by ``s > 0`` (its ``t*_j`` is divided by ``s``), which
+        can reorder a spread row; this one does not (`InversionResult.gradient_scaled_target`).
+        Raises if the run kept no Jacobian row norms (runs from before they were saved)."""
+        if self.row_norms is None:
+            raise ValueError("this comparison kept no Jacobian row norms (run before they were saved); "
+                             "run it again for the scale-free matching")
+        scaled = np.abs(self.predicted) * self.row_norms
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+
+    def _scores(self, by: str) -> np.ndarray:
+        if by not in MATCH_SCORES:
+            raise ValueError(f"by must be one of {MATCH_SCORES}, got {by!r}")
+        return self.matrix if by == "target" else self.gradient_matrix
+
+    def match(self, by: str = "target") -> np.ndarray:
+        """``[n]``: B's best match per row by ``by``: 'target' (``matrix``, `best_match`) or
+        'gradient' (``gradient_matrix``, scale-free)."""
+        return np.argmax(np.nan_to_num(self._scores(by), nan=-1.0), axis=1)
+
+    @property
     def best_match(self) -> np.ndarray:
-        """``[n]``: index of B's feature that best matches each of A's."""
-        return np.argmax(self.matrix, axis=1)
+        """``[n]``: index of B's feature that best matches each of A's (by ``matrix``)."""
+        return self.match("target")
 
     @property
     def best_score(self) -> np.ndarray:
@@ -85,10 +113,11 @@ class Comparison:
         (one B feature explains it)."""
         return float(np.mean(self.identified & (self.best_score >= min_score)))
 
-    def accuracy(self, matching, only_identified: bool = False) -> float:
-        """Fraction of A's features whose best match is ``matching[feature]`` (ground truth);
-        ``only_identified``: among the rows whose verdict in B is 'identified' (NaN if none)."""
-        right = self.best_match == np.asarray(matching)[self.features]
+    def accuracy(self, matching, only_identified: bool = False, by: str = "target") -> float:
+        """Fraction of A's features whose best match (`match` by ``by``) is ``matching[feature]``
+        (ground truth); ``only_identified``: among the rows whose verdict in B is 'identified'
+        (NaN if none)."""
+        right = self.match(by) == np.asarray(matching)[self.features]
         if only_identified:
             return float(np.mean(right[self.identified])) if self.identified.any() else float("nan")
         return float(np.mean(right))
@@ -100,7 +129,10 @@ class Comparison:
                 "attempts": None if self.attempts is None else self.attempts.tolist(),
                 "sound": None if self.sound is None else self.sound.tolist(),
                 "negative": self.negative.tolist(),
-                "ssim": None if self.ssim is None else self.ssim.tolist()}
+                "ssim": None if self.ssim is None else self.ssim.tolist(),
+                **({} if self.row_norms is None else {
+                    "best_match_gradient": self.match("gradient").tolist(),
+                    "best_score_gradient": self.gradient_matrix[np.arange(len(self.features)), self.match("gradient")].tolist()})}
 
 
 def _check_features(features, k: int) -> np.ndarray:
@@ -144,6 +176,7 @@ def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed
            "verdicts": np.array([str(v) for v in result.verdicts()], dtype="U32"), "verdicts_a": verdicts_a,
            "sound": (verdicts_a == "identified") & (np.argmax(np.abs(in_a.target), axis=1) == features),
            "channel_response": in_a.response[np.arange(len(features)), features],
+           "row_norms": result.row_norms,
            "render_residual": (np.full(len(features), np.nan) if rendered.residual is None
                                else np.asarray(rendered.residual, float))}
     if reoptimize_steps:
@@ -234,7 +267,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
     return Comparison(layer_a, layer_b, joined["features"], np.abs(joined["predicted"]), joined["predicted"],
                       [str(v) for v in joined["verdicts"]], joined.get("ssim"), joined["render_residual"],
                       joined.get("images"), None if "verdicts_a" not in joined else [str(v) for v in joined["verdicts_a"]],
-                      joined.get("attempts"), joined.get("sound"), joined.get("channel_response"))
+                      joined.get("attempts"), joined.get("sound"), joined.get("channel_response"),
+                      joined.get("row_norms"))
 
 
 def default_config(**overrides) -> experiment.ExperimentConfig:

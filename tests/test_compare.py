@@ -272,3 +272,32 @@ def test_compare_by_activity_splits_a_run(tmp_path, capsys):
     assert low <= mid <= high and (low <= 0.05 * np.log(9) * 1.001) == (s["inactive"] > 0)
     capsys.readouterr()
     assert script.main([str(out)]) == 0 and "| cmp | 2 |" in capsys.readouterr().out
+
+
+def test_gradient_matching_is_kept_and_recovers_the_permutation(mnist_comparison):
+    _, b, result, _ = mnist_comparison
+    assert result.row_norms.shape == (4, 32) and (result.row_norms >= 0).all()
+    np.testing.assert_allclose(np.sum(result.gradient_matrix ** 2, axis=1), 1.0, rtol=1e-6)
+    assert result.accuracy(b.matching, by="gradient") == 1.0
+    report = result.to_dict()
+    assert report["best_match_gradient"] == result.match("gradient").tolist()
+    with pytest.raises(ValueError, match="by must be one of"):
+        result.match("cosine")
+    with pytest.raises(ValueError, match="row norms"):
+        dataclasses.replace(result, row_norms=None).gradient_matrix
+
+
+def test_gradient_matching_does_not_change_when_b_rescales_a_feature():
+    """A spread row: rescaling B's feature 1 by s divides its t* by s and multiplies its gradient
+    by s. The target score's best match moves; the gradient share's does not."""
+    predicted = np.array([[0.6, 0.5, 0.2]])
+    norms = np.array([[1.0, 1.0, 1.0]])
+    row = compare_module.Comparison("a", "b", np.array([0]), np.abs(predicted), predicted, ["ambiguous"],
+                                    row_norms=norms)
+    s = np.array([1.0, 0.25, 1.0])  # B's feature 1 made 4x smaller
+    rescaled_t = predicted / s
+    rescaled_t /= np.linalg.norm(rescaled_t)
+    rescaled = dataclasses.replace(row, matrix=np.abs(rescaled_t), predicted=rescaled_t, row_norms=norms * s)
+    assert row.best_match.tolist() == [0] and rescaled.best_match.tolist() == [1]
+    np.testing.assert_allclose(rescaled.gradient_matrix, row.gradient_matrix)
+    assert rescaled.match("gradient").tolist() == row.match("gradient").tolist() == [0]

@@ -421,3 +421,28 @@ def test_sensitivity_shrinks_with_the_noise_and_is_nan_where_undefined():
     paper = run(problem(7, paper=True), "paper")
     assert paper.sensitivity is None and not paper.determined().any()
     assert np.all(np.isnan(paper.angles_determined(problem(7, paper=True)["t"], 1)))
+
+
+# -- the answer in features of unit gradient --------------------------------------------------
+@pytest.mark.parametrize("method", ("anchored", "nonneg"))
+def test_gradient_scaled_target_does_not_change_when_features_are_rescaled(method):
+    """p = 0: rescaling feature j by s_j > 0 (its response and Jacobian row) divides t*_j by
+    s_j; the plain answer's direction changes, the gradient-scaled one does not (noisy problem:
+    the solve is a least-squares fit, still exactly equivariant)."""
+    P = problem(11, p=0, noise=3e-2, tiny=1.0)
+    scales = np.random.default_rng(12).uniform(0.3, 3.0, size=K)
+    rescaled = dict(P, f=P["f"] * scales, jac=P["jac"] * scales[:, None])
+    a, b = run(P, method), run(rescaled, method)
+    assert (a.dead_features == b.dead_features).all()
+    assert angle(a.target, b.target).min() > 1.0  # the units matter for t* itself
+    np.testing.assert_allclose(a.gradient_scaled_target(), b.gradient_scaled_target(), atol=1e-8)
+    np.testing.assert_allclose(a.row_norms, np.linalg.norm(P["jac"], axis=2))
+    live = ~a.dead_features
+    np.testing.assert_allclose(a.gradient_scaled_target()[~live], 0)
+
+
+def test_gradient_scaled_target_needs_row_norms():
+    result = run(problem(13), "anchored")
+    result.row_norms = None
+    with pytest.raises(ValueError, match="row norms"):
+        result.gradient_scaled_target()

@@ -117,6 +117,10 @@ class InversionResult:
         of the error the rounding caused; None when not checked.
       denoised_residual: ``[B]`` the residual with the rounding's share removed (same module);
         None when not checked.
+      row_norms: ``[B, k]`` the Jacobian row norms ``|d f_j / d params|`` at each realization
+        (what the dead-feature rule reads); with them `gradient_scaled_target` gives the answer
+        in features rescaled to unit gradient, which does not change when a feature is
+        rescaled by a positive factor.
     """
 
     target: np.ndarray
@@ -138,6 +142,7 @@ class InversionResult:
     sensitivity: np.ndarray | None = None
     dither_spread: np.ndarray | None = None
     denoised_residual: np.ndarray | None = None
+    row_norms: np.ndarray | None = None
 
     def __len__(self):
         return self.target.shape[0]
@@ -175,6 +180,18 @@ class InversionResult:
             if keep.any() and np.all(np.isfinite(a)) and np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0:
                 angles[i] = metrics.objective_angle_deg(a, b, cossim_pow)
         return angles
+
+    def gradient_scaled_target(self) -> np.ndarray:
+        """``[B, k]`` unit ``t*_j |d f_j / d params|`` (NaN rows where nothing was solved): the
+        answer in features rescaled to unit gradient at the realization. Each entry is feature
+        j's share of the gradient that holds the image (``sum_j t_j grad f_j``); rescaling a
+        feature by ``s > 0`` divides its ``t_j`` by ``s`` and multiplies its gradient by ``s``,
+        so this answer does not depend on the features' units (dead features: 0)."""
+        if self.row_norms is None:
+            raise ValueError("this result carries no Jacobian row norms (made before they were kept)")
+        scaled = self.target * self.row_norms
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
 
     @property
     def n_dead(self) -> np.ndarray:
@@ -518,6 +535,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
         expected_prior_weight=expected, noise_mass=field("noise_mass").astype(np.float64),
         unidentifiable=[s["unidentifiable"] for s in samples],
         sensitivity=None if method == "paper" else field("sensitivity"),
+        row_norms=np.asarray(row_norms, np.float64),
     )
 
 

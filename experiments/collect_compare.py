@@ -3,7 +3,8 @@
     python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 
 Per run: the networks and layers, the number of A's features, the permutation accuracy
-(ground-truth runs; overall and among the rows the verdict calls 'identified'), the best
+(ground-truth runs; overall, among the rows the verdict calls 'identified' and, for runs that kept
+B's Jacobian row norms, by the scale-free gradient share `Comparison.match(by="gradient")`), the best
 match's |cosine| (median and 10th percentile), how many of A's visualizations are sound
 (`Comparison.sound`; runs from before it was recorded: '-'), the verdict counts, the share of A's layer that
 B represents (`Comparison.represented`) and, with `--baseline`, how often the best match by
@@ -44,6 +45,9 @@ def row(run: Path) -> str:
         identified = np.asarray(verdicts) == "identified"
         truth = (f"{right.mean():.1%} ({right.sum()} of {len(right)}); among 'identified': "
                  f"{right[identified].sum()} of {identified.sum()}")
+        if "best_match_gradient" in report:
+            by_gradient = np.asarray(report["best_match_gradient"]) == np.asarray(report["ground_truth"])
+            truth += f"; by gradient share: {by_gradient.mean():.1%} ({by_gradient.sum()} of {len(by_gradient)})"
     baseline = "-"
     if "agreement" in report:
         corr = np.asarray(report["baseline_best_corr"])

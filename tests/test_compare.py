@@ -272,6 +272,9 @@ def test_compare_by_activity_splits_a_run(tmp_path, capsys):
     assert low <= mid <= high and (low <= 0.05 * np.log(9) * 1.001) == (s["inactive"] > 0)
     capsys.readouterr()
     assert script.main([str(out)]) == 0 and "| cmp | 2 |" in capsys.readouterr().out
+    by_gradient = int(np.sum(np.asarray(report["best_match_gradient"]) == np.asarray(report["ground_truth"])))
+    table = experiment_script("collect_compare").main([str(out)])
+    assert f"({right} of 2)" in table and f"by gradient share: {by_gradient / 2:.1%} ({by_gradient} of 2)" in table
 
 
 def test_gradient_matching_is_kept_and_recovers_the_permutation(mnist_comparison):

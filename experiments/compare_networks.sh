@@ -21,6 +21,9 @@
 #    (`mixed3b_pre_relu`; the same permutation; docs/compare.md, "Silent units"); then inception_small's
 #    other studied layers, mixed3a (128 units; also after its ReLU) and mixed4a (every third of 256), the same way;
 #  - inception_small_mixed4a_pre_relu_p0: all 256 of mixed4a's units (about 1.5 h on 2 cores).
+#  - *_homogeneous: the surrogate's pooled response kept positively homogeneous per channel
+#    (--aggregation homogeneous_max_pool_mean; docs/compare.md, "Rescaled units"): B's rescaled
+#    units no longer meet another aggregation than A's (experiments/compare_scale_check.py).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -53,6 +56,9 @@ inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=
 inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0
 inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0
 inception_small_mixed4a_pre_relu_p0 inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0
+inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

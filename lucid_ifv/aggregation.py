@@ -11,6 +11,14 @@ Names accepted wherever an aggregation is asked for:
   "lse_pool_mean"            `max_pool_mean` with its max-pool replaced by log-sum-exp pooling
                              (``T log sum exp(x / T)``, T = 0.05; `lucid_ifv.smooth`): the
                              smooth aggregation of a smooth surrogate (`smooth_aggregation`).
+  "homogeneous_max_pool_mean"
+                             `max_pool_mean` on the network itself; on a smooth surrogate its
+                             log-sum-exp pool takes each channel's temperature relative to the
+                             channel's scale (`relative_lse_pool_mean`), so the response stays
+                             positively homogeneous, ``f(s z) = s f(z)`` for ``s > 0``, as the
+                             max-pool is. With it a feature rescaled by ``s`` has its response
+                             rescaled by ``s`` on the surrogate too (docs/compare.md, "Rescaled
+                             units").
   "mean"                     spatial mean.
   "center"                   the activation at position (h // 2, w // 2), as Lucid's
                              `neuron` picks it.
@@ -95,6 +103,27 @@ def lse_pool_mean(kernel: int = 3, stride: int = 2,
     )
 
 
+RMS_FLOOR = 1e-12  # added (squared) to a channel's mean square: a channel that is 0 everywhere
+
+
+def relative_lse_pool_mean(kernel: int = 3, stride: int = 2,
+                           temperature: float = smooth.DEFAULT_POOL_TEMPERATURE) -> Aggregation:
+    """`lse_pool_mean` whose temperature is ``temperature * r`` for each image and channel, ``r``
+    the root mean square of the channel over the map: ``r LSE_T(z / r)``. Positively
+    homogeneous per channel (``z -> s z`` gives ``r -> s r``, the response times ``s``), like
+    the max-pool it smooths; each pooled value lies in ``[max, max + T r log(kernel^2)]``.
+    The gradient flows through ``r`` too (the response is a smooth function of the image).
+    ``[B, h, w, C] -> [B, C]``."""
+    temperature = smooth.check_positive(temperature, "temperature")
+
+    def pool(acts, window, stride):
+        rms = tf.sqrt(tf.reduce_mean(tf.square(acts), axis=[1, 2], keepdims=True) + RMS_FLOOR ** 2)  # [B, 1, 1, C]
+        return smooth.lse_pool2d(acts / rms, window, stride, "VALID", temperature) * rms
+
+    return _pool_mean(pool, kernel, stride,
+                      f"relative_lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})")
+
+
 @_passthrough_dense
 def spatial_mean(acts):
     """Mean over the spatial axes. ``[B, h, w, C] -> [B, C]``."""
@@ -118,8 +147,17 @@ def identity(acts):
     return acts
 
 
+def homogeneous_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
+    """`max_pool_mean` (the same numbers) whose smooth version is `relative_lse_pool_mean`
+    (`smooth_aggregation`) rather than `lse_pool_mean`."""
+    aggregate = max_pool_mean(kernel, stride)
+    aggregate.__name__ = f"homogeneous_max_pool_mean(kernel={kernel}, stride={stride})"
+    return aggregate
+
+
 AGGREGATIONS = {
     "max_pool_mean": max_pool_mean(),
+    "homogeneous_max_pool_mean": homogeneous_max_pool_mean(),
     "lse_pool_mean": lse_pool_mean(),
     "mean": spatial_mean,
     "center": center,
@@ -143,7 +181,11 @@ def get_aggregation(aggregation: Union[str, Aggregation, None]) -> Aggregation:
 
 def smooth_aggregation(aggregation: Union[str, Aggregation, None], temperature: float) -> Union[str, Aggregation]:
     """The aggregation to use on a smooth surrogate: "max_pool_mean" (or None, or the
-    registered callable) -> ``lse_pool_mean(temperature=temperature)``; others unchanged."""
+    registered callable) -> ``lse_pool_mean(temperature=temperature)``;
+    "homogeneous_max_pool_mean" -> ``relative_lse_pool_mean(temperature=temperature)``;
+    others unchanged."""
     if aggregation is None or aggregation == "max_pool_mean" or aggregation is AGGREGATIONS["max_pool_mean"]:
         return lse_pool_mean(temperature=temperature)
+    if aggregation == "homogeneous_max_pool_mean" or aggregation is AGGREGATIONS["homogeneous_max_pool_mean"]:
+        return relative_lse_pool_mean(temperature=temperature)
     return aggregation

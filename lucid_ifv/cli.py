@@ -105,7 +105,7 @@ def add_fv_options(p, render=True):
                    help="geometry-image models (srnet_small): the hit mask is a parameter in (0, 1) "
                         "(continuous, default) or fixed to 1 (one)")
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1; compare: 0)")
-    p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "mean", "center", "identity"])
+    p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "homogeneous_max_pool_mean", "mean", "center", "identity"])
     if render:
         p.add_argument("--prior", type=float, default=1e-4,
                        help="weight of the L2 prior on the parameters, relative to the layer's response scale "

@@ -193,6 +193,13 @@ def test_compare_misses_reports_the_wrong_rows(tmp_path, capsys):
     misses.main([str(out)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 |")]
     assert len(rows) == 1 and f"| 3 | {report['ground_truth'][0]} |" in rows[0], rows
+    report["best_match"][0] = report["ground_truth"][0]  # back to the run's own answer
+    (out / "comparison.json").write_text(json.dumps(report))
+    checked = experiment_script("compare_scale_check").check(out)
+    saved = int(np.sum(np.asarray(report["best_match"]) == np.asarray(report["ground_truth"])))
+    assert checked["n"] == 2 and checked["saved"] == saved
+    assert checked["again"] == saved  # inverting the saved renders again gives the run's answers
+    assert 0 <= checked["unit_scales"] <= 2
 
 
 def test_reoptimization_ssim_is_reported_per_row():

@@ -159,6 +159,27 @@ def test_lse_pool_mean_registration_and_smooth_aggregation():
         agg.lse_pool_mean(temperature=-1)
 
 
+def test_relative_lse_pool_mean_is_homogeneous_and_bounded():
+    """Rescaling a channel by s > 0 rescales its response by s (lse_pool_mean's does not), the
+    response lies within T r log 9 above the max-pool's, and its gradient is finite."""
+    acts = tf.constant(_rng(6).normal(size=(2, 7, 7, 3)), tf.float32)
+    s = tf.constant([0.5, 1.0, 2.0])
+    relative = agg.smooth_aggregation("homogeneous_max_pool_mean", 0.05)
+    assert "relative_lse_pool_mean" in relative.__name__
+    np.testing.assert_allclose(relative(acts * s), relative(acts) * s, rtol=1e-5)
+    plain = agg.lse_pool_mean(temperature=0.05)
+    assert np.abs(plain(acts * s) - plain(acts) * s).max() > 1e-3  # the absolute temperature is not
+    ref = agg.get_aggregation("homogeneous_max_pool_mean")(acts)
+    np.testing.assert_allclose(ref, agg.get_aggregation("max_pool_mean")(acts))  # on the ReLU net: the same
+    rms = tf.sqrt(tf.reduce_mean(tf.square(acts), axis=[1, 2]))
+    gap = (relative(acts) - ref).numpy()
+    assert gap.min() >= -1e-6 and (gap <= 0.05 * rms.numpy() * math.log(9) + 1e-6).all()
+    zeros = tf.Variable(tf.zeros([1, 5, 5, 2]))
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(relative(zeros))
+    assert np.isfinite(tape.gradient(out, zeros).numpy()).all()
+
+
 # -- Keras models -------------------------------------------------------------------------------
 
 

@@ -21,13 +21,16 @@ import numpy as np
 
 
 def settings_note(report: dict, run: Path | None = None) -> str:
-    """The objective's p (from the run's saved settings) and the non-default settings read off
+    """The objective's p and a non-default aggregation (from the run's saved settings) and the non-default settings read off
     its command (softplus beta, retries)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
     saved = run / "batches" / "settings.json" if run is not None else None
     if saved is not None and saved.exists():
-        note.append(f"p = {json.loads(saved.read_text())['config'].get('cossim_pow', 1.0):g}")
+        config = json.loads(saved.read_text())["config"]
+        note.append(f"p = {config.get('cossim_pow', 1.0):g}")
+        if config.get("aggregation", "max_pool_mean") != "max_pool_mean":
+            note.append(config["aggregation"])
     for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))

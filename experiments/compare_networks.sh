@@ -59,6 +59,9 @@ inception_small_mixed4a_pre_relu_p0 inception_small mixed4a_pre_relu --permuted=
 inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

@@ -4,7 +4,9 @@ For each feature ``j`` of A's layer (a one-hot channel objective), render a feat
 visualization in A and invert it in B's layer with Grad-IFV. The predicted objective
 ``t*_j`` (``[k_b]``) says which of B's features that image is a stationary point for;
 ``|t*_j| / ||t*_j||`` is row ``j`` of the **matching matrix** (``[k_a, k_b]``, entries in
-[0, 1], a row's squares sum to 1) and its largest entry B's **best match** for ``j``. Each
+[0, 1], a row's squares sum to 1) and its largest entry B's **best match** for ``j``
+(``Comparison.gradient_matrix``: the same read in units of each feature's gradient, which
+does not depend on the scale of B's features). Each
 row carries the inversion's verdict in B (`ifv.VerdictRule`), the verdict of the same image
 inverted in A (not 'identified': the visualization itself is unsound, e.g. it never activated
 its channel, so no answer about it should be trusted) and, optionally, the SSIM between

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 12's network comparisons (docs/compare.md), with `lucid-ifv compare`'s defaults (smooth
 # surrogates, pixel parametrization, relative L2 prior 1e-4, 400 Adam steps, then L-BFGS to a
-# relative stationarity residual of 1e-3, at most 1000 steps) and the objective's p given per run
-# (the default was p = 1 until the *_p0 runs; it is 0 now). Resumable; runs in this order:
+# relative stationarity residual of 1e-3, at most 1000 steps) and the objective's p and the
+# aggregation given per run (the default was p = 1 until the *_p0 runs, it is 0 now; the
+# aggregation was max_pool_mean until the *_homogeneous runs, it is homogeneous_max_pool_mean now).
+# Resumable; runs in this order:
 #  - ground truth: every feature of a shipped model's studied layer, visualized in the model
 #    and inverted in a copy whose layer has its channels permuted and rescaled (the same
 #    function; `lucid_ifv.symmetry`);
@@ -20,10 +22,10 @@
 #  - inception_small_mixed3b_pre_relu_p0: mixed3b's 192 units compared at their pre-ReLU features
 #    (`mixed3b_pre_relu`; the same permutation; docs/compare.md, "Silent units"); then inception_small's
 #    other studied layers, mixed3a (128 units; also after its ReLU) and mixed4a (every third of 256), the same way;
-#  - inception_small_mixed4a_pre_relu_p0: all 256 of mixed4a's units (about 1.5 h on 2 cores).
 #  - *_homogeneous: the surrogate's pooled response kept positively homogeneous per channel
-#    (--aggregation homogeneous_max_pool_mean; docs/compare.md, "Rescaled units"): B's rescaled
-#    units no longer meet another aggregation than A's (experiments/compare_scale_check.py).
+#    (--aggregation homogeneous_max_pool_mean, today's default; docs/compare.md, "Rescaled units"): B's
+#    rescaled units no longer meet another aggregation than A's (experiments/compare_scale_check.py);
+#    last, inception_small_mixed4a_pre_relu_homogeneous: all 256 of mixed4a's units (about 1.5 h on 2 cores).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -33,35 +35,38 @@ IFV=${IFV:-lucid-ifv}
 
 # name model layer how
 ALL="
-mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1
-photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1
-mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1
-mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1
-inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1
-photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1
-photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1
-srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1
-srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1
-srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0
-srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2
-inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0
-inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1
-mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0
-photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0
-inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0
-mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0
-mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0
-inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0
-inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0
-inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0
-inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0
-inception_small_mixed4a_pre_relu_p0 inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0
+mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
+photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
+mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1 --aggregation=max_pool_mean
+mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1 --aggregation=max_pool_mean
+inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1 --aggregation=max_pool_mean
+photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1 --aggregation=max_pool_mean
+photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean
+srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
+srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean
+srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2 --aggregation=max_pool_mean
+inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1 --aggregation=max_pool_mean
+mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=max_pool_mean
+mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
+inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=max_pool_mean
 inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+inception_small_mixed4a_pre_relu_third_homogeneous inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+mnist_small_to_seed1_homogeneous mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+mnist_small_seed1_to_seed0_homogeneous mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+inception_small_mixed4a_pre_relu_homogeneous inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

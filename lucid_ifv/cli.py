@@ -105,7 +105,10 @@ def add_fv_options(p, render=True):
                    help="geometry-image models (srnet_small): the hit mask is a parameter in (0, 1) "
                         "(continuous, default) or fixed to 1 (one)")
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1; compare: 0)")
-    p.add_argument("--aggregation", default="max_pool_mean", choices=["max_pool_mean", "homogeneous_max_pool_mean", "mean", "center", "identity"])
+    p.add_argument("--aggregation", default="max_pool_mean",
+                   choices=["max_pool_mean", "homogeneous_max_pool_mean", "mean", "center", "identity"],
+                   help="feature response (default max_pool_mean; compare: homogeneous_max_pool_mean, "
+                        "lucid_ifv.aggregation)")
     if render:
         p.add_argument("--prior", type=float, default=1e-4,
                        help="weight of the L2 prior on the parameters, relative to the layer's response scale "
@@ -865,7 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true",
                    help="also match by activation correlation on --model's held-out images, and compare")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, cossim_pow=0.0, adam=400, lbfgs=0,
+    p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, cossim_pow=0.0,
+                   aggregation="homogeneous_max_pool_mean", adam=400, lbfgs=0,
                    converge=1e-3, max_lbfgs=1000)
 
     p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")

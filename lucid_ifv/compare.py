@@ -219,7 +219,9 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
       config: rendering and inversion settings (`ExperimentConfig`; its ``layer``,
         ``n_hoyer``, ``n_canonical`` are ignored); default: smooth surrogates, pixel
         parametrization, ``p = 0`` (the linear channel objective ``f_c``, as Lucid's
-        ``channel``; docs/compare.md), relative prior 1e-4, 200 warm-up Adam steps without the prior
+        ``channel``; docs/compare.md), the aggregation "homogeneous_max_pool_mean" (its smooth
+        pool keeps a rescaled unit's response rescaled; docs/compare.md, "Rescaled units"),
+        relative prior 1e-4, 200 warm-up Adam steps without the prior
         (`experiment.realize`), 400 with it, then L-BFGS to 1e-3.
       features: A's channels to render (default all ``k_a``).
       reoptimize_steps: > 0 adds the re-optimization SSIM in B (that many Adam steps).
@@ -275,7 +277,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
 
 def default_config(**overrides) -> experiment.ExperimentConfig:
     """The comparison's default settings (see `compare`)."""
-    settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, prior_weight=1e-4, prior_relative=True,
+    settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, aggregation="homogeneous_max_pool_mean",
+                    prior_weight=1e-4, prior_relative=True,
                     smooth=True, warmup_steps=200, adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
     settings.update(overrides)
     return experiment.ExperimentConfig(**settings)

@@ -167,6 +167,8 @@ def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
     report = json.loads((out / "comparison.json").read_text())
     assert report["permutation_accuracy"] == 1.0 and len(report["best_match"]) == 2
     assert np.load(out / "matrix.npy").shape == (2, 32)
+    settings = json.loads((out / "batches" / "settings.json").read_text())["config"]
+    assert settings["aggregation"] == default_config().aggregation == "homogeneous_max_pool_mean"
     from skimage import io
 
     figure = io.imread(out / "matching.png")[..., :3].astype(float)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from lucid_ifv import experiment, ifv
 from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
+from lucid_ifv.ifv.solve import scale_by_gradient
 from lucid_ifv import objectives as obj
 
 
@@ -79,9 +80,7 @@ class Comparison:
         if self.row_norms is None:
             raise ValueError("this comparison kept no Jacobian row norms (run before they were saved); "
                              "run it again for the scale-free matching")
-        scaled = np.abs(self.predicted) * self.row_norms
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+        return np.abs(scale_by_gradient(self.predicted, self.row_norms))
 
     def _scores(self, by: str) -> np.ndarray:
         if by not in MATCH_SCORES:

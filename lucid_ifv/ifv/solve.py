@@ -70,6 +70,14 @@ class SampleInversion:
     description: str = ""
 
 
+def scale_by_gradient(target: np.ndarray, row_norms: np.ndarray) -> np.ndarray:
+    """``[B, k]`` rows of ``target * row_norms`` (both ``[B, k]``) scaled to unit norm (NaN
+    where a row is all zero or NaN): the answer in features of unit gradient."""
+    scaled = target * row_norms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+
+
 @dataclasses.dataclass
 class InversionResult:
     """Grad-IFV's answer for a batch of B realizations (k features, d critical dims, n prior terms).
@@ -189,9 +197,7 @@ class InversionResult:
         so this answer does not depend on the features' units (dead features: 0)."""
         if self.row_norms is None:
             raise ValueError("this result carries no Jacobian row norms (made before they were kept)")
-        scaled = self.target * self.row_norms
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+        return scale_by_gradient(self.target, self.row_norms)
 
     @property
     def n_dead(self) -> np.ndarray:

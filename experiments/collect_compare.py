@@ -21,8 +21,8 @@ import numpy as np
 
 
 def settings_note(report: dict, run: Path | None = None) -> str:
-    """The objective's p and a non-default aggregation (from the run's saved settings) and the non-default settings read off
-    its command (softplus beta, retries)."""
+    """The objective's p, a non-default aggregation and a relative beta (from the run's saved settings) and the
+    non-default settings read off its command (softplus beta, retries)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
     saved = run / "batches" / "settings.json" if run is not None else None
@@ -31,6 +31,8 @@ def settings_note(report: dict, run: Path | None = None) -> str:
         note.append(f"p = {config.get('cossim_pow', 1.0):g}")
         if config.get("aggregation", "max_pool_mean") != "max_pool_mean":
             note.append(config["aggregation"])
+        if config.get("relu_beta_relative"):
+            note.append("beta per unit, relative to its RMS")
     for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))

@@ -54,10 +54,12 @@ def _passthrough_dense(fn: Aggregation) -> Aggregation:
     return wrapped
 
 
-def _pool_mean(pool: Callable, kernel: int, stride: int, name: str) -> Aggregation:
+def _pool_mean(pool: Callable, kernel: int, stride: int, name: str, *pool_args) -> Aggregation:
     """``pool(acts, window, stride)`` (VALID) then spatial mean; ``[B, h, w, C] -> [B, C]``.
 
-    When the map is smaller than ``kernel`` the window shrinks to the map size.
+    When the map is smaller than ``kernel`` the window shrinks to the map size. The result
+    carries ``.key``, what determines it (its factory, kernel, stride and ``pool_args``): two
+    aggregations built alike share compiled renders and Jacobians (`lucid_ifv.graph_keys`).
     """
     if int(kernel) < 1 or int(stride) < 1:
         raise ValueError(f"{name} needs kernel >= 1 and stride >= 1, got {kernel}, {stride}")
@@ -69,6 +71,7 @@ def _pool_mean(pool: Callable, kernel: int, stride: int, name: str) -> Aggregati
         return tf.reduce_mean(pool(acts, window, stride), axis=[1, 2])
 
     aggregate.__name__ = name
+    aggregate.key = ("aggregation", name.split("(")[0], int(kernel), int(stride), *map(float, pool_args))
     return aggregate
 
 
@@ -99,7 +102,7 @@ def lse_pool_mean(kernel: int = 3, stride: int = 2,
 
     return _pool_mean(
         pool, kernel, stride,
-        f"lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})",
+        f"lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})", temperature,
     )
 
 
@@ -121,7 +124,8 @@ def relative_lse_pool_mean(kernel: int = 3, stride: int = 2,
         return smooth.lse_pool2d(acts / rms, window, stride, "VALID", temperature) * rms
 
     return _pool_mean(pool, kernel, stride,
-                      f"relative_lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})")
+                      f"relative_lse_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})",
+                      temperature)
 
 
 @_passthrough_dense

@@ -126,6 +126,9 @@ def add_fv_options(p, render=True):
                    help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
                         "visualizations rendered on it are invertible by construction")
     p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
+    p.add_argument("--relu-beta-relative", action="store_true",
+                   help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
+                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md)")
     p.add_argument("--pool-temperature", type=float, default=0.05,
                    help="log-sum-exp pool temperature of --smooth (default 0.05)")
     if render:
@@ -149,6 +152,8 @@ def prepared_model(args, check=None):
     from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
     from lucid_ifv.smooth import smooth_model
 
+    if args.relu_beta_relative and not args.smooth:
+        raise ValueError("--relu-beta-relative sets the surrogate's softplus: it needs --smooth")
     model = load_any_model(args.model)
     layer = args.layer or studied_layer(args.model, model)
     model.layer(layer)  # KeyError naming the known layers
@@ -156,7 +161,8 @@ def prepared_model(args, check=None):
         check(model, layer)
     aggregation = get_aggregation(args.aggregation)
     if args.smooth:
-        model = smooth_model(model, args.relu_beta, args.pool_temperature)
+        model = smooth_model(model, args.relu_beta, args.pool_temperature,
+                             "noise" if args.relu_beta_relative else None)
         aggregation = smooth_aggregation(args.aggregation, args.pool_temperature)
     prior = args.prior
     if prior and not args.prior_absolute:
@@ -317,7 +323,8 @@ def _experiment(args) -> int:
         adam_steps=args.adam, lbfgs_steps=args.lbfgs, prior_weight=args.prior, prior_relative=not args.prior_absolute,
         batch_size=args.batch_size, reoptimize_steps=args.reoptimize, features=args.features,
         invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
-        pool_temperature=args.pool_temperature, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+        relu_beta_relative=args.relu_beta_relative, pool_temperature=args.pool_temperature,
+        converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
         warmup_steps=args.warmup,
     )
     out = Path(args.out)
@@ -367,7 +374,8 @@ def cmd_compare(args) -> int:
     config = default_config(fft=args.param == "fft", decorrelate=not args.no_decorrelate,
                             decay_power=args.decay_power, geometry_mask=args.mask, cossim_pow=args.cossim_pow,
                             aggregation=args.aggregation, prior_weight=args.prior, prior_relative=not args.prior_absolute, smooth=not args.relu,
-                            relu_beta=args.relu_beta, pool_temperature=args.pool_temperature, adam_steps=args.adam,
+                            relu_beta=args.relu_beta, relu_beta_relative=args.relu_beta_relative,
+                            pool_temperature=args.pool_temperature, adam_steps=args.adam,
                             lbfgs_steps=args.lbfgs, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
                             seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
     out = Path(args.out)

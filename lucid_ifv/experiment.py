@@ -117,6 +117,7 @@ class ExperimentConfig:
     prior_relative: bool = False  # prior_weight is relative to the layer's response scale (`obj.relative_prior`)
     smooth: bool = False  # render and invert on the smooth surrogate (`lucid_ifv.smooth`)
     relu_beta: float = 10.0
+    relu_beta_relative: bool = False  # each ReLU unit's beta is relu_beta / its input's RMS (`smooth_model`)
     pool_temperature: float = 0.05
     converge: float | None = None  # continue L-BFGS until each sample's relative residual <= this
     max_lbfgs_steps: int = 10000  # step cap of the convergence phase
@@ -152,6 +153,8 @@ class ExperimentConfig:
         if self.smooth and not (self.relu_beta > 0 and self.pool_temperature > 0):
             raise ValueError(f"smooth mode needs relu_beta > 0 and pool_temperature > 0, got "
                              f"{self.relu_beta} and {self.pool_temperature}")
+        if self.relu_beta_relative and not self.smooth:
+            raise ValueError("relu_beta_relative=True needs smooth=True (it sets the surrogate's softplus)")
         if self.converge is not None and not (_is_number(self.converge) and np.isfinite(self.converge)
                                               and self.converge > 0):
             raise ValueError(f"converge must be a relative tolerance > 0 or None, got {self.converge!r}")
@@ -198,7 +201,8 @@ def prepare(model, config: ExperimentConfig) -> Setup:
     config.validate(model)
     aggregation = get_aggregation(config.aggregation)
     if config.smooth:
-        model = smooth_model(model, config.relu_beta, config.pool_temperature)
+        model = smooth_model(model, config.relu_beta, config.pool_temperature,
+                             "noise" if config.relu_beta_relative else None)
         aggregation = smooth_aggregation(config.aggregation, config.pool_temperature)
     weight = config.prior_weight
     if config.prior_relative and weight:

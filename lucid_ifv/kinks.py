@@ -66,6 +66,7 @@ import tensorflow as tf
 
 from lucid_ifv import ifv
 from lucid_ifv import objectives as objectives_mod
+from lucid_ifv.graph_keys import key_or_identity
 from lucid_ifv.validation import check_finite
 
 __all__ = [
@@ -340,7 +341,7 @@ _PROBES: dict = {}
 def _probe(model, layer, aggregation=None, features=None, include_aggregation=True) -> _Probe:
     from lucid_ifv.model import KerasModel
 
-    key = (id(model), layer, aggregation if isinstance(aggregation, (str, type(None))) else id(aggregation),
+    key = (id(model), layer, key_or_identity(aggregation),
            None if features is None else tuple(int(i) for i in features), bool(include_aggregation))
     if key in _PROBES:
         return _PROBES[key][0]
@@ -354,7 +355,7 @@ def _probe(model, layer, aggregation=None, features=None, include_aggregation=Tr
             f"(any frozen graph; Relu/Relu6/LeakyRelu/Selu and MaxPool nodes) or a "
             f"lucid_ifv.model.KerasModel ({_KERAS_SUPPORTED})"
         )
-    _PROBES[key] = (probe, model)  # keep the model alive so its id stays unique
+    _PROBES[key] = (probe, model, aggregation)  # keep what the key names by identity alive
     return probe
 
 
@@ -367,6 +368,29 @@ def clear_cache() -> None:
 def kink_sites(model, layer: str, aggregation=None, features=None, include_aggregation: bool = True) -> list:
     """The `KinkSite`s upstream of ``layer`` (see the module docstring)."""
     return list(_probe(model, layer, aggregation, features, include_aggregation).sites)
+
+
+def switch_input_rms(model, layer: str, images, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Root mean square per channel of the input of every ReLU-like switch upstream of
+    ``layer`` (its ``"switch"`` sites), over ``images`` ``[N, H, W, C]`` in [0, 1] and every
+    position: ``{site.source (graph node or Keras layer name): [C] float64}``. Not cached
+    (it keeps no reference to the model)."""
+    from lucid_ifv.model import KerasModel
+
+    build = _graph_probe if _is_graph_model(model) else _keras_probe if isinstance(model, KerasModel) else None
+    if build is None:
+        raise NotImplementedError(f"switch inputs of a {type(model).__name__} are not supported: use a GraphModel "
+                                  "or a KerasModel")
+    probe = build(model, layer, None, None, False)
+    switches = [i for i, site in enumerate(probe.sites) if site.kind == "switch"]
+    squares = {}
+    for start in range(0, len(images), batch_size):
+        values = probe(tf.convert_to_tensor(images[start:start + batch_size], tf.float32))
+        for i in switches:
+            x = np.asarray(values[i], np.float64)
+            squares.setdefault(i, []).append(np.sum(x.reshape(-1, x.shape[-1]) ** 2, axis=0) / len(images)
+                                             / (x.size // x.shape[-1] // len(x)))
+    return {probe.sites[i].source: np.sqrt(np.sum(squares[i], axis=0)) for i in switches}
 
 
 # -- which units sit on a kink --------------------------------------------------------------

@@ -11,7 +11,7 @@ weights and replaces each kink by a smooth function that tends to it:
 ``0 <= smooth_relu(x) - relu(x) <= log(2) / beta`` and, over a window of n values,
 ``0 <= LSE - max <= T log(n)``.
 
-`smooth_model(model, relu_beta=10.0, pool_temperature=0.05)` returns a new model with the
+`smooth_model(model, relu_beta=10.0, pool_temperature=0.05)` returns a model with the
 same layer names, depths, input shape, value range and weights:
   - `modelzoo.graph.GraphModel` (frozen Lucid graphs, the shipped models; `LucidModel`
     such as InceptionV1 through its loaded graph): each ``Relu``, ``Relu6``, ``MaxPool``
@@ -23,12 +23,19 @@ same layer names, depths, input shape, value range and weights:
 The result carries ``smoothing = {"relu_beta": beta, "pool_temperature": T}`` and
 ``smoothed_ops`` (the node or layer names that were replaced); its name is
 ``"<name>~smooth"``. Kinked ops it cannot rewrite raise ValueError.
+
+`smooth_model` returns the same surrogate object for the same model object, beta and T
+(kept while the model lives): the compiled renders and Jacobians key on the model's
+identity, so a second experiment or comparison on a model reuses their traces instead of
+tracing a fresh surrogate again. After changing a model's weights in place, call
+`clear_cache` (as `render.clear_cache` and `ifv.clear_cache`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Callable
 
 import keras
@@ -36,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from lucid_ifv import keras_rewrite
+from lucid_ifv.graph_keys import state_key
 from lucid_ifv.model import KerasModel, Model
 
 DEFAULT_RELU_BETA = 10.0
@@ -56,13 +64,27 @@ def check_positive(value, what: str) -> float:
 # -- smooth kinks -----------------------------------------------------------------------------
 
 
-def smooth_relu(x, beta: float = DEFAULT_RELU_BETA, max_value: float | None = None) -> tf.Tensor:
+def check_betas(beta, what: str = "beta"):
+    """`beta` as a float, or a 1-D float32 array (one beta per channel); ValueError unless
+    every value is a finite number > 0."""
+    if np.ndim(beta) == 0:
+        return check_positive(beta, what)
+    betas = np.asarray(beta, np.float32)
+    if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or not np.all(betas > 0):
+        raise ValueError(f"{what} must be a number > 0 or a 1-D array of them (one per channel), got {beta!r}")
+    return betas
+
+
+def smooth_relu(x, beta=DEFAULT_RELU_BETA, max_value: float | None = None) -> tf.Tensor:
     """``softplus(beta x) / beta`` (any shape -> same shape); -> relu(x) as beta -> inf.
 
-    With `max_value` m: ``smooth_relu(x) - smooth_relu(x - m)``, a smooth clamp to [0, m].
+    `beta` is a number or ``[C]`` (one per channel, the last axis of ``x``). With `max_value`
+    m: ``smooth_relu(x) - smooth_relu(x - m)``, a smooth clamp to [0, m].
     """
-    beta = check_positive(beta, "beta")
+    beta = check_betas(beta)
     x = tf.convert_to_tensor(x)
+    if np.ndim(beta):
+        beta = tf.constant(beta, x.dtype)
     y = tf.nn.softplus(beta * x) / beta
     if max_value is not None:
         y -= tf.nn.softplus(beta * (x - check_positive(max_value, "max_value"))) / beta
@@ -127,15 +149,15 @@ def lse_pool2d(x, ksize, strides, padding: str = "VALID",
 class SmoothReLUActivation:
     """A serializable activation: ``smooth_relu(x, beta, max_value)``."""
 
-    def __init__(self, beta: float = DEFAULT_RELU_BETA, max_value: float | None = None):
-        self.beta = check_positive(beta, "beta")
+    def __init__(self, beta=DEFAULT_RELU_BETA, max_value: float | None = None):
+        self.beta = check_betas(beta)  # a number, or [C]: one per channel
         self.max_value = None if max_value is None else check_positive(max_value, "max_value")
 
     def __call__(self, x):
         return smooth_relu(x, self.beta, self.max_value)
 
     def get_config(self) -> dict:
-        return {"beta": self.beta, "max_value": self.max_value}
+        return {"beta": self.beta if np.ndim(self.beta) == 0 else self.beta.tolist(), "max_value": self.max_value}
 
     @classmethod
     def from_config(cls, config: dict) -> "SmoothReLUActivation":
@@ -146,7 +168,7 @@ class SmoothReLUActivation:
 class SmoothReLU(keras_rewrite.ActivationLayer):
     """Layer form of `SmoothReLUActivation` (replaces ``keras.layers.ReLU``)."""
 
-    def __init__(self, beta: float = DEFAULT_RELU_BETA, max_value: float | None = None, **kwargs):
+    def __init__(self, beta=DEFAULT_RELU_BETA, max_value: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.activation = SmoothReLUActivation(beta, max_value)
 
@@ -182,7 +204,7 @@ _KINKED_LAYERS = tuple(keras_rewrite.callables(
      "GlobalMaxPooling2D", "GlobalMaxPooling3D"], keras.layers))
 
 
-def _smooth_relu_layer(layer, beta: float) -> SmoothReLU:
+def _smooth_relu_layer(layer, beta) -> SmoothReLU:
     max_value = keras_rewrite.plain_relu_layer_max_value(layer, "smooth")
     return SmoothReLU(beta, max_value, name=layer.name, dtype=layer.dtype_policy)
 
@@ -198,8 +220,9 @@ def _smooth_max_pool_layer(layer, temperature: float) -> LSEPooling2D:
                         name=layer.name, dtype=layer.dtype_policy)
 
 
-def _smooth_layer(layer, beta: float, temperature: float):
-    """The smooth replacement of one (non-model) Keras layer, or None if it has no kink."""
+def _smooth_layer(layer, beta, temperature: float):
+    """The smooth replacement of one (non-model) Keras layer, or None if it has no kink
+    (``beta``: a number, or ``[C]`` for this layer's channels)."""
     if isinstance(layer, keras.layers.ReLU):
         return _smooth_relu_layer(layer, beta)
     if isinstance(layer, keras.layers.MaxPooling2D):
@@ -221,14 +244,16 @@ def _smooth_layer(layer, beta: float, temperature: float):
     return None
 
 
-def smooth_keras_model(keras_model, beta: float, temperature: float):
+def smooth_keras_model(keras_model, beta: float, temperature: float, layer_betas: dict | None = None):
     """A clone of `keras_model` (Sequential or Functional) with its kinks smoothed and its
-    weights copied.
+    weights copied; ``layer_betas`` ``{layer name: [C]}`` overrides ``beta`` per layer.
 
     Returns:
       (the new Keras model, the replaced layers' paths ``"outer/inner/layer"``).
     """
-    return keras_rewrite.rebuild(keras_model, lambda layer: _smooth_layer(layer, beta, temperature))
+    layer_betas = layer_betas or {}
+    return keras_rewrite.rebuild(
+        keras_model, lambda layer: _smooth_layer(layer, layer_betas.get(layer.name, beta), temperature))
 
 
 # -- frozen graphs ----------------------------------------------------------------------------
@@ -328,7 +353,7 @@ def _replacement(node, fn: Callable, input_shape) -> list:
     return out
 
 
-def _smooth_function(op: str, window, beta: float, temperature: float) -> Callable:
+def _smooth_function(op: str, window, beta, temperature: float) -> Callable:
     """The smooth version of op `op` (`window`: (ksize, strides, padding) of a pool)."""
     if op == "Relu":
         return lambda x: smooth_relu(x, beta)
@@ -338,8 +363,10 @@ def _smooth_function(op: str, window, beta: float, temperature: float) -> Callab
     return lambda x: lse_pool2d(x, ksize, strides, padding, temperature)
 
 
-def smooth_graph_def(graph_def, input_name: str, image_shape, beta: float, temperature: float):
-    """`graph_def` with each Relu, Relu6, MaxPool(V2) node replaced by its smooth subgraph.
+def smooth_graph_def(graph_def, input_name: str, image_shape, beta: float, temperature: float,
+                     node_betas: dict | None = None):
+    """`graph_def` with each Relu, Relu6, MaxPool(V2) node replaced by its smooth subgraph;
+    ``node_betas`` ``{node name: [C]}`` overrides ``beta`` per node.
 
     Returns:
       (the new GraphDef, the names of the replaced nodes).
@@ -359,16 +386,16 @@ def smooth_graph_def(graph_def, input_name: str, image_shape, beta: float, tempe
         if node.op not in _SMOOTHABLE_OPS:
             out.node.add().CopyFrom(node)
         else:
-            fn = _smooth_function(node.op, pools.get(node.name), beta, temperature)
+            fn = _smooth_function(node.op, pools.get(node.name), (node_betas or {}).get(node.name, beta), temperature)
             out.node.extend(_replacement(node, fn, shapes.get(node.input[0])))
     return out, [n.name for n in targets]
 
 
-def _smooth_graph_model(model, beta: float, temperature: float):
+def _smooth_graph_model(model, beta: float, temperature: float, node_betas: dict | None = None):
     from modelzoo.graph import GraphModel, unsafe_nodes
 
     graph_def, replaced = smooth_graph_def(
-        model.graph_def, model.input_name, model.image_shape, beta, temperature
+        model.graph_def, model.input_name, model.image_shape, beta, temperature, node_betas
     )
     metadata = dataclasses.replace(model.metadata, name=f"{model.name}~smooth")
     # the log-sum-exp pools' subgraphs have static shapes: the surrogate keeps the native size
@@ -380,8 +407,18 @@ def _smooth_graph_model(model, beta: float, temperature: float):
 # -- the entry point --------------------------------------------------------------------------
 
 
+#: model -> {(beta, T): its surrogate}; an entry goes with its model (a surrogate holds no
+#: reference to the model it was built from).
+_SURROGATES: "weakref.WeakKeyDictionary[Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def clear_cache() -> None:
+    """Forget the surrogates `smooth_model` built (call it after editing a model's weights)."""
+    _SURROGATES.clear()
+
+
 def smooth_model(model: Model, relu_beta: float = DEFAULT_RELU_BETA,
-                 pool_temperature: float = DEFAULT_POOL_TEMPERATURE) -> Model:
+                 pool_temperature: float = DEFAULT_POOL_TEMPERATURE, relu_scale_images=None) -> Model:
     """A smooth surrogate of `model` (see the module docstring); `model` is left unchanged.
 
     Args:
@@ -389,9 +426,15 @@ def smooth_model(model: Model, relu_beta: float = DEFAULT_RELU_BETA,
         (smoothed through its loaded graph; the result is a `GraphModel`).
       relu_beta: beta > 0 of ``softplus(beta x) / beta``.
       pool_temperature: T > 0 of the log-sum-exp pools.
+      relu_scale_images: None (every ReLU gets `relu_beta`), or images ``[N, H, W, C]`` in
+        [0, 1], or ``"noise"`` (`calibration_noise`): then each ReLU channel gets
+        ``relu_beta / r``, ``r`` the root mean square of its input over these images
+        (`relu_scaled_betas`), so a unit rescaled by ``s > 0`` gets a softplus rescaled with
+        it (``s sp_{beta/r}(z) = sp_{beta/(s r)}(s z)``; docs/smooth.md).
     Returns:
       A model of the same kind (same layers, image_shape, image_value_range, weights) with
-      ``smoothing`` and ``smoothed_ops`` set and name ``"<name>~smooth"``.
+      ``smoothing`` and ``smoothed_ops`` set and name ``"<name>~smooth"``; the same object
+      for the same `model`, beta and T (see the module docstring).
     Raises:
       ValueError: bad beta / T, a kink it cannot rewrite, or `model` already a surrogate.
       TypeError: any other kind of model.
@@ -402,23 +445,71 @@ def smooth_model(model: Model, relu_beta: float = DEFAULT_RELU_BETA,
         raise ValueError(
             f"model {model.name!r} is already a smooth surrogate ({model.smoothing}); smooth the original"
         )
+    from modelzoo.graph import GraphModel
+    from modelzoo.vision import LucidModel
+
+    if not isinstance(model, (KerasModel, GraphModel, LucidModel)):
+        raise TypeError(
+            f"smooth_model cannot smooth a {type(model).__name__}; supported: KerasModel, "
+            f"modelzoo GraphModel and LucidModel"
+        )
+    if isinstance(relu_scale_images, str):
+        if relu_scale_images != "noise":
+            raise ValueError(f"relu_scale_images must be None, 'noise' or images, got {relu_scale_images!r}")
+        relu_scale_images = calibration_noise(model.image_shape)
+    key = (beta, temperature, None if relu_scale_images is None else state_key(np.asarray(relu_scale_images)))
+    built = _SURROGATES.setdefault(model, {})
+    if key not in built:
+        betas = None if relu_scale_images is None else relu_scaled_betas(model, beta, relu_scale_images)
+        built[key] = _build_surrogate(model, beta, temperature, betas)
+    return built[key]
+
+
+#: A ReLU input's root mean square below this counts as this (a unit that is 0 on every image).
+RELU_RMS_FLOOR = 1e-12
+#: Images of `calibration_noise`.
+CALIBRATION_IMAGES = 16
+
+
+def calibration_noise(image_shape, n: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
+    """``[n, *image_shape]`` uniform noise in [0, 1], the same for every model of that input
+    shape (so a network and its permuted, rescaled copy are calibrated alike)."""
+    return np.random.default_rng(seed).uniform(size=(n, *image_shape)).astype(np.float32)
+
+
+def relu_scaled_betas(model: Model, relu_beta: float, images) -> dict[str, np.ndarray]:
+    """``{ReLU (graph node or Keras layer name): relu_beta / r [C]}``, ``r`` the root mean
+    square of that ReLU's input per channel over ``images`` ``[N, H, W, C]`` in [0, 1] and
+    every position (floored at `RELU_RMS_FLOOR`). Every ReLU upstream of the model's last
+    layer is measured; a ReLU elsewhere keeps `relu_beta`."""
+    from lucid_ifv.kinks import switch_input_rms
+    from lucid_ifv.validation import check_finite
+
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.image_shape) or not len(images):
+        raise ValueError(f"relu_scale_images must be [N, *{tuple(model.image_shape)}] with N >= 1, "
+                         f"got shape {images.shape}")
+    check_finite(images, "relu_scale_images")
+    from modelzoo.vision import LucidModel
+
+    model = model.graph_model if isinstance(model, LucidModel) else model
+    rms = switch_input_rms(model, model.layer_names[-1], images)
+    return {name: (relu_beta / np.maximum(r, RELU_RMS_FLOOR)).astype(np.float32) for name, r in rms.items()}
+
+
+def _build_surrogate(model: Model, beta: float, temperature: float, betas: dict | None = None) -> Model:
     if isinstance(model, KerasModel):
-        keras_model, replaced = smooth_keras_model(model.keras_model, beta, temperature)
+        keras_model, replaced = smooth_keras_model(model.keras_model, beta, temperature, betas)
         smoothed = KerasModel(keras_model, image_value_range=model.image_value_range,
                               name=f"{model.name}~smooth", layers=model.layer_names)
     else:
-        from modelzoo.graph import GraphModel
         from modelzoo.vision import LucidModel
 
-        if isinstance(model, LucidModel):
-            model = model.graph_model
-        if not isinstance(model, GraphModel):
-            raise TypeError(
-                f"smooth_model cannot smooth a {type(model).__name__}; supported: KerasModel, "
-                f"modelzoo GraphModel and LucidModel"
-            )
-        smoothed, replaced = _smooth_graph_model(model, beta, temperature)
+        graph_model = model.graph_model if isinstance(model, LucidModel) else model
+        smoothed, replaced = _smooth_graph_model(graph_model, beta, temperature, betas)
     smoothed.smoothing = {"relu_beta": beta, "pool_temperature": temperature}
+    if betas is not None:
+        smoothed.smoothing["relu_beta_per_unit"] = "relu_beta / RMS of the unit's input"
     smoothed.smoothed_ops = replaced
     return smoothed
 

@@ -88,6 +88,8 @@ def test_errors(tmp_path, capsys):
     assert "unknown layer 'conv9'" in capsys.readouterr().err
     assert main(["invert", "--model", "mnist_small", "--images", str(tmp_path / "missing.png")]) == 2
     assert "no image file" in capsys.readouterr().err
+    assert main(["render", "--model", "mnist_small", "--relu-beta-relative", "--out", str(tmp_path)]) == 2
+    assert "--relu-beta-relative sets the surrogate's softplus: it needs --smooth" in capsys.readouterr().err
 
 
 def test_fidelity_prints_the_table_and_a_suggested_beta(tmp_path, capsys):

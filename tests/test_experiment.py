@@ -64,6 +64,8 @@ def test_settings_guard_and_bad_config(small_model, tmp_path):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "features": [0, 9]}), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="no targets"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 0, "n_canonical": 0}), tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="relu_beta_relative=True needs smooth=True"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "relu_beta_relative": True}), tmp_path / "e", progress=False)
 
 
 def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
@@ -97,3 +99,20 @@ def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
     assert max(r[f"angle_alive_{r['solve']}"] for r in records) < 5
     summary = ex.summarize(records)
     assert all(sum(summary[f"verdicts_{method}"].values()) == 3 for method in ex.SOLVES)
+
+
+def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small_model, tmp_path):
+    """`prepare` hands back the same surrogate and an aggregation with the same key, so the
+    compiled renders and Jacobians of the first run serve the second."""
+    from lucid_ifv import render
+    from lucid_ifv.graph_keys import state_key
+    from lucid_ifv.ifv import jacobian
+
+    config = ex.ExperimentConfig(**{**CONFIG, "n_canonical": 0, "lbfgs_steps": 0, "adam_steps": 5}, smooth=True,
+                                 aggregation="homogeneous_max_pool_mean")
+    first, second = ex.prepare(small_model, config), ex.prepare(small_model, config)
+    assert first.model is second.model and state_key(first.aggregation) == state_key(second.aggregation)
+    ex.run_experiment(small_model, config, tmp_path / "one", progress=False)
+    traces = (jacobian.cache_info()["traces"], render._STATS["traces"])
+    ex.run_experiment(small_model, config, tmp_path / "two", progress=False)
+    assert (jacobian.cache_info()["traces"], render._STATS["traces"]) == traces

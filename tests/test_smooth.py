@@ -439,3 +439,109 @@ def test_surrogate_fidelity_is_one_for_the_model_itself_and_grows_with_beta():
     # (docs/smooth.md, "Fidelity")
     assert np.nanmin(soft["correlation"]) < 0.5 < 0.95 < np.nanmin(sharp["correlation"])
     assert np.nanmedian(sharp["correlation"]) > np.nanmedian(soft["correlation"])
+
+
+# -- one surrogate per model, beta and T -------------------------------------------------------
+
+
+def test_smooth_model_returns_one_surrogate_per_model_beta_and_temperature():
+    """The compiled renders and Jacobians key on the model's identity: a second call must
+    hand back the same surrogate (and so reuse their traces); other settings get their own,
+    and an entry goes with its model."""
+    import gc
+    import weakref
+
+    from lucid_ifv import smooth as smooth_mod
+
+    model = load_shipped("mnist_small")
+    first = smooth_model(model, 10.0, 0.05)
+    assert smooth_model(model, 10, 0.05) is first
+    assert smooth_model(model, 20.0, 0.05) is not first and smooth_model(model, 10.0, 0.1) is not first
+    assert smooth_model(load_shipped("mnist_small"), 10.0, 0.05) is not first  # another object
+    smooth_mod.clear_cache()
+    assert smooth_model(model, 10.0, 0.05) is not first
+    other = load_shipped("mnist_small")
+    smooth_model(other)
+    assert len(smooth_mod._SURROGATES) == 2
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None and len(smooth_mod._SURROGATES) == 1  # the surrogate did not keep its model
+    with pytest.raises(TypeError, match="cannot smooth a str"):
+        smooth_model("mnist_small")
+
+
+def test_aggregations_built_alike_share_a_key_and_others_do_not():
+    from lucid_ifv.graph_keys import state_key
+
+    same = [agg.lse_pool_mean(temperature=0.05), agg.lse_pool_mean(3, 2, 0.05)]
+    assert state_key(same[0]) == state_key(same[1])
+    others = [agg.lse_pool_mean(temperature=0.0500001), agg.relative_lse_pool_mean(temperature=0.05),
+              agg.lse_pool_mean(kernel=2), agg.max_pool_mean()]
+    keys = {state_key(a) for a in [same[0], *others]}
+    assert len(keys) == 5
+    assert state_key(agg.homogeneous_max_pool_mean()) == state_key(agg.max_pool_mean())  # the same numbers
+
+
+# -- per-unit beta relative to the unit's scale --------------------------------------------------
+
+
+def test_smooth_relu_takes_one_beta_per_channel():
+    x = tf.constant(_rng().normal(size=(2, 3, 3, 4)), tf.float32)
+    betas = np.array([1.0, 5.0, 10.0, 50.0], np.float32)
+    expected = tf.concat([smooth_relu(x[..., c:c + 1], float(b)) for c, b in enumerate(betas)], axis=-1)
+    np.testing.assert_allclose(smooth_relu(x, betas), expected, rtol=1e-6)
+    from lucid_ifv.smooth import SmoothReLUActivation
+
+    activation = SmoothReLUActivation.from_config(SmoothReLUActivation(betas, 6.0).get_config())
+    np.testing.assert_array_equal(activation.beta, betas)
+    for bad in ([1.0, 0.0], [[1.0]], [1.0, np.nan], []):
+        with pytest.raises(ValueError, match="beta must be a number > 0 or a 1-D array"):
+            smooth_relu(x, bad)
+
+
+def _equivariance_error(model, layer, relative: bool) -> float:
+    """max |B's surrogate - scales * A's surrogate, permuted| / max |B's| at `layer`, B = A
+    with `layer`'s units permuted and rescaled (`permute_channels`)."""
+    from lucid_ifv.symmetry import permute_channels
+
+    permuted = permute_channels(model, layer, seed=1)
+    calibration = "noise" if relative else None
+    a, b = smooth_model(model, 10.0, 0.05, calibration), smooth_model(permuted.model, 10.0, 0.05, calibration)
+    images = _images(model, n=4, seed=3)
+    out_a, out_b = a(images, [layer])[layer], b(images, [layer])[layer]
+    expected = permuted.scales * tf.gather(out_a, permuted.perm, axis=-1)
+    return float(tf.reduce_max(tf.abs(out_b - expected)) / tf.reduce_max(tf.abs(out_b)))
+
+
+@pytest.mark.parametrize("which", ["keras", "graph"])
+def test_relative_beta_makes_the_surrogate_of_a_rescaled_network_the_rescaled_surrogate(which):
+    """B = A with `layer`'s units permuted and rescaled by [0.5, 2]: with a beta relative to
+    each unit's input RMS (calibrated on the same noise), B's surrogate at `layer` is A's
+    permuted and rescaled, to float32 rounding; with one absolute beta it is not. (Past the
+    layer, the surrogate's log-sum-exp pools keep an absolute temperature: mnist_small's
+    pool2 reads conv2, so its outputs differ; the features of `layer` do not depend on it.)"""
+    from conftest import small_convnet
+
+    model, layer = ((KerasModel(small_convnet()), "conv1") if which == "keras"
+                    else (load_shipped("mnist_small"), "conv2"))
+    relative, absolute = _equivariance_error(model, layer, True), _equivariance_error(model, layer, False)
+    assert relative < 1e-5, relative
+    assert absolute > 100 * relative, (absolute, relative)
+
+
+def test_relative_beta_is_relu_beta_over_the_input_rms_and_bad_images_are_refused():
+    from lucid_ifv.smooth import calibration_noise, relu_scaled_betas
+
+    model = load_shipped("mnist_small")
+    images = calibration_noise(model.image_shape, n=4)
+    betas = relu_scaled_betas(model, 10.0, images)
+    pre = model(images, ["conv2_pre_relu"])["conv2_pre_relu"].numpy()
+    relu = [name for name in betas if "conv2" in name]
+    assert len(relu) == 1
+    np.testing.assert_allclose(betas[relu[0]], 10.0 / np.sqrt(np.mean(pre ** 2, axis=(0, 1, 2))), rtol=1e-4)
+    assert smooth_model(model, 10.0, 0.05, "noise").smoothing["relu_beta_per_unit"]
+    with pytest.raises(ValueError, match=r"relu_scale_images must be \[N, \*\(28, 28, 1\)\]"):
+        smooth_model(model, relu_scale_images=np.zeros((2, 8, 8, 3)))
+    with pytest.raises(ValueError, match="relu_scale_images must be None, 'noise' or images, got 'natural'"):
+        smooth_model(model, relu_scale_images="natural")

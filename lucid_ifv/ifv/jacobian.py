@@ -153,7 +153,11 @@ def _param_key(param: Param):
 
 
 def _aggregation_key(aggregation):
-    return aggregation if isinstance(aggregation, (str, type(None))) else ("identity", id(aggregation))
+    """A name, an aggregation's own ``.key`` (built by `lucid_ifv.aggregation`'s factories), or
+    its identity (kept alive by the cache entry)."""
+    from lucid_ifv.graph_keys import key_or_identity
+
+    return key_or_identity(aggregation)
 
 
 def _structure_key(model, layer, param, aggregation, dim):

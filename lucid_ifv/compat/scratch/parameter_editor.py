@@ -79,10 +79,12 @@ def reload_model(model) -> None:
     graph_model.__dict__.update(state)
     for holder in [model, *_holders(graph_model, LucidModel, "_graph_model")]:
         holder.__dict__.pop("_redirected", None)
-    from lucid_ifv import ifv, render
+    from lucid_ifv import ifv, render, smooth
 
-    render.clear_cache()  # compiled renders and Jacobians know the model by identity: drop the stale ones
+    # compiled renders, Jacobians and surrogates know the model by identity: drop the stale ones
+    render.clear_cache()
     ifv.clear_cache()
+    smooth.clear_cache()
 
 
 def _edited_flag_node():

@@ -26,6 +26,10 @@
 #    (--aggregation homogeneous_max_pool_mean, today's default; docs/compare.md, "Rescaled units"): B's
 #    rescaled units no longer meet another aggregation than A's (experiments/compare_scale_check.py);
 #    last, inception_small_mixed4a_pre_relu_homogeneous: all 256 of mixed4a's units (about 1.5 h on 2 cores).
+#  - *_relative_beta: also each ReLU unit's softplus beta relative to its input's RMS (--relu-beta-relative,
+#    today's default; docs/smooth.md), so B's rescaled units meet the rescaled softplus too: the whole
+#    surrogate up to the studied layer is then exactly A's, permuted and rescaled. Every older run names
+#    --no-relu-beta-relative (one absolute beta), so it reproduces unchanged.
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -35,38 +39,47 @@ IFV=${IFV:-lucid-ifv}
 
 # name model layer how
 ALL="
-mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
-photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
-mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1 --aggregation=max_pool_mean
-mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1 --aggregation=max_pool_mean
-inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1 --aggregation=max_pool_mean
-photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1 --aggregation=max_pool_mean
-photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean
-srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean
-srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean
-srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2 --aggregation=max_pool_mean
-inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1 --aggregation=max_pool_mean
-mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=max_pool_mean
-mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=max_pool_mean
-inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-inception_small_mixed4a_pre_relu_third_homogeneous inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-mnist_small_to_seed1_homogeneous mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-mnist_small_seed1_to_seed0_homogeneous mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
-inception_small_mixed4a_pre_relu_homogeneous inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean
+mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_third_homogeneous inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1_homogeneous mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0_homogeneous mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_homogeneous inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_relative_beta inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_conv2_relative_beta mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+srnet_small_res_block8_relative_beta srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+photos_cnn_conv2d_3_relative_beta photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed3b_relative_beta inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_to_seed1_relative_beta mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_seed1_to_seed0_relative_beta mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed4a_pre_relu_third_relative_beta inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed3a_pre_relu_relative_beta inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

@@ -126,9 +126,10 @@ def add_fv_options(p, render=True):
                    help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
                         "visualizations rendered on it are invertible by construction")
     p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
-    p.add_argument("--relu-beta-relative", action="store_true",
+    p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
                    help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
-                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md)")
+                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md; default: off, "
+                        "on for compare)")
     p.add_argument("--pool-temperature", type=float, default=0.05,
                    help="log-sum-exp pool temperature of --smooth (default 0.05)")
     if render:
@@ -472,20 +473,23 @@ def cmd_fidelity(args) -> int:
     lines = [f"| beta | correlation median (min) | channels below {FIDELITY_LOW} | constant on the images "
              "| largest activation ratio median (min) |", "|---|---|---|---|---|"]
     suggested = None
+    calibration = "noise" if args.relu_beta_relative else None
     for beta in sorted(args.betas):
-        summary = fidelity_summary(surrogate_fidelity(model, smooth_model(model, beta, args.pool_temperature), layer,
-                                                      natural))
+        surrogate = smooth_model(model, beta, args.pool_temperature, calibration)
+        summary = fidelity_summary(surrogate_fidelity(model, surrogate, layer, natural))
         lines.append(f"| {beta:g} | {summary['median_correlation']:.3f} ({summary['min_correlation']:.3f}) | "
                      f"{len(summary['low_channels'])} | {summary['constant']} | {summary['median_max_ratio']:.2f} "
                      f"({summary['min_max_ratio']:.2f}) |")
         if suggested is None and summary["median_correlation"] >= args.min_median:
             suggested = beta
+    per_unit = ", beta per ReLU unit: beta / RMS of its input" if args.relu_beta_relative else ""
     print(f"{model.name} {layer}: the surrogate against the network on {len(natural)} natural images "
-          f"(T = {args.pool_temperature:g})\n" + "\n".join(lines))
+          f"(T = {args.pool_temperature:g}{per_unit})\n" + "\n".join(lines))
     if suggested is None:
         print(f"no beta reaches a median correlation of {args.min_median:g}: try larger --betas")
     else:
-        print(f"smallest beta with median correlation >= {args.min_median:g}: --relu-beta {suggested:g}")
+        flags = f"--relu-beta {suggested:g}" + (" --relu-beta-relative" if args.relu_beta_relative else "")
+        print(f"smallest beta with median correlation >= {args.min_median:g}: {flags}")
     return 0
 
 
@@ -877,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also match by activation correlation on --model's held-out images, and compare")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, cossim_pow=0.0,
-                   aggregation="homogeneous_max_pool_mean", adam=400, lbfgs=0,
+                   aggregation="homogeneous_max_pool_mean", relu_beta_relative=True, adam=400, lbfgs=0,
                    converge=1e-3, max_lbfgs=1000)
 
     p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")
@@ -898,6 +902,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=500, help="use at most this many images (default 500)")
     p.add_argument("--min-median", type=float, default=0.9,
                    help="median per-channel correlation a suggested beta must reach (default 0.9)")
+    p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
+                   help="each beta per ReLU unit, relative to its input's RMS (as --smooth --relu-beta-relative)")
     p.set_defaults(func=cmd_fidelity)
 
     p = sub.add_parser("trust", help="trust report for a unit's visualization (inversion + path similarity)")

@@ -220,7 +220,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
         parametrization, ``p = 0`` (the linear channel objective ``f_c``, as Lucid's
         ``channel``; docs/compare.md), the aggregation "homogeneous_max_pool_mean" (its smooth
         pool keeps a rescaled unit's response rescaled; docs/compare.md, "Rescaled units"),
-        relative prior 1e-4, 200 warm-up Adam steps without the prior
+        each ReLU's softplus beta relative to the unit's input RMS (``relu_beta_relative``:
+        a rescaled unit meets the rescaled softplus), relative prior 1e-4, 200 warm-up Adam steps without the prior
         (`experiment.realize`), 400 with it, then L-BFGS to 1e-3.
       features: A's channels to render (default all ``k_a``).
       reoptimize_steps: > 0 adds the re-optimization SSIM in B (that many Adam steps).
@@ -277,8 +278,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
 def default_config(**overrides) -> experiment.ExperimentConfig:
     """The comparison's default settings (see `compare`)."""
     settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, aggregation="homogeneous_max_pool_mean",
-                    prior_weight=1e-4, prior_relative=True,
-                    smooth=True, warmup_steps=200, adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
+                    prior_weight=1e-4, prior_relative=True, smooth=True, relu_beta_relative=True, warmup_steps=200,
+                    adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
     settings.update(overrides)
     return experiment.ExperimentConfig(**settings)
 
@@ -290,8 +291,10 @@ def _prepare_out_dir(out_dir, settings: dict) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "settings.json"
     text = json.dumps(settings, indent=1, sort_keys=True)
-    if path.exists() and path.read_text() != text:
-        raise ValueError(f"{out} holds a comparison with other settings; use another folder")
+    if path.exists():
+        saved = experiment.with_settings_added_since(json.loads(path.read_text()), json.loads(text))
+        if json.dumps(saved, indent=1, sort_keys=True) != text:
+            raise ValueError(f"{out} holds a comparison with other settings; use another folder")
     path.write_text(text)
     return out
 

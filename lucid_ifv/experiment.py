@@ -574,16 +574,24 @@ def folder_lock(out: Path):
         os.close(fd)
 
 
+def with_settings_added_since(saved: dict, settings: dict) -> dict:
+    """``saved`` (a folder's settings, ``{"config": {...}, ...}``) with every config setting
+    that ``settings`` has and ``saved`` lacks filled in, when its value is the default: a
+    setting added to `ExperimentConfig` after the folder was written, left at its default,
+    changes nothing, so the folder can still be resumed."""
+    saved = json.loads(json.dumps(saved))
+    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+    for key, value in settings.get("config", {}).items():
+        if key not in saved.get("config", {}) and value == defaults.get(key, dataclasses.MISSING):
+            saved.setdefault("config", {})[key] = value
+    return saved
+
+
 def _write_settings(out: Path, settings: dict) -> None:
     """Save the settings, or refuse a folder that holds another experiment's."""
     path = out / "settings.json"
     if path.exists():
-        saved = json.loads(path.read_text())
-        defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
-        for key, value in settings["config"].items():  # settings added since the folder was written
-            if key not in saved.get("config", {}) and value == defaults.get(key, dataclasses.MISSING):
-                saved.setdefault("config", {})[key] = value
-        if saved != settings:
+        if with_settings_added_since(json.loads(path.read_text()), settings) != settings:
             raise ValueError(f"{out} holds an experiment with other settings ({path}); use another folder")
     else:
         write_text_atomic(path, json.dumps(settings, indent=2))

@@ -6,7 +6,7 @@ images stays the same (`lucid_ifv.fooling` builds such a network). For a visuali
 unit and its claimed objective (the unit's one-hot feature objective) the report gives:
 
 1. **inversion consistency**: Grad-IFV inverts the visualization (on the smooth surrogate,
-   with the library's defaults, `lucid_ifv.compare.default_config`); the angle between the
+   with the library's defaults, `trust.default_config`); the angle between the
    inverted objective and the claimed one (modulo sign for odd p) and the verdict. A
    visualization that is not a stationary point of the claimed objective (another unit's
    image, an unconverged or edited render) fails here. "ambiguous" alone does not fail:
@@ -228,13 +228,22 @@ def path_similarity(model, layer: str, feature: int, visualizations, natural, la
     return rows, top, float(natural_activation[top].mean()), float(natural_activation.max()), vis_act
 
 
+def default_config():
+    """The trust report's settings: `compare.default_config` with one absolute softplus beta
+    (``relu_beta_relative=False``), the setting the report was validated with (docs/results.md);
+    the comparison's per-unit beta came later and has not been validated here."""
+    from lucid_ifv import compare
+
+    return compare.default_config(relu_beta_relative=False)
+
+
 def render_units(model, layer: str, features, config=None, seed: int = 0):
     """Render the one-hot feature objective of each of ``features`` with the library's
-    defaults (`compare.default_config`: smooth surrogate, pixel parametrization, relative
+    defaults (`default_config`: smooth surrogate, pixel parametrization, relative
     prior 1e-4, converged); returns (images ``[B, H, W, C]``, params, param, setup, config)."""
     from lucid_ifv import compare, experiment
 
-    config = dataclasses.replace(config or compare.default_config(), layer=layer, features=None)
+    config = dataclasses.replace(config or default_config(), layer=layer, features=None)
     setup = experiment.prepare(model, config)
     k = model.layer(layer).depth
     features = compare._check_features(features, k)
@@ -249,7 +258,7 @@ def invert_units(model, layer: str, features, images=None, params=None, param=No
     from lucid_ifv import compare, experiment, ifv, metrics
     from lucid_ifv import objectives as obj
 
-    config = dataclasses.replace(config or compare.default_config(), layer=layer, features=None)
+    config = dataclasses.replace(config or default_config(), layer=layer, features=None)
     setup = setup or experiment.prepare(model, config)
     k = model.layer(layer).depth
     features = compare._check_features(features, k)
@@ -281,10 +290,8 @@ def trust_reports(model, layer: str, features, visualizations=None, images=None,
                   natural_profiles=None) -> list:
     """`TrustReport` for each of ``features`` (one visualization each; rendered when
     ``visualizations`` is None). See `trust_report`."""
-    from lucid_ifv import compare
-
     features = [int(f) for f in features]
-    config = dataclasses.replace(config or compare.default_config(), layer=layer, features=None, seed=seed)
+    config = dataclasses.replace(config or default_config(), layer=layer, features=None, seed=seed)
     natural = default_natural_images(model) if images is None else np.asarray(images, np.float32)
     if tuple(natural.shape[1:]) != tuple(model.image_shape):
         raise ValueError(f"natural images of shape {tuple(natural.shape[1:])}; the model takes "

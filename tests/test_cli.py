@@ -102,3 +102,6 @@ def test_fidelity_prints_the_table_and_a_suggested_beta(tmp_path, capsys):
     assert [r.split()[1] for r in rows] == ["10", "100"]  # ascending beta
     assert "on 30 natural images" in out
     assert "--relu-beta" in out or "no beta reaches" in out
+    assert main(["fidelity", "--model", "mnist_small", "--betas", "10", "--relu-beta-relative", "--images",
+                 str(tmp_path / "natural.npy")]) == 0
+    assert "beta per ReLU unit: beta / RMS of its input" in capsys.readouterr().out

@@ -169,6 +169,7 @@ def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
     assert np.load(out / "matrix.npy").shape == (2, 32)
     settings = json.loads((out / "batches" / "settings.json").read_text())["config"]
     assert settings["aggregation"] == default_config().aggregation == "homogeneous_max_pool_mean"
+    assert settings["relu_beta_relative"] is default_config().relu_beta_relative is True
     from skimage import io
 
     figure = io.imread(out / "matching.png")[..., :3].astype(float)

@@ -116,3 +116,14 @@ def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small
     traces = (jacobian.cache_info()["traces"], render._STATS["traces"])
     ex.run_experiment(small_model, config, tmp_path / "two", progress=False)
     assert (jacobian.cache_info()["traces"], render._STATS["traces"]) == traces
+
+
+def test_a_folder_written_before_a_setting_existed_matches_only_its_default():
+    """`with_settings_added_since` (experiment and compare folders): a setting missing from a
+    folder's saved settings counts as its `ExperimentConfig` default, nothing else."""
+    saved = {"model": "m", "config": {"layer": "conv2"}}
+    at_default = {"model": "m", "config": {"layer": "conv2", "relu_beta_relative": False}}
+    changed = {"model": "m", "config": {"layer": "conv2", "relu_beta_relative": True}}
+    assert ex.with_settings_added_since(saved, at_default) == at_default
+    assert ex.with_settings_added_since(saved, changed) != changed
+    assert saved == {"model": "m", "config": {"layer": "conv2"}}  # not modified

@@ -80,6 +80,7 @@ mnist_small_to_seed1_relative_beta mnist_small conv2 --model-b=mnist_small_seed1
 mnist_small_seed1_to_seed0_relative_beta mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 inception_small_mixed4a_pre_relu_third_relative_beta inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 inception_small_mixed3a_pre_relu_relative_beta inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed4a_third_relative_beta inception_small mixed4a --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

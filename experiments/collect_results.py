@@ -33,6 +33,8 @@ def describe(settings: dict) -> str:
     net = "smooth" if c.get("smooth") else "ReLU"
     if c.get("smooth") and (c.get("relu_beta", 10.0), c.get("pool_temperature", 0.05)) != (10.0, 0.05):
         net += f" (beta {c.get('relu_beta', 10.0):g}, T {c.get('pool_temperature', 0.05):g})"
+    if c.get("relu_beta_relative"):
+        net += ", beta per unit"
     prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
     agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"
     conv = f", conv. {c['converge']:g}" if c.get("converge") else f", {c['lbfgs_steps']} L-BFGS"

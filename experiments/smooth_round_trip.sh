@@ -21,6 +21,9 @@ prior1e3=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-3)
 prior1e2=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-2)
 warmup=(--smooth --converge 1e-3 --max-lbfgs 1000 --warmup 200)  # compare's prior-free warm-up: fewer weak features?
 p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
+# compare's surrogate: the pool's temperature relative to each channel's RMS and a softplus beta per ReLU unit
+# relative to its input's RMS (no absolute floor for the weak units that carry mixed3a's tail?)
+unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 
 # name model layer param mode
 ALL="
@@ -54,6 +57,8 @@ inception_small_mixed4a_pixel_smooth_warmup inception_small mixed4a pixel warmup
 inception_small_mixed3a_pixel_smooth_p0 inception_small mixed3a pixel p0
 inception_small_mixed4a_pixel_smooth_p0 inception_small mixed4a pixel p0
 inception_small_mixed3b_pixel_smooth_p0 inception_small mixed3b pixel p0
+inception_small_mixed3a_pixel_smooth_unit inception_small mixed3a pixel unit
+inception_small_mixed4a_pixel_smooth_unit inception_small mixed4a pixel unit
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -63,7 +68,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
-    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

@@ -1,6 +1,7 @@
 """Collect experiment folders into the Markdown tables of docs/results.md.
 
     python experiments/collect_results.py runs/*/ > table.md
+    python experiments/collect_results.py --max-undetermined-mass 0.0076 runs/*/  # + that rule's verdicts
 
 It also rewrites each run's angles.png from the re-solved records.
 
@@ -168,12 +169,12 @@ def verdict_table(runs, solves=ex.SOLVES) -> list:
     return lines
 
 
-def former_rule(runs) -> list:
-    """The runs re-solved with the verdict rule before error bars (for the side-by-side table)."""
+def with_rule(runs, **rule) -> list:
+    """The runs re-solved with another verdict rule (`ifv.VerdictRule(**rule)`), for the
+    side-by-side tables: the rule before error bars, or a stricter undetermined-mass bound."""
     from lucid_ifv.ifv import VerdictRule
 
-    return [(folder, settings, ex.resolve_records(folder, VerdictRule(determined_tol=None)))
-            for folder, settings, _ in runs]
+    return [(folder, settings, ex.resolve_records(folder, VerdictRule(**rule))) for folder, settings, _ in runs]
 
 
 def plot_runs(runs) -> None:
@@ -187,8 +188,19 @@ def plot_runs(runs) -> None:
                           f"{'Fourier' if config.fft else 'pixel'}, prior {config.prior_weight:g}")
 
 
-def main(folders):
-    runs = load_runs(folders)
+def main(argv):
+    max_mass = None
+    if argv[:1] == ["--max-undetermined-mass"]:
+        if len(argv) < 2:
+            raise SystemExit("--max-undetermined-mass needs a value, e.g. 0.0076 (sin^2 of 5 deg)")
+        try:
+            max_mass = float(argv[1])
+        except ValueError:
+            raise SystemExit(f"--max-undetermined-mass must be a number in (0, 1], got {argv[1]!r}")
+        if not 0 < max_mass <= 1:
+            raise SystemExit(f"--max-undetermined-mass must be in (0, 1], got {max_mass}")
+        argv = argv[2:]
+    runs = load_runs(argv)
     plot_runs(runs)
     out = ["Angles in degrees: median [first quartile, third quartile] (p90: 90th percentile) over the "
            "samples of each run. 'Live' features are those whose Jacobian row is above the solve's "
@@ -206,7 +218,10 @@ def main(folders):
            "The verdict: how often 'identified' is right (precision) and how many right answers it "
            "catches (recall):", "", *verdict_table(runs), "",
            "The same for the verdict rule before error bars (`VerdictRule(determined_tol=None)`), default solve:",
-           "", *verdict_table(former_rule(runs), solves=[DEFAULT_SOLVE])]
+           "", *verdict_table(with_rule(runs, determined_tol=None), solves=[DEFAULT_SOLVE])]
+    if max_mass is not None:
+        out += ["", f"The same with `VerdictRule(max_undetermined_mass={max_mass:g})` (default 0.05), default solve:",
+                "", *verdict_table(with_rule(runs, max_undetermined_mass=max_mass), solves=[DEFAULT_SOLVE])]
     print("\n".join(out))
 
 

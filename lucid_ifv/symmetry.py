@@ -12,10 +12,12 @@ features to B's (`inverse_permutation`). It is the ground truth of `lucid_ifv.co
 
 Supported (each rewrite is checked numerically: B's outputs must equal A's):
   - frozen graphs (`modelzoo.graph.GraphModel`): the layer is a Relu / BiasAdd of a
-    Conv2D or MatMul, or a ConcatV2 of such branches (Inception modules: channels are
-    permuted within each branch, the network's true symmetry); readers are found by
-    following channel-wise ops (Relu, MaxPool, AvgPool, Mean, Identity) to Conv2D and
-    MatMul (also after a flattening Reshape) weights; a residual stream (the layer is an Add
+    Conv2D or MatMul, a bias-free Conv2D (seen through pools), or a ConcatV2 of such units,
+    nested ConcatV2s included (Inception modules, DenseNet blocks: channels are permuted
+    within each unit, the network's true symmetry); readers are found by following
+    channel-wise ops (Relu, MaxPool, AvgPool, Mean, Identity) and ConcatV2s (the channels at
+    their offset) to Conv2D and MatMul (also after a flattening Reshape) weights, and Keras'
+    unfused inference BatchNormalization absorbs the scales; a residual stream (the layer is an Add
     or is read by one, e.g. srnet_small's ``res_block*``): every Add joined to it and every
     unit writing into it are permuted and scaled alike, so the whole stream is, and its
     other readers are compensated;
@@ -116,30 +118,39 @@ def _const_value(node) -> np.ndarray:
 
 
 def _layer_branches(nodes: dict, layer_node) -> tuple:
-    """(the node carrying the layer's channels, its branches as (weight node, bias node, k))."""
-    node = layer_node
-    while node.op == "Identity":
-        node = nodes[_name(node.input[0])]
-    heads = [node]
-    if node.op == "ConcatV2":
-        heads = [nodes[_name(i)] for i in node.input[:-1] if not i.startswith("^")]
-    branches = []
-    for head in heads:
-        unit = head
-        if unit.op in ("Relu", "Relu6"):
-            if unit.op == "Relu6":
-                raise ValueError(f"cannot rescale the ReLU6 units of {head.name!r}: ReLU6 is not positively homogeneous")
-            unit = nodes[_name(unit.input[0])]
-        if unit.op != "BiasAdd":
-            raise ValueError(f"cannot permute the channels of {head.name!r}: expected Relu(BiasAdd(Conv2D | MatMul)), "
-                             f"found a {unit.op} node")
-        linear = nodes[_name(unit.input[0])]
-        if linear.op not in ("Conv2D", "MatMul"):
-            raise ValueError(f"cannot permute the channels of {head.name!r}: its BiasAdd reads a {linear.op} node")
-        weights = _const_behind(nodes, linear.input[1], "weights")
+    """(the node carrying the layer's channels, its units as (head, weight node, bias node or
+    None, k)): the layer itself, or each input of a ConcatV2 (nested ConcatV2s flattened: a
+    DenseNet block's concatenations). A unit is ``[Relu](BiasAdd(Conv2D | MatMul))`` or a
+    bias-free ``Conv2D``, seen through channel-wise pools (a DenseNet transition)."""
+    node = _through_identity(nodes, layer_node)
+    heads, todo = [], [node]
+    while todo:
+        current = _through_identity(nodes, todo.pop(0))
+        if current.op == "ConcatV2":
+            todo[:0] = [nodes[_name(i)] for i in current.input[:-1] if not i.startswith("^")]
+        else:
+            heads.append(current)
+    return node, [_unit_weights(nodes, head) for head in heads]
+
+
+def _unit_weights(nodes: dict, head) -> tuple:
+    """(head, weight node, bias node or None, k) of the unit whose output ``head`` is."""
+    unit = head
+    while unit.op in ("Identity", "AvgPool", "MaxPool"):
+        unit = nodes[_name(unit.input[0])]
+    if unit.op == "Relu6":
+        raise ValueError(f"cannot rescale the ReLU6 units of {head.name!r}: ReLU6 is not positively homogeneous")
+    if unit.op == "Relu":
+        unit = nodes[_name(unit.input[0])]
+    bias = None
+    if unit.op == "BiasAdd":
         bias = _const_behind(nodes, unit.input[1], "bias")
-        branches.append((weights, bias, int(_const_value(bias).shape[-1])))
-    return node, branches
+        unit = nodes[_name(unit.input[0])]
+    if unit.op not in ("Conv2D", "MatMul"):
+        raise ValueError(f"cannot permute the channels of {head.name!r}: expected Relu(BiasAdd(Conv2D | MatMul)) "
+                         f"or a bias-free Conv2D, found a {unit.op} node")
+    weights = _const_behind(nodes, unit.input[1], "weights")
+    return head, weights, bias, int(_const_value(weights).shape[-1])
 
 
 def _consumers(graph_def) -> dict:
@@ -198,19 +209,23 @@ def _in_stream(graph_def, nodes: dict, layer: str) -> bool:
 
 def _compensate_readers(graph_def, start, perm, scales, nodes, skip=()) -> None:
     """Undo the permutation and scales in every weight that reads ``start``'s channels
-    (readers named in ``skip`` carry the permuted channels on: a residual stream's Adds)."""
+    (readers named in ``skip`` carry the permuted channels on: a residual stream's Adds).
+
+    A ConcatV2 reader carries them on at their offset (identity elsewhere: a DenseNet block);
+    an inference BatchNormalization absorbs the scales and carries the permutation on."""
     consumers = _consumers(graph_def)
-    todo, seen = [(start, False)], set(skip)
+    width = _channel_width(graph_def)
+    todo, seen = [(start, False, np.asarray(perm), np.asarray(scales))], set(skip)
     while todo:
-        node, flattened = todo.pop()
+        node, flattened, perm, scales = todo.pop()
         for reader in consumers.get(node.name, []):
             if reader.name in seen:
                 continue
             seen.add(reader.name)
             if reader.op in _PASS_THROUGH_OPS:
-                todo.append((reader, flattened))
+                todo.append((reader, flattened, perm, scales))
             elif reader.op == "Reshape":
-                todo.append((reader, True))
+                todo.append((reader, True, perm, scales))
             elif reader.op in ("Conv2D", "MatMul") and _name(reader.input[0]) == node.name:
                 weights = _const_behind(nodes, reader.input[1], "reader's weights")
                 w = _const_value(weights)
@@ -223,10 +238,61 @@ def _compensate_readers(graph_def, start, perm, scales, nodes, skip=()) -> None:
                 _set_const(weights, w)
             elif reader.op == "Shape" or (reader.op in ("ConcatV2", "Softmax") and not consumers.get(reader.name)):
                 continue  # a shape read or an output tap (e.g. the `<layer>_pre_relu` alias)
+            elif reader.op == "ConcatV2":
+                todo.append((reader, flattened, *_through_concat(nodes, reader, node, perm, scales, width)))
+            elif reader.op == "Mul" and (batchnorm := _batchnorm(nodes, consumers, reader, node)):
+                gamma, beta, mean, var, output = batchnorm
+                for const, value in ((gamma, _const_value(gamma)[perm] / scales), (beta, _const_value(beta)[perm]),
+                                     (mean, _const_value(mean)[perm] * scales), (var, _const_value(var)[perm])):
+                    _set_const(const, value)
+                seen.add(output.name)
+                todo.append((output, flattened, perm, np.ones_like(scales)))
             else:
                 raise ValueError(f"cannot undo the permutation in node {reader.name!r} ({reader.op}) that reads "
                                  f"{node.name!r}; supported readers: {sorted(_PASS_THROUGH_OPS)}, Reshape, "
-                                 f"Conv2D, MatMul")
+                                 f"Conv2D, MatMul, ConcatV2 (channels), an inference BatchNormalization")
+
+
+def _channel_width(graph_def):
+    """``width(node_name)``: the static channel count of a node's first output."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    return lambda name: int(graph.get_tensor_by_name(f"{name}:0").shape[-1])
+
+
+def _through_concat(nodes: dict, concat, source, perm, scales, width) -> tuple:
+    """(perm, scales) over ``concat``'s channels: ``source``'s at its offset, identity elsewhere."""
+    axis = int(_const_value(_const_behind(nodes, concat.input[-1], "concat axis")))
+    if axis not in (-1, 3):
+        raise ValueError(f"cannot follow the permutation through {concat.name!r}: it concatenates along axis "
+                         f"{axis}, not the channels")
+    inputs = [_name(i) for i in concat.input[:-1] if not i.startswith("^")]
+    offset = sum(width(name) for name in inputs[:inputs.index(source.name)])
+    total, k = width(concat.name), len(perm)
+    full_perm = np.concatenate([np.arange(offset), offset + perm, np.arange(offset + k, total)])
+    full_scales = np.concatenate([np.ones(offset), scales, np.ones(total - offset - k)])
+    return full_perm, full_scales
+
+
+def _batchnorm(nodes: dict, consumers: dict, mul, source):
+    """Keras' unfused inference BatchNormalization that ``mul`` (``x * m``) starts:
+    ``out = x * m + (beta - mean * m)``, ``m = rsqrt(var + eps) * gamma``. Returns (gamma,
+    beta, mean, var Const nodes, the output AddV2 node), or None if ``mul`` is not one."""
+    other = [nodes[_name(i)] for i in mul.input if _name(i) != source.name]
+    try:
+        (m,) = other
+        rsqrt = next(nodes[_name(i)] for i in m.input if nodes[_name(i)].op == "Rsqrt")
+        gamma = _const_behind(nodes, next(i for i in m.input if _name(i) != rsqrt.name), "gamma")
+        var = _const_behind(nodes, nodes[_name(rsqrt.input[0])].input[0], "variance")
+        (mul_mean,) = [c for c in consumers[m.name] if c.name != mul.name and c.op == "Mul"]
+        mean = _const_behind(nodes, next(i for i in mul_mean.input if _name(i) != m.name), "mean")
+        (sub,) = [c for c in consumers[mul_mean.name] if c.op == "Sub"]
+        beta = _const_behind(nodes, sub.input[0], "beta")
+        (output,) = [c for c in consumers[mul.name] if c.op in _ADD_OPS and sub.name in map(_name, c.input)]
+    except (ValueError, StopIteration, KeyError):
+        return None
+    return gamma, beta, mean, var, output
 
 
 def _stream_units(graph_def, nodes: dict, layer_node) -> tuple:
@@ -234,7 +300,7 @@ def _stream_units(graph_def, nodes: dict, layer_node) -> tuple:
     ``layer_node``; every head must be one unit of the stream's width."""
     heads, adds = _residual_stream(nodes, _consumers(graph_def), layer_node)
     units = [branch for head in heads for branch in _layer_branches(nodes, head)[1]]
-    widths = {k for _, _, k in units}
+    widths = {k for *_, k in units}
     if len(units) != len(heads) or len(widths) != 1:
         raise ValueError(f"cannot permute the residual stream through {layer_node.name!r}: its writers "
                          f"{[h.name for h in heads]} are not single units of one width ({sorted(widths)})")
@@ -247,8 +313,8 @@ def _graph_blocks(model, layer: str) -> list:
     if layer not in nodes:
         raise ValueError(f"layer {layer!r} is not a node of graph {model.name!r}")
     if _in_stream(graph_def, nodes, layer):
-        return [_stream_units(graph_def, nodes, nodes[layer])[2][0][2]]
-    return [k for _, _, k in _layer_branches(nodes, nodes[layer])[1]]
+        return [_stream_units(graph_def, nodes, nodes[layer])[2][0][-1]]
+    return [k for *_, k in _layer_branches(nodes, nodes[layer])[1]]
 
 
 def _permute_graph(model, layer: str, perm, scales):
@@ -269,26 +335,32 @@ def _permute_stream(graph_def, nodes: dict, layer_node, perm, scales) -> None:
     """A residual stream: every unit writing into it permuted and scaled alike, every other
     reader of the stream compensated."""
     heads, adds, units = _stream_units(graph_def, nodes, layer_node)
-    for weights, bias, _ in units:
-        _set_const(weights, _const_value(weights)[..., perm] * scales)
-        _set_const(bias, _const_value(bias)[..., perm] * scales)
+    for _, weights, bias, _ in units:
+        _scale_outputs(weights, bias, perm, scales)
     for node in heads + adds:
         _compensate_readers(graph_def, node, perm, scales, nodes, skip=[a.name for a in adds])
 
 
+def _scale_outputs(weights, bias, perm, scales) -> None:
+    """A unit's output channel ``c`` becomes ``scales[c]`` times its channel ``perm[c]``."""
+    _set_const(weights, _const_value(weights)[..., perm] * scales)
+    if bias is not None:
+        _set_const(bias, _const_value(bias)[..., perm] * scales)
+
+
 def _permute_unit(graph_def, nodes: dict, layer: str, perm, scales) -> None:
-    head, branches = _layer_branches(nodes, nodes[layer])
+    """A unit, or a concatenation of units: each permuted within its channels, its readers
+    compensated (through the concatenations, so a DenseNet block's later layers are too)."""
+    _, units = _layer_branches(nodes, nodes[layer])
     start = 0
-    for weights, bias, k in branches:
+    for head, weights, bias, k in units:
         local = perm[start:start + k] - start
         if local.min() < 0 or local.max() >= k:
-            raise ValueError(f"the permutation must stay within each of {layer!r}'s branches {[b[2] for b in branches]}")
+            raise ValueError(f"the permutation must stay within each of {layer!r}'s branches {[u[-1] for u in units]}")
         s = scales[start:start + k]
-        w, b = _const_value(weights), _const_value(bias)
-        _set_const(weights, w[..., local] * s)
-        _set_const(bias, b[..., local] * s)
+        _scale_outputs(weights, bias, local, s)
+        _compensate_readers(graph_def, head, local, s, nodes)
         start += k
-    _compensate_readers(graph_def, head, perm, scales, nodes)
 
 
 # -- Keras ----------------------------------------------------------------------------------------

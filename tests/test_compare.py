@@ -24,7 +24,8 @@ def _images(model, n=3, seed=0):
 
 @pytest.mark.parametrize("name, layer, extra", [("mnist_small", "conv2", []),
                                                  ("inception_small", "mixed3b", ["mixed3b_pre_relu"]),
-                                                 ("photos_cnn", "conv2d_3", [])])
+                                                 ("photos_cnn", "conv2d_3", []),
+                                                 ("densenet_small", "block3_layer4", [])])
 def test_permuted_network_has_the_same_function_and_permuted_channels(name, layer, extra):
     a = load_shipped(name)
     b = permute_channels(a, layer, seed=3)
@@ -75,6 +76,24 @@ def test_a_residual_stream_is_permuted_as_a_whole():
     assert (b.perm != np.arange(len(b.perm))).mean() > 0.5
     with pytest.raises(ValueError, match="DepthToSpace"):
         permute_channels(a, "upsample1")
+
+
+def test_a_dense_block_is_permuted_unit_by_unit():
+    """densenet_small's block3_layer4 concatenates transition2's pooled output and four 3x3
+    convs: each is permuted within its channels, and so are the block's earlier
+    concatenations (prefixes of it), read by BatchNorms that absorb the scales."""
+    a = load_shipped("densenet_small")
+    b = permute_channels(a, "block3_layer4", seed=4)
+    start = 0
+    for width in (42, 12, 12, 12, 12):
+        assert sorted(b.perm[start:start + width]) == list(range(start, start + width))
+        start += width
+    assert start == len(b.perm) == 90
+    images = _images(a, n=2)
+    out_a, out_b = a(images, ["transition2_pool", "block2_layer4"]), b.model(images, ["transition2_pool", "block2_layer4"])
+    want = out_a["transition2_pool"].numpy()[..., b.perm[:42]] * b.scales[:42]
+    np.testing.assert_allclose(out_b["transition2_pool"], want, atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(out_b["block2_layer4"], out_a["block2_layer4"], rtol=1e-6)  # upstream untouched
 
 
 def test_inception_permutation_stays_within_branches():

@@ -381,7 +381,8 @@ def cmd_compare(args) -> int:
                             seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
     out = Path(args.out)
     result = compare(model_a, layer_a, model_b, layer_b, config, features=args.features,
-                     reoptimize_steps=args.reoptimize, retries=args.retries, out_dir=out / "batches")
+                     reoptimize_steps=args.reoptimize, retries=args.retries, out_dir=out / "batches",
+                     feature_units=args.feature_units)
     report = result.to_dict()
     report.update(model_a=model_a.name, model_b=model_b.name, command="lucid-ifv " + " ".join(sys.argv[1:]))
     if truth is not None:
@@ -877,6 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=0,
                    help="render a feature again (new seed) while A's own inversion does not identify it, at most "
                         "this many times (default 0; docs/compare.md)")
+    p.add_argument("--feature-units", choices=("raw", "rms"), default="raw",  # compare.FEATURE_UNITS
+                   help="read each compared feature in raw units (default) or divided by its RMS on the "
+                        "calibration noise images ('rms': scale-free; docs/compare.md, 'Feature units')")
     p.add_argument("--baseline", action="store_true",
                    help="also match by activation correlation on --model's held-out images, and compare")
     p.add_argument("--out", required=True)

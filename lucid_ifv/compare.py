@@ -39,6 +39,7 @@ from lucid_ifv import objectives as obj
 
 
 MATCH_SCORES = ("target", "gradient")  # see `Comparison.match`
+FEATURE_UNITS = ("raw", "rms")  # see `compare`'s feature_units
 
 
 @dataclasses.dataclass
@@ -153,8 +154,27 @@ def _save_atomic(path: Path, **arrays) -> None:
 RETRY_SEED_STRIDE = 1_000_003  # retry r of a batch seeded s uses s + r * stride (never another batch's seed)
 
 
+def feature_rms(model, layer: str, images) -> np.ndarray:
+    """``[k]`` root mean square of each of ``layer``'s channels over ``images`` ``[N, H, W, C]``
+    and every position (1 where a channel is zero everywhere): positively homogeneous, so a
+    channel rescaled by ``s > 0`` gets ``s`` times its RMS."""
+    values = np.asarray(model(images, [layer])[layer], np.float64)
+    rms = np.sqrt(np.mean(values.reshape(-1, values.shape[-1]) ** 2, axis=0))
+    return np.where(rms > np.finfo(np.float32).tiny, rms, 1.0)
+
+
+def _feature_scales(setup, config, feature_units: str):
+    """The units `ifv.invert` reads ``config.layer``'s features in (None: raw)."""
+    if feature_units == "raw":
+        return None
+    from lucid_ifv.smooth import calibration_noise
+
+    return feature_rms(setup.model, config.layer, calibration_noise(setup.model.image_shape))
+
+
 @fixed_blocks("pfor")  # a batch's numbers do not depend on which batch came first (resumes)
-def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
+def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps,
+                       scales_a=None, scales_b=None):
     """Render ``features`` of A (one-hot targets) and invert them in B and in A; dict of arrays.
 
     ``sound`` ``[n]`` bool: A's own inversion of the image is 'identified' and its best match
@@ -165,12 +185,13 @@ def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed
     rendered = experiment.realize(setup_a, config_a, targets, param, seed)
     prior = obj.params_L2() if setup_a.prior_weight else None
 
-    def invert_in(setup, config):
+    def invert_in(setup, config, scales):
         return ifv.invert(setup.model, config.layer, rendered.params, param=param, cossim_pow=config.cossim_pow,
-                          aggregation=setup.aggregation, prior=prior, method=experiment.default_solve(config_a))
+                          aggregation=setup.aggregation, prior=prior, method=experiment.default_solve(config_a),
+                          feature_scales=scales)
 
-    result = invert_in(setup_b, config_b)
-    in_a = invert_in(setup_a, config_a)
+    result = invert_in(setup_b, config_b, scales_b)
+    in_a = invert_in(setup_a, config_a, scales_a)
     verdicts_a = np.array([str(v) for v in in_a.verdicts()], dtype="U32")  # room for every verdict a retry brings
     predicted = result.target / np.linalg.norm(result.target, axis=1, keepdims=True)
     out = {"features": features, "predicted": predicted, "images": rendered.final,
@@ -187,11 +208,12 @@ def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed
     return out
 
 
-def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, retries=0):
+def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, retries=0,
+                   scales=(None, None)):
     """`_render_and_invert`, then up to ``retries`` new renders (new seeds) of the features
     whose visualization is not sound; a row is replaced only by a sound retry. Adds
     ``attempts`` ``[n]``: renders made for each row (1: no retry)."""
-    out = _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps)
+    out = _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, *scales)
     out["attempts"] = np.ones(len(features), int)
     for retry in range(1, retries + 1):
         rows = np.flatnonzero(~out["sound"])
@@ -199,7 +221,7 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
             break
         out["attempts"][rows] += 1
         again = _render_and_invert(setup_a, config_a, setup_b, config_b, features[rows], k_a,
-                                   seed + retry * RETRY_SEED_STRIDE, reoptimize_steps)
+                                   seed + retry * RETRY_SEED_STRIDE, reoptimize_steps, *scales)
         better = rows[again["sound"]]
         for key, value in again.items():
             out[key][better] = value[again["sound"]]
@@ -208,7 +230,7 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
 
 def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.ExperimentConfig | None = None,
             features=None, reoptimize_steps: int = 0, retries: int = 0, out_dir=None,
-            progress: bool = True) -> Comparison:
+            progress: bool = True, feature_units: str = "raw") -> Comparison:
     """Visualize each of ``features`` of A's ``layer_a`` and invert it in B's ``layer_b``.
 
     Args:
@@ -230,6 +252,12 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
         optimum of its channel) is rendered again with a new seed, up to ``retries`` times,
         and replaced by the first sound render. Uses only A, never B or the ground truth.
       out_dir: folder for resumable per-batch results (None: keep nothing).
+      feature_units: "raw" (default), or "rms": both inversions read each feature of the
+        compared layer divided by its RMS on the calibration noise images
+        (`smooth.calibration_noise`, `feature_rms`; ``ifv.invert(..., feature_scales=)``).
+        Features of B that are A's rescaled by positive factors then meet exactly A's solve,
+        dead-feature rule and verdict thresholds, which all compare features on one scale;
+        the matching matrix is in those units (docs/compare.md, "Feature units").
     Returns:
       `Comparison` with ``matrix`` ``[n, k_b]`` and ``best_match`` ``[n]``.
     """
@@ -246,12 +274,17 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
         raise ValueError(f"reoptimize_steps must be >= 0, got {reoptimize_steps}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    if feature_units not in FEATURE_UNITS:
+        raise ValueError(f"feature_units must be one of {FEATURE_UNITS}, got {feature_units!r}")
     config_a = dataclasses.replace(config_a, features=None)
     setup_a, setup_b = experiment.prepare(model_a, config_a), experiment.prepare(model_b, config_b)
     settings = {"a": [model_a.name, layer_a], "b": [model_b.name, layer_b], "features": features.tolist(),
                 "reoptimize_steps": reoptimize_steps, "config": dataclasses.asdict(config_a)}
     if retries:  # only then: folders written before retries existed stay resumable
         settings["retries"] = retries
+    if feature_units != "raw":  # likewise
+        settings["feature_units"] = feature_units
+    scales = _feature_scales(setup_a, config_a, feature_units), _feature_scales(setup_b, config_b, feature_units)
     out = _prepare_out_dir(out_dir, settings)
     starts = range(0, len(features), config.batch_size)
     parts = []
@@ -262,7 +295,7 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
                 parts.append({key: saved[key] for key in saved.files})
             continue
         batch = _compare_batch(setup_a, config_a, setup_b, config_b, features[start:start + config.batch_size],
-                               k_a, config.seed + start, reoptimize_steps, retries)
+                               k_a, config.seed + start, reoptimize_steps, retries, scales)
         if path is not None:
             _save_atomic(path, **batch)
         parts.append(batch)

@@ -333,3 +333,47 @@ def test_gradient_matching_does_not_change_when_b_rescales_a_feature():
     assert row.best_match.tolist() == [0] and rescaled.best_match.tolist() == [1]
     np.testing.assert_allclose(rescaled.gradient_matrix, row.gradient_matrix)
     assert rescaled.match("gradient").tolist() == row.match("gradient").tolist() == [0]
+
+
+def test_in_rms_units_a_rescaled_copy_meets_the_same_solve_and_verdicts():
+    """``feature_units="rms"``: B's features are A's, permuted and rescaled; each read in units
+    of its RMS on the calibration noise, B's inversion of A's render is A's, permuted, with the
+    same dead features and verdicts (in raw units the dead-feature rule and error bars see
+    B's scales)."""
+    a = load_shipped("mnist_small")
+    b = permute_channels(a, "conv2", seed=2)
+    config = dataclasses.replace(default_config(**FAST), layer="conv2", features=None)
+    setup_a, setup_b = (compare_module.experiment.prepare(m, config) for m in (a, b.model))
+    scales_a, scales_b = (compare_module._feature_scales(s, config, "rms") for s in (setup_a, setup_b))
+    np.testing.assert_allclose(scales_b, scales_a[b.perm] * b.scales, rtol=1e-4)
+    features = np.array([3, 11, 20])
+    param = compare_module.experiment.realization_param(a, config, len(features), 0)
+    rendered = compare_module.experiment.realize(setup_a, config, np.eye(32)[features], param, 0)
+
+    def invert_in(setup, scales):
+        return compare_module.ifv.invert(setup.model, "conv2", rendered.params, param=param, cossim_pow=0.0,
+                                         aggregation=setup.aggregation, prior=compare_module.obj.params_L2(),
+                                         feature_scales=scales)
+
+    in_a, in_b = invert_in(setup_a, scales_a), invert_in(setup_b, scales_b)
+    np.testing.assert_allclose(in_b.target, in_a.target[:, b.perm], atol=1e-3 * np.abs(in_a.target).max())
+    assert [str(v) for v in in_b.verdicts()] == [str(v) for v in in_a.verdicts()]
+    np.testing.assert_array_equal(in_b.n_dead, in_a.n_dead)
+    raw_b = invert_in(setup_b, None)  # without the units, B's answer is A's only up to its scales
+    assert not np.allclose(raw_b.target, in_a.target[:, b.perm], atol=1e-3 * np.abs(in_a.target).max())
+    with pytest.raises(ValueError, match="feature_scales must be 32 positive"):
+        invert_in(setup_a, np.ones(31))
+    with pytest.raises(ValueError, match="feature_units must be one of"):
+        compare(a, "conv2", b.model, "conv2", features=[0], feature_units="std")
+
+
+def test_cli_compare_takes_feature_units(capsys):
+    from lucid_ifv.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "--model", "mnist_small", "--permuted", "0", "--out", "x",
+                                      "--feature-units", "rms"])
+    assert args.feature_units == "rms"
+    assert build_parser().parse_args(["compare", "--model", "mnist_small", "--out", "x"]).feature_units == "raw"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--model", "mnist_small", "--out", "x", "--feature-units", "std"])
+    assert "invalid choice: 'std'" in capsys.readouterr().err

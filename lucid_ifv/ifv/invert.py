@@ -126,7 +126,8 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
            aggregation=None, critical_space=None, features=None, prior=None, wrt: str = "params",
            chunk: int | None = None, dead_tol="auto", method: str | None = None,
            expected_prior_weight=None, transforms=None, n_transforms: int = 16,
-           transform_seed: int = 0, dither="auto", dither_seed: int = 0) -> InversionResult:
+           transform_seed: int = 0, dither="auto", dither_seed: int = 0,
+           feature_scales=None) -> InversionResult:
     """Grad-IFV: the target objectives a batch of realizations was optimized for.
 
     Args:
@@ -155,11 +156,17 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         ``denoised_residual``, and the verdict takes the rounding's share out of the
         residual and the error bars and asks for a small spread (`diagnostics.verdicts`).
         ``dither_seed`` (an integer >= 0): their noise.
+      feature_scales: None, or ``[d]`` positive units of the inverted features (``d``: the
+        layer's depth, or ``len(features)``): feature ``j`` is read as ``f_j / feature_scales[j]``
+        and the answer is in those units. Two networks whose features differ only by
+        positive factors then give the same solve, dead features and verdicts when each is
+        read in its own units (e.g. `feature_rms`; `lucid_ifv.compare`).
     Returns:
       `InversionResult` (index it for one sample's `SampleInversion`; ``.verdicts()``,
       ``.describe(i)`` say how far to trust each answer).
     """
     _check_images(realization, model)
+    scales = _check_feature_scales(feature_scales, model, layer, features)
     n_dither = _dither_count(dither, realization, dither_seed)
     if n_dither:
         from lucid_ifv.ifv.dither import dither_check
@@ -167,7 +174,7 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         def invert_images(images):
             return invert(model, layer, images, param, cossim_pow, aggregation, critical_space, features, prior,
                           wrt, chunk, dead_tol, method, expected_prior_weight, transforms, n_transforms,
-                          transform_seed, dither=0)
+                          transform_seed, dither=0, feature_scales=feature_scales)
 
         answer = invert_images(np.asarray(realization, np.float32))
         spread, denoised = dither_check(invert_images, realization, answer, n_dither, dither_seed, cossim_pow)
@@ -181,7 +188,28 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
             raise ValueError(f"transforms need wrt='params' (the FV's parameters), got wrt={wrt!r}")
         f, jac = transformed_jacobians(model, layer, params, param, transforms, n_transforms, transform_seed,
                                        aggregation, features, chunk)
+        f, jac = _in_units(f, jac, scales)
         return solve_expected(f, jac, cossim_pow, grads, critical_space=critical_space, dead_tol=dead_tol,
                               method=method, expected_prior_weight=expected_prior_weight)
-    f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
+    f, jac = _in_units(*feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk), scales)
     return solve(f, jac, cossim_pow, critical_space, grads, dead_tol, method, expected_prior_weight)
+
+
+def _check_feature_scales(feature_scales, model, layer: str, features) -> np.ndarray | None:
+    """``[d]`` float32 positive finite scales, or None; ValueError naming what is wrong."""
+    if feature_scales is None:
+        return None
+    scales = np.asarray(feature_scales, np.float64)
+    d = len(features) if features is not None else model.layer(layer).depth
+    if scales.shape != (d,) or not np.all(np.isfinite(scales)) or not np.all(scales > 0):
+        raise ValueError(f"feature_scales must be {d} positive finite numbers (one per inverted feature of "
+                         f"{layer!r}), got shape {scales.shape}"
+                         + ("" if scales.shape != (d,) else f", min {scales.min():g}"))
+    return scales.astype(np.float32)
+
+
+def _in_units(f, jac, scales):
+    """``f`` ``[..., d]`` and ``J`` ``[..., d, D]`` with feature ``j`` divided by ``scales[j]``."""
+    if scales is None:
+        return f, jac
+    return f / scales, jac / scales[:, None]

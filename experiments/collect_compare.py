@@ -21,7 +21,7 @@ import numpy as np
 
 
 def settings_note(report: dict, run: Path | None = None) -> str:
-    """The objective's p, a non-default aggregation and a relative beta (from the run's saved settings) and the
+    """The objective's p, a non-default aggregation, a relative beta and feature units (from the run's saved settings) and the
     non-default settings read off its command (softplus beta, retries)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
@@ -33,6 +33,8 @@ def settings_note(report: dict, run: Path | None = None) -> str:
             note.append(config["aggregation"])
         if config.get("relu_beta_relative"):
             note.append("beta per unit, relative to its RMS")
+        if json.loads(saved.read_text()).get("feature_units", "raw") != "raw":
+            note.append("features in RMS units")
     for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))

@@ -34,7 +34,8 @@
 #    of transition2's pooled output and four layers' 3x3 convs, 90 linear channels), each unit
 #    permuted within its channels, every later BatchNorm and conv compensated (its studied layers,
 #    logits and softmax, are outputs and have no such symmetry); _rms: each compared feature read in
-#    units of its RMS on the calibration noise (--feature-units=rms; docs/compare.md, "Feature units").
+#    units of its RMS on the calibration noise (--feature-units=rms; docs/compare.md, "Feature units");
+#    _rms_retries3: the same, unsound visualizations rendered again (up to 3 times; uses only A).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -88,6 +89,7 @@ inception_small_mixed3a_pre_relu_relative_beta inception_small mixed3a_pre_relu 
 inception_small_mixed4a_third_relative_beta inception_small mixed4a --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 densenet_small_block3_layer4_relative_beta densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 densenet_small_block3_layer4_rms densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
+densenet_small_block3_layer4_rms_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

@@ -117,20 +117,19 @@ def _const_value(node) -> np.ndarray:
     return tf.make_ndarray(node.attr["value"].tensor)
 
 
-def _layer_branches(nodes: dict, layer_node) -> tuple:
-    """(the node carrying the layer's channels, its units as (head, weight node, bias node or
-    None, k)): the layer itself, or each input of a ConcatV2 (nested ConcatV2s flattened: a
+def _layer_units(nodes: dict, layer_node) -> list:
+    """The units carrying the layer's channels, in order, as (head, weight node, bias node or
+    None, k): the layer itself, or each input of a ConcatV2 (nested ConcatV2s flattened: a
     DenseNet block's concatenations). A unit is ``[Relu](BiasAdd(Conv2D | MatMul))`` or a
     bias-free ``Conv2D``, seen through channel-wise pools (a DenseNet transition)."""
-    node = _through_identity(nodes, layer_node)
-    heads, todo = [], [node]
+    heads, todo = [], [layer_node]
     while todo:
         current = _through_identity(nodes, todo.pop(0))
         if current.op == "ConcatV2":
             todo[:0] = [nodes[_name(i)] for i in current.input[:-1] if not i.startswith("^")]
         else:
             heads.append(current)
-    return node, [_unit_weights(nodes, head) for head in heads]
+    return [_unit_weights(nodes, head) for head in heads]
 
 
 def _unit_weights(nodes: dict, head) -> tuple:
@@ -299,7 +298,7 @@ def _stream_units(graph_def, nodes: dict, layer_node) -> tuple:
     """(heads, adds, [(weights, bias, k)] per head) of the residual stream through
     ``layer_node``; every head must be one unit of the stream's width."""
     heads, adds = _residual_stream(nodes, _consumers(graph_def), layer_node)
-    units = [branch for head in heads for branch in _layer_branches(nodes, head)[1]]
+    units = [branch for head in heads for branch in _layer_units(nodes, head)]
     widths = {k for *_, k in units}
     if len(units) != len(heads) or len(widths) != 1:
         raise ValueError(f"cannot permute the residual stream through {layer_node.name!r}: its writers "
@@ -314,7 +313,7 @@ def _graph_blocks(model, layer: str) -> list:
         raise ValueError(f"layer {layer!r} is not a node of graph {model.name!r}")
     if _in_stream(graph_def, nodes, layer):
         return [_stream_units(graph_def, nodes, nodes[layer])[2][0][-1]]
-    return [k for *_, k in _layer_branches(nodes, nodes[layer])[1]]
+    return [k for *_, k in _layer_units(nodes, nodes[layer])]
 
 
 def _permute_graph(model, layer: str, perm, scales):
@@ -351,7 +350,7 @@ def _scale_outputs(weights, bias, perm, scales) -> None:
 def _permute_unit(graph_def, nodes: dict, layer: str, perm, scales) -> None:
     """A unit, or a concatenation of units: each permuted within its channels, its readers
     compensated (through the concatenations, so a DenseNet block's later layers are too)."""
-    _, units = _layer_branches(nodes, nodes[layer])
+    units = _layer_units(nodes, nodes[layer])
     start = 0
     for head, weights, bias, k in units:
         local = perm[start:start + k] - start

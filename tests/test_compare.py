@@ -242,7 +242,7 @@ def test_retries_replace_only_unsound_rows_by_sound_renders(monkeypatch):
     calls = []
     outcomes = {0: [True, False, False], 1: [False, True], 2: [True]}  # per round: sound per rendered row
 
-    def fake(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps):
+    def fake(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, scales_a=None, scales_b=None):
         round_ = len(calls)
         calls.append((features.tolist(), seed))
         n = len(features)

@@ -213,7 +213,7 @@ def _compensate_readers(graph_def, start, perm, scales, nodes, skip=()) -> None:
     A ConcatV2 reader carries them on at their offset (identity elsewhere: a DenseNet block);
     an inference BatchNormalization absorbs the scales and carries the permutation on."""
     consumers = _consumers(graph_def)
-    width = _channel_width(graph_def)
+    width = None  # the graph's channel widths, imported once a ConcatV2 needs them
     todo, seen = [(start, False, np.asarray(perm), np.asarray(scales))], set(skip)
     while todo:
         node, flattened, perm, scales = todo.pop()
@@ -238,6 +238,7 @@ def _compensate_readers(graph_def, start, perm, scales, nodes, skip=()) -> None:
             elif reader.op == "Shape" or (reader.op in ("ConcatV2", "Softmax") and not consumers.get(reader.name)):
                 continue  # a shape read or an output tap (e.g. the `<layer>_pre_relu` alias)
             elif reader.op == "ConcatV2":
+                width = width or _channel_width(graph_def)
                 todo.append((reader, flattened, *_through_concat(nodes, reader, node, perm, scales, width)))
             elif reader.op == "Mul" and (batchnorm := _batchnorm(nodes, consumers, reader, node)):
                 gamma, beta, mean, var, output = batchnorm

@@ -377,3 +377,15 @@ def test_cli_compare_takes_feature_units(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["compare", "--model", "mnist_small", "--out", "x", "--feature-units", "std"])
     assert "invalid choice: 'std'" in capsys.readouterr().err
+
+
+def test_feature_units_script_prints_both_networks_in_both_units(capsys):
+    from conftest import experiment_script
+
+    script = experiment_script("compare_feature_units")
+    with pytest.raises(SystemExit, match="--features must be channels"):
+        script.main(["--model", "mnist_small", "--layer", "conv2", "--features", "32"])
+    assert script.main(["--model", "mnist_small", "--layer", "conv2", "--features", "3"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(r[1], r[2]) for r in rows] == [("raw", "A"), ("raw", "B"), ("rms", "A"), ("rms", "B")]
+    assert rows[2][3:] == rows[3][3:]  # in RMS units B's verdict, residual, dead count and match are A's

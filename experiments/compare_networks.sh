@@ -36,6 +36,9 @@
 #    logits and softmax, are outputs and have no such symmetry); _rms: each compared feature read in
 #    units of its RMS on the calibration noise (--feature-units=rms; docs/compare.md, "Feature units");
 #    _rms_retries3: the same, unsound visualizations rendered again (up to 3 times; uses only A).
+#  - *_retries3 with from=<run>: that run's saved batches given 3 retries (`compare` continues a folder
+#    whose only difference is fewer retries: the same result as --retries 3 from the start, without
+#    rendering the sound rows again): inception_small mixed4a after its ReLU and densenet's last block.
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -90,6 +93,8 @@ inception_small_mixed4a_third_relative_beta inception_small mixed4a --permuted=0
 densenet_small_block3_layer4_relative_beta densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 densenet_small_block3_layer4_rms densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
 densenet_small_block3_layer4_rms_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
+inception_small_mixed4a_third_relative_beta_retries3 inception_small mixed4a --permuted=0 every-third-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta
+densenet_small_block3_layer4_relative_beta_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=densenet_small_block3_layer4_relative_beta
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do
@@ -102,6 +107,8 @@ echo "$ALL" | while read -r name model layer how rest; do
       every-third) extra+=(--features $(seq 0 3 191)) ;;
       every-third-256) extra+=(--features $(seq 0 3 255)) ;;  # mixed4a: 86 of 256 (all 256: over an hour on 2 cores)
       first-16) extra+=(--features $(seq 0 3 45)) ;;  # the first 16 of every-third: a quick A/B of p
+      from=*) base="$RUNS/${word#from=}/batches"  # start from that run's batches (if this run has none yet)
+        if [ ! -e "$RUNS/$name/batches" ] && [ -d "$base" ]; then mkdir -p "$RUNS/$name" && cp -r "$base" "$RUNS/$name/"; fi ;;
       *) extra+=("$word") ;;
     esac
   done

@@ -209,13 +209,22 @@ def _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed
 
 
 def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, retries=0,
-                   scales=(None, None)):
+                   scales=(None, None), done=None):
     """`_render_and_invert`, then up to ``retries`` new renders (new seeds) of the features
     whose visualization is not sound; a row is replaced only by a sound retry. Adds
-    ``attempts`` ``[n]``: renders made for each row (1: no retry)."""
-    out = _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, *scales)
-    out["attempts"] = np.ones(len(features), int)
-    for retry in range(1, retries + 1):
+    ``attempts`` ``[n]``: renders made for each row (1: no retry), and ``retries_done``
+    ``[n]``: the retry budget the batch has had (``retries``).
+
+    ``done``: this batch as saved with a smaller budget (its ``retries_done``, or the
+    folder's ``retries`` for batches saved before that key): the retry rounds go on from
+    there, giving what ``retries`` would have given from the start (same seeds, same rows)."""
+    if done is None:
+        out = _render_and_invert(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, *scales)
+        out["attempts"], first = np.ones(len(features), int), 1
+    else:
+        out, first = {key: np.array(value) for key, value in done.items()}, int(done["retries_done"][0]) + 1
+        out.setdefault("attempts", np.full(len(features), first))
+    for retry in range(first, retries + 1):
         rows = np.flatnonzero(~out["sound"])
         if not len(rows):
             break
@@ -225,6 +234,7 @@ def _compare_batch(setup_a, config_a, setup_b, config_b, features, k_a, seed, re
         better = rows[again["sound"]]
         for key, value in again.items():
             out[key][better] = value[again["sound"]]
+    out["retries_done"] = np.full(len(features), retries)
     return out
 
 
@@ -285,20 +295,26 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
     if feature_units != "raw":  # likewise
         settings["feature_units"] = feature_units
     scales = _feature_scales(setup_a, config_a, feature_units), _feature_scales(setup_b, config_b, feature_units)
-    out = _prepare_out_dir(out_dir, settings)
+    out, folder_retries = _prepare_out_dir(out_dir, settings)
     starts = range(0, len(features), config.batch_size)
     parts = []
     for start in tqdm(starts, desc=f"{layer_a} -> {layer_b}", disable=not progress):
         path = out / f"batch_{start:04d}.npz" if out else None
+        saved = None
         if path is not None and path.exists():
-            with np.load(path) as saved:
-                parts.append({key: saved[key] for key in saved.files})
-            continue
+            with np.load(path) as file:
+                saved = {key: file[key] for key in file.files}
+            saved.setdefault("retries_done", np.full(len(saved["features"]), folder_retries))
+            if saved["retries_done"][0] >= retries:
+                parts.append(saved)
+                continue
         batch = _compare_batch(setup_a, config_a, setup_b, config_b, features[start:start + config.batch_size],
-                               k_a, config.seed + start, reoptimize_steps, retries, scales)
+                               k_a, config.seed + start, reoptimize_steps, retries, scales, done=saved)
         if path is not None:
             _save_atomic(path, **batch)
         parts.append(batch)
+    if out is not None and folder_retries != retries:  # every batch has had the larger budget now
+        _write_settings(out, settings)
     keys = set.intersection(*(set(p) for p in parts))  # batches written by older versions lack some
     joined = {key: np.concatenate([p[key] for p in parts]) for key in keys}
     return Comparison(layer_a, layer_b, joined["features"], np.abs(joined["predicted"]), joined["predicted"],
@@ -317,19 +333,34 @@ def default_config(**overrides) -> experiment.ExperimentConfig:
     return experiment.ExperimentConfig(**settings)
 
 
-def _prepare_out_dir(out_dir, settings: dict) -> Path | None:
+def _prepare_out_dir(out_dir, settings: dict) -> tuple[Path | None, int]:
+    """The batches' folder and the retry budget its batches were saved with (`compare`).
+
+    A folder saved with fewer ``retries`` and otherwise the same settings is accepted: its
+    batches get the remaining retry rounds (`_compare_batch`'s ``done``), and its settings
+    are updated once all have them. Any other difference is refused."""
     if out_dir is None:
-        return None
+        return None, 0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "settings.json"
-    text = json.dumps(settings, indent=1, sort_keys=True)
-    if path.exists():
-        saved = experiment.with_settings_added_since(json.loads(path.read_text()), json.loads(text))
-        if json.dumps(saved, indent=1, sort_keys=True) != text:
-            raise ValueError(f"{out} holds a comparison with other settings; use another folder")
-    path.write_text(text)
-    return out
+    if not path.exists():
+        _write_settings(out, settings)
+        return out, settings.get("retries", 0)
+    saved = experiment.with_settings_added_since(json.loads(path.read_text()), settings)
+    saved_retries = saved.pop("retries", 0)
+    ours = {key: value for key, value in settings.items() if key != "retries"}
+    if _settings_text(saved) != _settings_text(ours) or saved_retries > settings.get("retries", 0):
+        raise ValueError(f"{out} holds a comparison with other settings; use another folder")
+    return out, saved_retries
+
+
+def _settings_text(settings: dict) -> str:
+    return json.dumps(settings, indent=1, sort_keys=True)
+
+
+def _write_settings(out: Path, settings: dict) -> None:
+    experiment.write_text_atomic(out / "settings.json", _settings_text(settings))
 
 
 def activation_correlation(model_a, layer_a: str, model_b, layer_b: str, images, batch_size: int = 250) -> np.ndarray:

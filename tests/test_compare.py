@@ -262,6 +262,44 @@ def test_retries_replace_only_unsound_rows_by_sound_renders(monkeypatch):
     assert out["sound"].tolist() == [True, False, True] and out["predicted"][1, 0] == 0.0  # unsound retry not kept
 
 
+def test_more_retries_continue_a_saved_comparison(tmp_path, monkeypatch):
+    """Raising ``retries`` on a folder re-renders only what the smaller budget left unsound,
+    and ends where the larger budget from the start ends; fewer retries are refused."""
+    calls = []
+
+    def fake(setup_a, config_a, setup_b, config_b, features, k_a, seed, reoptimize_steps, scales_a=None, scales_b=None):
+        calls.append((features.tolist(), seed))
+        n = len(features)
+        return {"features": features, "predicted": np.tile(np.eye(k_a)[features], 1) * (seed % 7 + 1),
+                "sound": (features + seed) % 3 == 0, "verdicts": np.array(["x"] * n, dtype="U32"),
+                "render_residual": np.zeros(n)}  # each retry's seed shifts (features + seed) % 3 by one
+
+    monkeypatch.setattr(compare_module, "_render_and_invert", fake)
+    a = load_shipped("mnist_small")
+    config = default_config(batch_size=3)
+    features = [1, 2, 3, 4, 5]
+
+    def run(folder, retries):
+        return compare(a, "conv2", a, "conv2", config, features=features, retries=retries, out_dir=tmp_path / folder,
+                       progress=False)
+
+    once = run("grown", 1)
+    assert not once.sound.all() and once.attempts.max() == 2
+    calls.clear()
+    grown = run("grown", 3)
+    assert calls and all(seed > config.seed + 3 for _, seed in calls)  # no first render again
+    fresh = run("fresh", 3)
+    assert fresh.sound.all() and fresh.attempts.max() == 3
+    np.testing.assert_array_equal(grown.matrix, fresh.matrix)
+    np.testing.assert_array_equal(grown.attempts, fresh.attempts)
+    assert json.loads((tmp_path / "grown" / "settings.json").read_text())["retries"] == 3
+    calls.clear()
+    run("grown", 3)
+    assert calls == []  # finished: nothing recomputed
+    with pytest.raises(ValueError, match="other settings"):
+        run("grown", 1)
+
+
 def test_sound_means_identified_in_a_with_the_rendered_channel(mnist_comparison):
     a, b, result, _ = mnist_comparison
     assert result.sound is not None and result.attempts.tolist() == [1, 1, 1, 1]

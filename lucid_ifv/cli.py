@@ -877,7 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization SSIM in B (0: skip)")
     p.add_argument("--retries", type=int, default=0,
                    help="render a feature again (new seed) while A's own inversion does not identify it, at most "
-                        "this many times (default 0; docs/compare.md)")
+                        "this many times (default 0; docs/compare.md); a larger value on a finished --out "
+                        "re-renders only its rows still unsound")
     p.add_argument("--feature-units", choices=("raw", "rms"), default="raw",  # compare.FEATURE_UNITS
                    help="read each compared feature in raw units (default) or divided by its RMS on the "
                         "calibration noise images ('rms': scale-free; docs/compare.md, 'Feature units')")

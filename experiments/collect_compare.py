@@ -1,6 +1,7 @@
 """Table of `lucid-ifv compare` runs (docs/results.md, "Network comparison").
 
     python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
+    python experiments/collect_compare.py --combine RUN RUN...   # one row for runs that split one layer's features
 
 Per run: the networks and layers, the number of A's features, the permutation accuracy
 (ground-truth runs; overall, among the rows the verdict calls 'identified' and, for runs that kept
@@ -41,8 +42,35 @@ def settings_note(report: dict, run: Path | None = None) -> str:
     return f" ({', '.join(note)})" if note else ""
 
 
-def row(run: Path) -> str:
-    report = json.loads((run / "comparison.json").read_text())
+#: Per-feature lists of comparison.json that `combined` joins (the rest must agree across the runs).
+PER_FEATURE = ("features", "best_match", "best_score", "ground_truth", "best_match_gradient", "verdicts", "sound")
+
+
+def combined(runs) -> dict:
+    """One report for runs of the same comparison over disjoint sets of A's features: the
+    per-feature lists joined, ``represented`` weighted by each run's feature count, the
+    networks, layers and settings of the first run (they must be the same in every run)."""
+    reports = [json.loads((Path(r) / "comparison.json").read_text()) for r in runs]
+    first = reports[0]
+    for key in ("model_a", "layer_a", "model_b", "layer_b"):
+        if any(r[key] != first[key] for r in reports):
+            raise SystemExit(f"--combine needs one comparison: {key} differs ({sorted({r[key] for r in reports})})")
+    features = [f for r in reports for f in r["features"]]
+    if len(set(features)) != len(features):
+        raise SystemExit("--combine needs disjoint features: some feature is in two runs")
+    out = dict(first)
+    for key in PER_FEATURE:
+        if all(r.get(key) is not None for r in reports):
+            out[key] = [value for r in reports for value in r[key]]
+        else:
+            out.pop(key, None)
+    n = [len(r["best_score"]) for r in reports]
+    out["represented"] = float(np.average([r["represented"] for r in reports], weights=n))
+    return out
+
+
+def row(run: Path, report: dict | None = None) -> str:
+    report = report or json.loads((run / "comparison.json").read_text())
     scores = np.asarray(report["best_score"])
     verdicts = report["verdicts"]
     counts = ", ".join(f"{v} {verdicts.count(v)}" for v in sorted(set(verdicts)))
@@ -68,9 +96,14 @@ def row(run: Path) -> str:
 
 
 def main(runs) -> str:
+    """The table; ``["--combine", run, ...]``: one row for all of them (`combined`), its
+    settings read off the first run."""
     lines = ["| comparison | features | permutation recovered | sound visualizations | best-match |cosine| median "
              "(p10) | verdicts in B | represented | agrees with activation correlation |", "|---|---|---|---|---|---|---|---|"]
-    lines += [row(Path(r)) for r in runs if (Path(r) / "comparison.json").exists()]
+    if runs and runs[0] == "--combine":
+        lines.append(row(Path(runs[1]), combined(runs[1:])))
+    else:
+        lines += [row(Path(r)) for r in runs if (Path(r) / "comparison.json").exists()]
     return "\n".join(lines)
 
 

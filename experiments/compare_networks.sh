@@ -39,6 +39,8 @@
 #  - *_retries3 with from=<run>: that run's saved batches given 3 retries (`compare` continues a folder
 #    whose only difference is fewer retries: the same result as --retries 3 from the start, without
 #    rendering the sound rows again): inception_small mixed4a after its ReLU and densenet's last block.
+#  - inception_small_mixed4a_rest_relative_beta_retries3: mixed4a's other 170 units (not a multiple of 3),
+#    3 retries from the start; with the run above, all 256 (about 4 h on 2 cores; collect_compare.py --combine).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -95,6 +97,7 @@ densenet_small_block3_layer4_rms densenet_small block3_layer4 --permuted=0 --cos
 densenet_small_block3_layer4_rms_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
 inception_small_mixed4a_third_relative_beta_retries3 inception_small mixed4a --permuted=0 every-third-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta
 densenet_small_block3_layer4_relative_beta_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=densenet_small_block3_layer4_relative_beta
+inception_small_mixed4a_rest_relative_beta_retries3 inception_small mixed4a --permuted=0 rest-of-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do
@@ -106,6 +109,7 @@ echo "$ALL" | while read -r name model layer how rest; do
     case "$word" in
       every-third) extra+=(--features $(seq 0 3 191)) ;;
       every-third-256) extra+=(--features $(seq 0 3 255)) ;;  # mixed4a: 86 of 256 (all 256: over an hour on 2 cores)
+      rest-of-256) extra+=(--features $(seq 1 3 255) $(seq 2 3 255)) ;;  # mixed4a's other 170 units
       first-16) extra+=(--features $(seq 0 3 45)) ;;  # the first 16 of every-third: a quick A/B of p
       from=*) base="$RUNS/${word#from=}/batches"  # start from that run's batches (if this run has none yet)
         if [ ! -e "$RUNS/$name/batches" ] && [ -d "$base" ]; then mkdir -p "$RUNS/$name" && cp -r "$base" "$RUNS/$name/"; fi ;;

@@ -344,6 +344,30 @@ def test_compare_by_activity_splits_a_run(tmp_path, capsys):
     assert f"({right} of 2)" in table and f"by gradient share: {by_gradient / 2:.1%} ({by_gradient} of 2)" in table
 
 
+def test_collect_compare_combines_runs_that_split_a_layer(tmp_path):
+    """``--combine``: one row for runs over disjoint features of one comparison."""
+    from conftest import experiment_script
+
+    collect = experiment_script("collect_compare")
+    base = {"model_a": "m", "layer_a": "l", "model_b": "m~permuted", "layer_b": "l", "command": "compare --retries 3"}
+    parts = [dict(base, features=[0, 3], best_match=[5, 1], ground_truth=[5, 2], best_score=[1.0, 0.5],
+                  verdicts=["identified", "ambiguous"], sound=[True, False], represented=0.5),
+             dict(base, features=[1], best_match=[4], ground_truth=[4], best_score=[0.9],
+                  verdicts=["identified"], sound=None, represented=1.0)]
+    runs = []
+    for i, report in enumerate(parts):
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "comparison.json").write_text(json.dumps(report))
+        runs.append(str(tmp_path / f"r{i}"))
+    table = collect.main(["--combine", *runs]).splitlines()
+    assert len(table) == 3
+    assert "| 3 | 66.7% (2 of 3); among 'identified': 2 of 2 |" in table[2] and "3 retries" in table[2]
+    assert "| - |" in table[2]  # soundness not recorded in every run: not shown
+    assert "| 0.67 |" in table[2]  # represented, weighted by the runs' feature counts
+    with pytest.raises(SystemExit, match="disjoint"):
+        collect.main(["--combine", runs[0], runs[0]])
+
+
 def test_gradient_matching_is_kept_and_recovers_the_permutation(mnist_comparison):
     _, b, result, _ = mnist_comparison
     assert result.row_norms.shape == (4, 32) and (result.row_norms >= 0).all()

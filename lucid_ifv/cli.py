@@ -138,7 +138,7 @@ def add_fv_options(p, render=True):
         p.add_argument("--converge", type=float, default=None,
                        help="continue L-BFGS until each sample's relative stationarity residual is below this "
                             "(e.g. 1e-3; docs/rendering.md)")
-        p.add_argument("--max-lbfgs", type=int, default=10000, help="step cap of --converge (default 10000)")
+        p.add_argument("--max-lbfgs", type=int, default=10000, help="step cap of --converge (default %(default)s)")
         p.add_argument("--seed", type=int, default=0)
     else:
         p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",

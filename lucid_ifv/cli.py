@@ -407,6 +407,11 @@ def cmd_compare(args) -> int:
     if result.sound is not None:
         print(f"sound visualizations (A's own inversion identifies the channel): {int(result.sound.sum())} of "
               f"{len(result.sound)}, after up to {args.retries} retries")
+    if args.converge is not None and result.render_residual is not None:
+        stationary = int(np.sum(result.render_residual <= args.converge))
+        print(f"renders stationary to --converge {args.converge:g}: {stationary} of {len(result.features)}"
+              + ("" if stationary == len(result.features) else
+                 f" (the others stopped at --max-lbfgs {args.max_lbfgs})"))
     negative = int(result.negative.sum())
     if negative and args.cossim_pow % 2 == 1:
         print(f"note: {negative} of {len(result.features)} visualizations drive their channel negative: with an odd "

@@ -132,6 +132,8 @@ class Comparison:
                 "sound": None if self.sound is None else self.sound.tolist(),
                 "negative": self.negative.tolist(),
                 "ssim": None if self.ssim is None else self.ssim.tolist(),
+                "render_residual": None if self.render_residual is None else
+                [None if np.isnan(r) else float(r) for r in self.render_residual],
                 **({} if self.row_norms is None else {
                     "best_match_gradient": self.match("gradient").tolist(),
                     "best_score_gradient": self.gradient_matrix[np.arange(len(self.features)), self.match("gradient")].tolist()})}

@@ -177,7 +177,7 @@ def test_compare_rejects_bad_inputs():
         compare(a, "conv2", a, "nope")
 
 
-def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
+def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path, capsys):
     from lucid_ifv.cli import main
 
     out = tmp_path / "cmp"
@@ -185,6 +185,10 @@ def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path):
                  "--max-lbfgs", "100", "--out", str(out)]) == 0
     report = json.loads((out / "comparison.json").read_text())
     assert report["permutation_accuracy"] == 1.0 and len(report["best_match"]) == 2
+    residuals = np.asarray(report["render_residual"], float)
+    assert residuals.shape == (2,) and (residuals >= 0).all()
+    stationary = int(np.sum(residuals <= 1e-3))  # compare's default --converge
+    assert f"renders stationary to --converge 0.001: {stationary} of 2" in capsys.readouterr().out
     assert np.load(out / "matrix.npy").shape == (2, 32)
     settings = json.loads((out / "batches" / "settings.json").read_text())["config"]
     assert settings["aggregation"] == default_config().aggregation == "homogeneous_max_pool_mean"

@@ -323,6 +323,35 @@ def test_channel_response_and_negative_renders(mnist_comparison):
     assert not older.negative.any()
 
 
+def test_compare_by_convergence_splits_a_run_by_branch(tmp_path, capsys):
+    """experiments/compare_by_convergence.py: rows counted per mixed4a branch, by whether the
+    render reached the run's tolerance, sound and right."""
+    from conftest import experiment_script
+
+    run = tmp_path / "inception_run"
+    (run / "batches").mkdir(parents=True)
+    features = np.array([0, 70, 200, 250, 251])  # 1x1, 3x3, 5x5, pool, pool
+    residual = np.array([1e-4, 5e-3, 2e-2, 1e-3, 0.1])
+    sound = np.array([True, False, False, True, False])
+    np.savez(run / "batches" / "batch_0000.npz", features=features, render_residual=residual, sound=sound)
+    (run / "batches" / "settings.json").write_text(json.dumps({"a": ["inception_small", "mixed4a"],
+                                                               "config": {"converge": 1e-3}}))
+    truth = [5, 6, 7, 8, 9]
+    (run / "comparison.json").write_text(json.dumps({"features": features.tolist(), "ground_truth": truth,
+                                                     "best_match": [5, 6, 0, 8, 9]}))
+    script = experiment_script("compare_by_convergence")
+    rows = {row["part"]: row for row in script.split(run)}
+    assert list(rows) == ["1x1", "3x3", "5x5", "pool"]
+    assert rows["pool"]["n"] == 2  # a residual equal to the tolerance counts as reached:
+    assert rows["pool"]["converged"] == {"n": 1, "sound": 1, "right": 1}
+    assert rows["pool"]["not converged"] == {"n": 1, "sound": 0, "right": 1}
+    assert rows["5x5"]["not converged"] == {"n": 1, "sound": 0, "right": 0}
+    assert rows["1x1"]["converged"]["n"] == 1 and rows["1x1"]["not converged"]["n"] == 0
+    assert script.main([str(run)]) == 0
+    assert "| inception_run | pool | 2 | 1 (tol 0.001): 1, 1 | 1: 0, 1 |" in capsys.readouterr().out
+    assert [part for part, _, _ in script.branches("mnist_small", "conv2")] == ["all"]
+
+
 def test_compare_by_activity_splits_a_run(tmp_path, capsys):
     """experiments/compare_by_activity.py on a tiny CLI run: the parts add up to the whole."""
     from conftest import experiment_script

@@ -23,7 +23,7 @@ import numpy as np
 
 def settings_note(report: dict, run: Path | None = None) -> str:
     """The objective's p, a non-default aggregation, a relative beta and feature units (from the run's saved settings) and the
-    non-default settings read off its command (softplus beta, retries)."""
+    non-default settings read off its command (softplus beta, L-BFGS cap, retries)."""
     words = report.get("command", "").replace("=", " ").split()
     note = []
     saved = run / "batches" / "settings.json" if run is not None else None
@@ -36,7 +36,7 @@ def settings_note(report: dict, run: Path | None = None) -> str:
             note.append("beta per unit, relative to its RMS")
         if json.loads(saved.read_text()).get("feature_units", "raw") != "raw":
             note.append("features in RMS units")
-    for flag, label in (("--relu-beta", "beta {}"), ("--retries", "{} retries")):
+    for flag, label in (("--relu-beta", "beta {}"), ("--max-lbfgs", "L-BFGS cap {}"), ("--retries", "{} retries")):
         if flag in words:
             note.append(label.format(words[words.index(flag) + 1]))
     return f" ({', '.join(note)})" if note else ""

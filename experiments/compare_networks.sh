@@ -42,8 +42,9 @@
 #  - inception_small_mixed4a_third_relative_beta_lbfgs4000: most of mixed4a's unsound renders stopped at the
 #    1000-step L-BFGS cap above the 1e-3 residual; the same run with a cap of 4000 (experiments/compare_by_convergence.py),
 #    then given 3 retries (_lbfgs4000_retries3).
-#  - inception_small_mixed4a_rest_relative_beta_retries3: mixed4a's other 170 units (not a multiple of 3),
-#    3 retries from the start; with the run above, all 256 (about 4 h on 2 cores; collect_compare.py --combine).
+#  - inception_small_mixed4a_rest_relative_beta_lbfgs4000: mixed4a's other 170 units (not a multiple of 3),
+#    with the 4000-step cap; with _third_relative_beta_lbfgs4000, all 256 (about 3 h on 2 cores;
+#    python experiments/collect_compare.py --combine runs/compare/inception_small_mixed4a_*_relative_beta_lbfgs4000).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -102,7 +103,7 @@ inception_small_mixed4a_third_relative_beta_retries3 inception_small mixed4a --p
 densenet_small_block3_layer4_relative_beta_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=densenet_small_block3_layer4_relative_beta
 inception_small_mixed4a_third_relative_beta_lbfgs4000 inception_small mixed4a --permuted=0 every-third-256 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 inception_small_mixed4a_third_relative_beta_lbfgs4000_retries3 inception_small mixed4a --permuted=0 every-third-256 --max-lbfgs=4000 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta_lbfgs4000
-inception_small_mixed4a_rest_relative_beta_retries3 inception_small mixed4a --permuted=0 rest-of-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed4a_rest_relative_beta_lbfgs4000 inception_small mixed4a --permuted=0 rest-of-256 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)
 echo "$ALL" | while read -r name model layer how rest; do

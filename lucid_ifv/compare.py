@@ -352,8 +352,12 @@ def _prepare_out_dir(out_dir, settings: dict) -> tuple[Path | None, int]:
     saved = experiment.with_settings_added_since(json.loads(path.read_text()), settings)
     saved_retries = saved.pop("retries", 0)
     ours = {key: value for key, value in settings.items() if key != "retries"}
-    if _settings_text(saved) != _settings_text(ours) or saved_retries > settings.get("retries", 0):
+    if _settings_text(saved) != _settings_text(ours):
         raise ValueError(f"{out} holds a comparison with other settings; use another folder")
+    if saved_retries > settings.get("retries", 0):
+        raise ValueError(f"{out} holds a comparison with retries={saved_retries}, got retries="
+                         f"{settings.get('retries', 0)}: give at least {saved_retries} (a replaced row cannot be "
+                         f"put back) or use another folder")
     return out, saved_retries
 
 

@@ -300,7 +300,7 @@ def test_more_retries_continue_a_saved_comparison(tmp_path, monkeypatch):
     calls.clear()
     run("grown", 3)
     assert calls == []  # finished: nothing recomputed
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="with retries=3, got retries=1: give at least 3"):
         run("grown", 1)
 
 

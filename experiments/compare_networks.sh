@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 12's network comparisons (docs/compare.md), with `lucid-ifv compare`'s defaults (smooth
 # surrogates, pixel parametrization, relative L2 prior 1e-4, 400 Adam steps, then L-BFGS to a
-# relative stationarity residual of 1e-3, at most 1000 steps) and the objective's p and the
-# aggregation given per run (the default was p = 1 until the *_p0 runs, it is 0 now; the
-# aggregation was max_pool_mean until the *_homogeneous runs, it is homogeneous_max_pool_mean now).
+# relative stationarity residual of 1e-3) and the L-BFGS cap, the objective's p and the
+# aggregation given per run (the cap was 1000 by default until the *_lbfgs4000 runs, it is 4000
+# now; the default was p = 1 until the *_p0 runs, it is 0 now; the aggregation was max_pool_mean
+# until the *_homogeneous runs, it is homogeneous_max_pool_mean now).
 # Resumable; runs in this order:
 #  - ground truth: every feature of a shipped model's studied layer, visualized in the model
 #    and inverted in a copy whose layer has its channels permuted and rescaled (the same
@@ -54,53 +55,53 @@ IFV=${IFV:-lucid-ifv}
 
 # name model layer how
 ALL="
-mnist_small_conv2 mnist_small conv2 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b inception_small mixed3b --permuted=0 every-third --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --retries=3 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-srnet_small_res_block8 srnet_small res_block8 --permuted=0 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --cossim-pow=2 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 first-16 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 first-16 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
-mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
-inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-inception_small_mixed4a_pre_relu_third_homogeneous inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-mnist_small_to_seed1_homogeneous mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-mnist_small_seed1_to_seed0_homogeneous mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-inception_small_mixed4a_pre_relu_homogeneous inception_small mixed4a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
-inception_small_mixed3a_relative_beta inception_small mixed3a --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-mnist_small_conv2_relative_beta mnist_small conv2 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-srnet_small_res_block8_relative_beta srnet_small res_block8 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-photos_cnn_conv2d_3_relative_beta photos_cnn conv2d_3 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-inception_small_mixed3b_relative_beta inception_small mixed3b --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-mnist_small_to_seed1_relative_beta mnist_small conv2 --model-b=mnist_small_seed1 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-mnist_small_seed1_to_seed0_relative_beta mnist_small_seed1 conv2 --model-b=mnist_small --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-inception_small_mixed4a_pre_relu_third_relative_beta inception_small mixed4a_pre_relu --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-inception_small_mixed3a_pre_relu_relative_beta inception_small mixed3a_pre_relu --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-inception_small_mixed4a_third_relative_beta inception_small mixed4a --permuted=0 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-densenet_small_block3_layer4_relative_beta densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
-densenet_small_block3_layer4_rms densenet_small block3_layer4 --permuted=0 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
-densenet_small_block3_layer4_rms_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
-inception_small_mixed4a_third_relative_beta_retries3 inception_small mixed4a --permuted=0 every-third-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta
-densenet_small_block3_layer4_relative_beta_retries3 densenet_small block3_layer4 --permuted=0 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=densenet_small_block3_layer4_relative_beta
+mnist_small_conv2 mnist_small conv2 --permuted=0 --max-lbfgs=1000 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3 photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1 mnist_small conv2 --model-b=mnist_small_seed1 --max-lbfgs=1000 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0 mnist_small_seed1 conv2 --model-b=mnist_small --max-lbfgs=1000 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b inception_small mixed3b --permuted=0 --max-lbfgs=1000 every-third --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_retries3 photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --retries=3 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_beta30 photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8 srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_beta30 srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --retries=3 --relu-beta=30 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_p0 srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_p2 srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --cossim-pow=2 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_first16_p0 inception_small mixed3b --permuted=0 --max-lbfgs=1000 first-16 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_first16_p1 inception_small mixed3b --permuted=0 --max-lbfgs=1000 first-16 --cossim-pow=1 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_conv2_p0 mnist_small conv2 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_p0 photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_all_p0 inception_small mixed3b --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1_p0 mnist_small conv2 --model-b=mnist_small_seed1 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0_p0 mnist_small_seed1 conv2 --model-b=mnist_small --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_pre_relu_p0 inception_small mixed3b_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_pre_relu_p0 inception_small mixed3a_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_p0 inception_small mixed3a --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_third_p0 inception_small mixed4a_pre_relu --permuted=0 --max-lbfgs=1000 every-third-256 --cossim-pow=0 --aggregation=max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_pre_relu_homogeneous inception_small mixed3a_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3b_pre_relu_homogeneous inception_small mixed3b_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_homogeneous inception_small mixed3a --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_third_homogeneous inception_small mixed4a_pre_relu --permuted=0 --max-lbfgs=1000 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_conv2_homogeneous mnist_small conv2 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+photos_cnn_conv2d_3_homogeneous photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+srnet_small_res_block8_homogeneous srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_to_seed1_homogeneous mnist_small conv2 --model-b=mnist_small_seed1 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+mnist_small_seed1_to_seed0_homogeneous mnist_small_seed1 conv2 --model-b=mnist_small --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed4a_pre_relu_homogeneous inception_small mixed4a_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --no-relu-beta-relative
+inception_small_mixed3a_relative_beta inception_small mixed3a --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_conv2_relative_beta mnist_small conv2 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+srnet_small_res_block8_relative_beta srnet_small res_block8 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+photos_cnn_conv2d_3_relative_beta photos_cnn conv2d_3 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed3b_relative_beta inception_small mixed3b --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_to_seed1_relative_beta mnist_small conv2 --model-b=mnist_small_seed1 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+mnist_small_seed1_to_seed0_relative_beta mnist_small_seed1 conv2 --model-b=mnist_small --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed4a_pre_relu_third_relative_beta inception_small mixed4a_pre_relu --permuted=0 --max-lbfgs=1000 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed3a_pre_relu_relative_beta inception_small mixed3a_pre_relu --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+inception_small_mixed4a_third_relative_beta inception_small mixed4a --permuted=0 --max-lbfgs=1000 every-third-256 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+densenet_small_block3_layer4_relative_beta densenet_small block3_layer4 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+densenet_small_block3_layer4_rms densenet_small block3_layer4 --permuted=0 --max-lbfgs=1000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
+densenet_small_block3_layer4_rms_retries3 densenet_small block3_layer4 --permuted=0 --max-lbfgs=1000 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative --feature-units=rms
+inception_small_mixed4a_third_relative_beta_retries3 inception_small mixed4a --permuted=0 --max-lbfgs=1000 every-third-256 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta
+densenet_small_block3_layer4_relative_beta_retries3 densenet_small block3_layer4 --permuted=0 --max-lbfgs=1000 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=densenet_small_block3_layer4_relative_beta
 inception_small_mixed4a_third_relative_beta_lbfgs4000 inception_small mixed4a --permuted=0 every-third-256 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 inception_small_mixed4a_third_relative_beta_lbfgs4000_retries3 inception_small mixed4a --permuted=0 every-third-256 --max-lbfgs=4000 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta_lbfgs4000
 inception_small_mixed4a_rest_relative_beta_lbfgs4000 inception_small mixed4a --permuted=0 rest-of-256 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative

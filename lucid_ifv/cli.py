@@ -892,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, cossim_pow=0.0,
                    aggregation="homogeneous_max_pool_mean", relu_beta_relative=True, adam=400, lbfgs=0,
-                   converge=1e-3, max_lbfgs=1000)
+                   converge=1e-3, max_lbfgs=4000)  # compare.default_config's (tests/test_compare.py)
 
     p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")
     p.add_argument("--run", required=True, help="a `lucid-ifv experiment --out` folder")

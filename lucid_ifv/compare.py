@@ -326,11 +326,17 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
                       joined.get("row_norms"))
 
 
+# L-BFGS step cap of compare's renders: 4000 since 2026-12-04 (1000 before; every run stored
+# before names it). With 1000, 39 of mixed4a's 86 renders stopped above the tolerance and only
+# 2 of those were sound; with 4000, 82 of 86 converged (docs/compare.md, "Retrying").
+MAX_LBFGS_STEPS = 4000
+
+
 def default_config(**overrides) -> experiment.ExperimentConfig:
     """The comparison's default settings (see `compare`)."""
     settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, aggregation="homogeneous_max_pool_mean",
                     prior_weight=1e-4, prior_relative=True, smooth=True, relu_beta_relative=True, warmup_steps=200,
-                    adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=1000, batch_size=16)
+                    adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=MAX_LBFGS_STEPS, batch_size=16)
     settings.update(overrides)
     return experiment.ExperimentConfig(**settings)
 

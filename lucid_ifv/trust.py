@@ -230,11 +230,12 @@ def path_similarity(model, layer: str, feature: int, visualizations, natural, la
 
 def default_config():
     """The trust report's settings: `compare.default_config` with one absolute softplus beta
-    (``relu_beta_relative=False``), the setting the report was validated with (docs/results.md);
-    the comparison's per-unit beta came later and has not been validated here."""
+    (``relu_beta_relative=False``) and an L-BFGS cap of 1000, the settings the report was
+    validated with (docs/results.md); the comparison's per-unit beta and its larger cap came
+    later and have not been validated here."""
     from lucid_ifv import compare
 
-    return compare.default_config(relu_beta_relative=False)
+    return compare.default_config(relu_beta_relative=False, max_lbfgs_steps=1000)
 
 
 def render_units(model, layer: str, features, config=None, seed: int = 0):

@@ -177,6 +177,20 @@ def test_compare_rejects_bad_inputs():
         compare(a, "conv2", a, "nope")
 
 
+def test_cli_compare_defaults_are_the_librarys():
+    """`lucid-ifv compare` without options renders with `default_config`'s settings."""
+    from lucid_ifv.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "--model", "mnist_small", "--permuted", "0", "--out", "x"])
+    config = default_config()
+    cli = dict(adam_steps=args.adam, lbfgs_steps=args.lbfgs, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+               warmup_steps=args.warmup, cossim_pow=args.cossim_pow, aggregation=args.aggregation,
+               relu_beta_relative=args.relu_beta_relative, batch_size=args.batch_size, fft=args.param == "fft",
+               decorrelate=not args.no_decorrelate, prior_weight=args.prior)
+    assert cli == {key: getattr(config, key) for key in cli}
+    assert config.max_lbfgs_steps == 4000  # docs/compare.md, "Retrying"
+
+
 def test_cli_compare_writes_the_matrix_report_and_figure(tmp_path, capsys):
     from lucid_ifv.cli import main
 

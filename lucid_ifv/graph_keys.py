@@ -24,11 +24,9 @@ class NoKey(Exception):
 
 def state_key(value):
     """Hashable description of ``value`` by content; `NoKey` when there is none."""
-    from lucid_ifv.param.base import Param
-
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
         return (type(value).__name__, value)
-    if isinstance(value, Param):
+    if callable(getattr(value, "structure_key", None)):  # a parametrization (`Param`)
         key = value.structure_key()
         if key is None:
             raise NoKey(value)

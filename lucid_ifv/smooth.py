@@ -482,7 +482,7 @@ def relu_scaled_betas(model: Model, relu_beta: float, images) -> dict[str, np.nd
     square of that ReLU's input per channel over ``images`` ``[N, H, W, C]`` in [0, 1] and
     every position (floored at `RELU_RMS_FLOOR`). Every ReLU upstream of the model's last
     layer is measured; a ReLU elsewhere keeps `relu_beta`."""
-    from lucid_ifv.kinks import switch_input_rms
+    from lucid_ifv.kink_sites import switch_input_rms
     from lucid_ifv.validation import check_finite
 
     images = np.asarray(images, np.float32)

@@ -27,7 +27,7 @@ from lucid_ifv.ifv.diagnostics import (
     describe,
     verdicts,
 )
-from lucid_ifv.ifv.invert import angle_modulo_trivial, invert, jacobian_spectra
+from lucid_ifv.ifv.invert import angle_modulo_trivial, invert, invert_robust, jacobian_spectra
 from lucid_ifv.ifv.jacobian import (
     _JACOBIAN_FNS,
     _flatten,
@@ -38,7 +38,7 @@ from lucid_ifv.ifv.jacobian import (
     prior_gradients,
     resolve_realization,
 )
-from lucid_ifv.ifv.robust import invert_robust, solve_expected, transformed_jacobians
+from lucid_ifv.ifv.robust import solve_expected, transformed_jacobians
 from lucid_ifv.ifv.solve import (
     DEFAULT_METHOD_WITH_PRIOR,
     METHODS,

@@ -213,3 +213,16 @@ def _in_units(f, jac, scales):
     if scales is None:
         return f, jac
     return f / scales, jac / scales[:, None]
+
+
+def invert_robust(model, layer: str, realization, param: Param | None = None, transforms=None,
+                  n_transforms: int = 16, seed: int = 0, **invert_options) -> InversionResult:
+    """`ifv.invert` for a visualization rendered with random ``transforms`` (None: Lucid's
+    standard transforms; pass the ones the FV used), from ``n_transforms`` seeded draws."""
+    from lucid_ifv import transform as transform_mod
+
+    transforms = list(transform_mod.standard_transforms) if transforms is None else list(transforms)
+    if not transforms:
+        raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
+    return invert(model, layer, realization, param, transforms=transforms, n_transforms=n_transforms,
+                  transform_seed=seed, **invert_options)

@@ -139,16 +139,3 @@ def solve_expected(f, jac, cossim_pow: float = 1, prior_grads=None, iterations: 
         weights = np.abs(cos) ** cossim_pow + 1e-12  # s_tau up to one common sign (t and -t: docs/ifv.md)
     return result
 
-
-def invert_robust(model, layer: str, realization, param: Param | None = None, transforms=None,
-                  n_transforms: int = 16, seed: int = 0, **invert_options) -> InversionResult:
-    """`ifv.invert` for a visualization rendered with random ``transforms`` (None: Lucid's
-    standard transforms; pass the ones the FV used), from ``n_transforms`` seeded draws."""
-    from lucid_ifv import transform as transform_mod
-    from lucid_ifv.ifv.invert import invert
-
-    transforms = list(transform_mod.standard_transforms) if transforms is None else list(transforms)
-    if not transforms:
-        raise ValueError("transforms is empty: use `invert` for visualizations rendered without transforms")
-    return invert(model, layer, realization, param, transforms=transforms, n_transforms=n_transforms,
-                  transform_seed=seed, **invert_options)

@@ -49,6 +49,8 @@
 #  - mnist_small_seed1_conv2_relative_beta, densenet_small_no4_block3_layer4_relative_beta_retries3: the two
 #    shipped twins (another seed; trained without class 4) permuted like their originals, with today's defaults
 #    (cap 4000), the DenseNet block with 3 retries as its original's best run.
+#  - densenet_small_block3_layer4_relative_beta_lbfgs4000: densenet's last block with today's defaults (cap 4000,
+#    one render per feature).
 #   bash experiments/compare_networks.sh [runs-folder] [run names...]
 # Then: python experiments/collect_compare.py runs/compare/*/ > runs/compare/table.md
 set -euo pipefail
@@ -109,6 +111,7 @@ inception_small_mixed4a_third_relative_beta_lbfgs4000 inception_small mixed4a --
 inception_small_mixed4a_third_relative_beta_lbfgs4000_retries3 inception_small mixed4a --permuted=0 every-third-256 --max-lbfgs=4000 --retries=3 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative from=inception_small_mixed4a_third_relative_beta_lbfgs4000
 inception_small_mixed4a_rest_relative_beta_lbfgs4000 inception_small mixed4a --permuted=0 rest-of-256 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 mnist_small_seed1_conv2_relative_beta mnist_small_seed1 conv2 --permuted=0 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
+densenet_small_block3_layer4_relative_beta_lbfgs4000 densenet_small block3_layer4 --permuted=0 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 densenet_small_no4_block3_layer4_relative_beta_retries3 densenet_small_no4 block3_layer4 --permuted=0 --retries=3 --max-lbfgs=4000 --cossim-pow=0 --aggregation=homogeneous_max_pool_mean --relu-beta-relative
 "
 # inception_small mixed3b: every third of its 192 channels (64), for CPU time (~1 h on 2 cores)

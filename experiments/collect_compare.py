@@ -7,7 +7,8 @@ Per run: the networks and layers, the number of A's features, the permutation ac
 (ground-truth runs; overall, among the rows the verdict calls 'identified' and, for runs that kept
 B's Jacobian row norms, by the scale-free gradient share `Comparison.match(by="gradient")`), the best
 match's |cosine| (median and 10th percentile), how many of A's visualizations are sound
-(`Comparison.sound`; runs from before it was recorded: '-'), the verdict counts, the share of A's layer that
+(`Comparison.sound`; runs from before it was recorded: '-'; with retries, how many rows were rendered
+again, `Comparison.attempts`), the verdict counts, the share of A's layer that
 B represents (`Comparison.represented`) and, with `--baseline`, how often the best match by
 activation correlation on held-out images is the same.
 """
@@ -43,7 +44,8 @@ def settings_note(report: dict, run: Path | None = None) -> str:
 
 
 #: Per-feature lists of comparison.json that `combined` joins (the rest must agree across the runs).
-PER_FEATURE = ("features", "best_match", "best_score", "ground_truth", "best_match_gradient", "verdicts", "sound")
+PER_FEATURE = ("features", "best_match", "best_score", "ground_truth", "best_match_gradient", "verdicts", "sound",
+               "attempts")
 
 
 def combined(runs) -> dict:
@@ -87,8 +89,10 @@ def row(run: Path, report: dict | None = None) -> str:
     if "agreement" in report:
         corr = np.asarray(report["baseline_best_corr"])
         baseline = f"{report['agreement']:.1%} (best r median {np.median(corr):.2f})"
-    sound = report.get("sound")
+    sound, attempts = report.get("sound"), report.get("attempts")
     sound = "-" if sound is None else f"{sum(sound)} of {len(sound)}"
+    if attempts is not None and (max(attempts, default=1) > 1 or "--retries" in report.get("command", "")):
+        sound += f" ({sum(a > 1 for a in attempts)} re-rendered)"
     return (f"| {report['model_a']} `{report['layer_a']}` -> {report['model_b']} `{report['layer_b']}`"
             f"{settings_note(report, run)} | {len(scores)} | {truth} | {sound} | "
             f"{np.median(scores):.3f} (p10 {np.percentile(scores, 10):.3f}) | "

@@ -398,9 +398,9 @@ def test_collect_compare_combines_runs_that_split_a_layer(tmp_path):
     collect = experiment_script("collect_compare")
     base = {"model_a": "m", "layer_a": "l", "model_b": "m~permuted", "layer_b": "l", "command": "compare --retries 3"}
     parts = [dict(base, features=[0, 3], best_match=[5, 1], ground_truth=[5, 2], best_score=[1.0, 0.5],
-                  verdicts=["identified", "ambiguous"], sound=[True, False], represented=0.5),
+                  verdicts=["identified", "ambiguous"], sound=[True, False], attempts=[1, 4], represented=0.5),
              dict(base, features=[1], best_match=[4], ground_truth=[4], best_score=[0.9],
-                  verdicts=["identified"], sound=None, represented=1.0)]
+                  verdicts=["identified"], sound=None, attempts=[2], represented=1.0)]
     runs = []
     for i, report in enumerate(parts):
         (tmp_path / f"r{i}").mkdir()
@@ -411,6 +411,7 @@ def test_collect_compare_combines_runs_that_split_a_layer(tmp_path):
     assert "| 3 | 66.7% (2 of 3); among 'identified': 2 of 2 |" in table[2] and "3 retries" in table[2]
     assert "| - |" in table[2]  # soundness not recorded in every run: not shown
     assert "| 0.67 |" in table[2]  # represented, weighted by the runs' feature counts
+    assert "| 1 of 2 (1 re-rendered) |" in collect.main([runs[0]]).splitlines()[2]  # rows that needed a retry
     with pytest.raises(SystemExit, match="disjoint"):
         collect.main(["--combine", runs[0], runs[0]])
 

@@ -328,7 +328,7 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
 
 # L-BFGS step cap of compare's renders: 4000 since 2026-12-04 (1000 before; every run stored
 # before names it). With 1000, 39 of mixed4a's 86 renders stopped above the tolerance and only
-# 2 of those were sound; with 4000, 82 of 86 converged (docs/compare.md, "Retrying").
+# 2 of those were sound; with 4000, 82 of 86 converged (241 of all 256; docs/compare.md, "Retrying").
 MAX_LBFGS_STEPS = 4000
 
 

@@ -38,7 +38,8 @@ def describe(settings: dict) -> str:
         net += ", beta per unit"
     prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
     agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"
-    conv = f", conv. {c['converge']:g}" if c.get("converge") else f", {c['lbfgs_steps']} L-BFGS"
+    conv = (f", conv. {c['converge']:g} (cap {c.get('max_lbfgs_steps', '?')})" if c.get("converge")
+            else f", {c['lbfgs_steps']} L-BFGS")
     warmup = f", warm-up {c['warmup_steps']}" if c.get("warmup_steps") else ""
     return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}"
 

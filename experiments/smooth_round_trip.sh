@@ -23,6 +23,10 @@ warmup=(--smooth --converge 1e-3 --max-lbfgs 1000 --warmup 200)  # compare's pri
 p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
 # compare's surrogate: the pool's temperature relative to each channel's RMS and a softplus beta per ReLU unit
 # relative to its input's RMS (no absolute floor for the weak units that carry mixed3a's tail?)
+# compare's cap (4000 L-BFGS steps): do mixed4a's unconverged renders (8 of 30 pixel, 25 of 30 Fourier at 1000) close its tail?
+cap4000=(--smooth --converge 1e-3 --max-lbfgs 4000)
+# the smooth aggregation without the log-sum-exp pool's floor (log-mean-exp: a dead unit responds 0, not T log 9), with compare's cap
+floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 
 # name model layer param mode
@@ -59,6 +63,18 @@ inception_small_mixed4a_pixel_smooth_p0 inception_small mixed4a pixel p0
 inception_small_mixed3b_pixel_smooth_p0 inception_small mixed3b pixel p0
 inception_small_mixed3a_pixel_smooth_unit inception_small mixed3a pixel unit
 inception_small_mixed4a_pixel_smooth_unit inception_small mixed4a pixel unit
+inception_small_mixed4a_pixel_smooth_lbfgs4000 inception_small mixed4a pixel cap4000
+inception_small_mixed4a_fft_smooth_lbfgs4000 inception_small mixed4a fft cap4000
+inception_small_mixed3a_pixel_smooth_floorless_lbfgs4000 inception_small mixed3a pixel floorless
+inception_small_mixed4a_pixel_smooth_floorless_lbfgs4000 inception_small mixed4a pixel floorless
+inception_small_mixed3a_fft_smooth_floorless_lbfgs4000 inception_small mixed3a fft floorless
+inception_small_mixed4a_fft_smooth_floorless_lbfgs4000 inception_small mixed4a fft floorless
+inception_small_mixed3b_pixel_smooth_floorless_lbfgs4000 inception_small mixed3b pixel floorless
+mnist_small_conv2_pixel_smooth_floorless_lbfgs4000 mnist_small conv2 pixel floorless
+photos_cnn_conv2d_3_pixel_smooth_floorless_lbfgs4000 photos_cnn conv2d_3 pixel floorless
+inception_small_mixed3b_fft_smooth_floorless_lbfgs4000 inception_small mixed3b fft floorless
+mnist_small_conv2_fft_smooth_floorless_lbfgs4000 mnist_small conv2 fft floorless
+photos_cnn_conv2d_3_fft_smooth_floorless_lbfgs4000 photos_cnn conv2d_3 fft floorless
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -68,7 +84,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
-    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

@@ -11,6 +11,11 @@ Names accepted wherever an aggregation is asked for:
   "lse_pool_mean"            `max_pool_mean` with its max-pool replaced by log-sum-exp pooling
                              (``T log sum exp(x / T)``, T = 0.05; `lucid_ifv.smooth`): the
                              smooth aggregation of a smooth surrogate (`smooth_aggregation`).
+  "lme_pool_mean"            `lse_pool_mean` minus its floor: log-mean-exp pooling
+                             (``T log mean exp(x / T)``), 0 on a channel that is 0 everywhere.
+  "floorless_max_pool_mean"  `max_pool_mean` on the network itself; on a smooth surrogate its
+                             pool is `lme_pool_mean` instead of `lse_pool_mean`, so a dead unit
+                             responds 0 there too, as on the network (not ``T log 9`` = 0.11).
   "homogeneous_max_pool_mean"
                              `max_pool_mean` on the network itself; on a smooth surrogate its
                              log-sum-exp pool takes each channel's temperature relative to the
@@ -29,6 +34,7 @@ or any callable with the same contract.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, Union
 
 import tensorflow as tf
@@ -106,6 +112,28 @@ def lse_pool_mean(kernel: int = 3, stride: int = 2,
     )
 
 
+def lme_pool_mean(kernel: int = 3, stride: int = 2,
+                  temperature: float = smooth.DEFAULT_POOL_TEMPERATURE) -> Aggregation:
+    """`lse_pool_mean` minus its floor ``T log n`` (``n`` the window's size): log-mean-exp
+    pooling, ``T log mean_window exp(x / T)``.
+
+    Each pooled value lies in ``[max - T log n, max]`` and equals the window's value when the
+    window is flat, so a channel that is 0 everywhere (a unit the surrogate has switched off)
+    responds 0, as under the network's max-pool, where `lse_pool_mean` gives it ``T log n``
+    (0.11 at T = 0.05 and a 3 x 3 window). The same gradient as `lse_pool_mean` (the two differ
+    by a constant). ``[B, h, w, C] -> [B, C]``.
+    """
+    temperature = smooth.check_positive(temperature, "temperature")
+
+    def pool(acts, window, stride):
+        return smooth.lse_pool2d(acts, window, stride, "VALID", temperature) - temperature * math.log(window[0] * window[1])
+
+    return _pool_mean(
+        pool, kernel, stride,
+        f"lme_pool_mean(kernel={kernel}, stride={stride}, temperature={temperature:g})", temperature,
+    )
+
+
 RMS_FLOOR = 1e-12  # added (squared) to a channel's mean square: a channel that is 0 everywhere
 
 
@@ -159,13 +187,31 @@ def homogeneous_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
     return aggregate
 
 
+def floorless_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
+    """`max_pool_mean` (the same numbers) whose smooth version is `lme_pool_mean`
+    (`smooth_aggregation`) rather than `lse_pool_mean`."""
+    aggregate = max_pool_mean(kernel, stride)
+    aggregate.__name__ = f"floorless_max_pool_mean(kernel={kernel}, stride={stride})"
+    return aggregate
+
+
 AGGREGATIONS = {
     "max_pool_mean": max_pool_mean(),
     "homogeneous_max_pool_mean": homogeneous_max_pool_mean(),
+    "floorless_max_pool_mean": floorless_max_pool_mean(),
     "lse_pool_mean": lse_pool_mean(),
+    "lme_pool_mean": lme_pool_mean(),
     "mean": spatial_mean,
     "center": center,
     "identity": identity,
+}
+
+
+#: the network's pooled aggregations -> the factory of their version on a smooth surrogate
+SMOOTH_VERSIONS = {
+    "max_pool_mean": lse_pool_mean,
+    "homogeneous_max_pool_mean": relative_lse_pool_mean,
+    "floorless_max_pool_mean": lme_pool_mean,
 }
 
 
@@ -187,9 +233,10 @@ def smooth_aggregation(aggregation: Union[str, Aggregation, None], temperature: 
     """The aggregation to use on a smooth surrogate: "max_pool_mean" (or None, or the
     registered callable) -> ``lse_pool_mean(temperature=temperature)``;
     "homogeneous_max_pool_mean" -> ``relative_lse_pool_mean(temperature=temperature)``;
-    others unchanged."""
-    if aggregation is None or aggregation == "max_pool_mean" or aggregation is AGGREGATIONS["max_pool_mean"]:
-        return lse_pool_mean(temperature=temperature)
-    if aggregation == "homogeneous_max_pool_mean" or aggregation is AGGREGATIONS["homogeneous_max_pool_mean"]:
-        return relative_lse_pool_mean(temperature=temperature)
+    "floorless_max_pool_mean" -> ``lme_pool_mean(temperature=temperature)``; others unchanged."""
+    if aggregation is None:
+        aggregation = "max_pool_mean"
+    for name, smooth_version in SMOOTH_VERSIONS.items():
+        if aggregation is AGGREGATIONS[name] or (isinstance(aggregation, str) and aggregation == name):
+            return smooth_version(temperature=temperature)
     return aggregation

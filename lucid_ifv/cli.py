@@ -106,7 +106,7 @@ def add_fv_options(p, render=True):
                         "(continuous, default) or fixed to 1 (one)")
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1; compare: 0)")
     p.add_argument("--aggregation", default="max_pool_mean",
-                   choices=["max_pool_mean", "homogeneous_max_pool_mean", "mean", "center", "identity"],
+                   choices=["max_pool_mean", "homogeneous_max_pool_mean", "floorless_max_pool_mean", "mean", "center", "identity"],
                    help="feature response (default max_pool_mean; compare: homogeneous_max_pool_mean, "
                         "lucid_ifv.aggregation)")
     if render:

@@ -159,6 +159,31 @@ def test_lse_pool_mean_registration_and_smooth_aggregation():
         agg.lse_pool_mean(temperature=-1)
 
 
+def test_lme_pool_mean_has_no_floor():
+    """log-mean-exp = log-sum-exp minus T log 9: 0 on a dead (all-zero) channel where the
+    log-sum-exp pool gives T log 9, within T log 9 below the max-pool, the same gradient; the
+    network-side name is max_pool_mean's numbers and maps to it on a surrogate."""
+    acts = tf.constant(_rng(7).normal(size=(2, 7, 7, 3)), tf.float32)
+    lme, lse = agg.lme_pool_mean(temperature=0.05), agg.lse_pool_mean(temperature=0.05)
+    np.testing.assert_allclose(lme(acts), lse(acts) - 0.05 * math.log(9), atol=1e-6)
+    zeros = tf.zeros([1, 5, 5, 2])
+    np.testing.assert_allclose(lme(zeros), 0.0, atol=1e-6)
+    np.testing.assert_allclose(lse(zeros), 0.05 * math.log(9), atol=1e-6)
+    gap = (lme(acts) - agg.get_aggregation("max_pool_mean")(acts)).numpy()
+    assert gap.max() <= 1e-6 and gap.min() >= -0.05 * math.log(9) - 1e-6
+    x = tf.Variable(acts)
+    with tf.GradientTape(persistent=True) as tape:
+        a, b = tf.reduce_sum(lme(x)), tf.reduce_sum(lse(x))
+    np.testing.assert_allclose(tape.gradient(a, x), tape.gradient(b, x), atol=1e-6)
+    floorless = agg.get_aggregation("floorless_max_pool_mean")
+    np.testing.assert_allclose(floorless(acts), agg.get_aggregation("max_pool_mean")(acts))
+    for name in ("floorless_max_pool_mean", floorless):
+        mapped = agg.smooth_aggregation(name, 0.01)
+        assert "lme_pool_mean" in mapped.__name__ and "temperature=0.01" in mapped.__name__
+        np.testing.assert_allclose(mapped(acts), agg.lme_pool_mean(temperature=0.01)(acts))
+    assert agg.lme_pool_mean().key != agg.lse_pool_mean().key  # distinct compiled graphs
+
+
 def test_relative_lse_pool_mean_is_homogeneous_and_bounded():
     """Rescaling a channel by s > 0 rescales its response by s (lse_pool_mean's does not), the
     response lies within T r log 9 above the max-pool's, and its gradient is finite."""

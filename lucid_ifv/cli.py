@@ -107,7 +107,8 @@ def add_fv_options(p, render=True):
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1; compare: 0)")
     p.add_argument("--aggregation", default="max_pool_mean",
                    choices=["max_pool_mean", "homogeneous_max_pool_mean", "floorless_max_pool_mean", "mean", "center", "identity"],
-                   help="feature response (default max_pool_mean; compare: homogeneous_max_pool_mean, "
+                   help="feature response (default max_pool_mean; compare: homogeneous_max_pool_mean; "
+                        "floorless_max_pool_mean: with --smooth a log-mean-exp pool, no T log 9 floor; "
                         "lucid_ifv.aggregation)")
     if render:
         p.add_argument("--prior", type=float, default=1e-4,

@@ -27,6 +27,8 @@ p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear obje
 cap4000=(--smooth --converge 1e-3 --max-lbfgs 4000)
 # the smooth aggregation without the log-sum-exp pool's floor (log-mean-exp: a dead unit responds 0, not T log 9), with compare's cap
 floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
+# a softer surrogate for mixed3a's weak units: a switched-off unit's softplus slope (its Jacobian row) is larger at beta 5
+floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 
 # name model layer param mode
@@ -75,6 +77,7 @@ photos_cnn_conv2d_3_pixel_smooth_floorless_lbfgs4000 photos_cnn conv2d_3 pixel f
 inception_small_mixed3b_fft_smooth_floorless_lbfgs4000 inception_small mixed3b fft floorless
 mnist_small_conv2_fft_smooth_floorless_lbfgs4000 mnist_small conv2 fft floorless
 photos_cnn_conv2d_3_fft_smooth_floorless_lbfgs4000 photos_cnn conv2d_3 fft floorless
+inception_small_mixed3a_pixel_smooth_floorless_beta5_lbfgs4000 inception_small mixed3a pixel floorless_beta5
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -84,7 +87,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
-    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

@@ -23,13 +23,13 @@ warmup=(--smooth --converge 1e-3 --max-lbfgs 1000 --warmup 200)  # compare's pri
 p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
 # compare's surrogate: the pool's temperature relative to each channel's RMS and a softplus beta per ReLU unit
 # relative to its input's RMS (no absolute floor for the weak units that carry mixed3a's tail?)
+unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 # compare's cap (4000 L-BFGS steps): do mixed4a's unconverged renders (8 of 30 pixel, 25 of 30 Fourier at 1000) close its tail?
 cap4000=(--smooth --converge 1e-3 --max-lbfgs 4000)
 # the smooth aggregation without the log-sum-exp pool's floor (log-mean-exp: a dead unit responds 0, not T log 9), with compare's cap
 floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 # a softer surrogate for mixed3a's weak units: a switched-off unit's softplus slope (its Jacobian row) is larger at beta 5
 floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
-unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 
 # name model layer param mode
 ALL="

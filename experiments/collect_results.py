@@ -14,7 +14,6 @@ well the verdict "identified" predicts a good answer (angle on live features < 5
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -63,7 +62,7 @@ def load_runs(folders):
         if (folder / "records.jsonl").exists():
             records = ex.load_records(folder / "records.jsonl")
             if records and "solve" in records[0]:  # older folders lack the per-solve records
-                runs.append((folder, json.loads((folder / "settings.json").read_text()), ex.resolve_records(folder)))
+                runs.append((folder, ex.load_settings(folder), ex.resolve_records(folder)))
     return runs
 
 

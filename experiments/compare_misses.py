@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     parser.add_argument("run", type=Path, help="a `lucid-ifv compare --permuted SEED` output folder")
     args = parser.parse_args(argv)
     report = json.loads((args.run / "comparison.json").read_text())
-    settings = json.loads((args.run / "batches" / "settings.json").read_text())
+    settings = experiment.load_settings(args.run / "batches")
     seed = report.get("permuted_seed")
     words = report["command"].replace("=", " ").split()
     if seed is None and "--permuted" in words:  # runs from before the seed was recorded

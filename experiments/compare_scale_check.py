@@ -55,7 +55,7 @@ def best_matches(model, config, images, batch_size: int = 16) -> np.ndarray:
 
 def check(run: Path) -> dict:
     report = json.loads((run / "comparison.json").read_text())
-    settings = json.loads((run / "batches" / "settings.json").read_text())
+    settings = experiment.load_settings(run / "batches")
     if "ground_truth" not in report:
         raise SystemExit(f"error: {run} is not a --permuted (ground-truth) run")
     seed = report.get("permuted_seed")

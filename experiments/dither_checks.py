@@ -13,7 +13,6 @@ undetermined weights (docs/results.md, "Imperfect inputs").
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
     from lucid_ifv.ifv import diagnostics as d
     from lucid_ifv.metrics import objective_angle_deg
 
-    settings = json.loads((run / "settings.json").read_text())
+    settings = ex.load_settings(run)
     config = ex.ExperimentConfig(**settings["config"])
     setup = ex.prepare(load_any_model(settings["model"]), config)
     saved = ex.load_realizations(run)

@@ -53,6 +53,9 @@ import numpy as np
 MODELS = {"mnist_small": ("conv2", (4, 8, 16, 32)), "photos_cnn": ("conv2d_3", (4, 8, 16, 32, 64))}
 AGGREGATIONS = ("max_pool_mean", "mean", "center")
 POWERS = (1.0, 0.0)
+# the surrogate's pool these runs were made with (docs/results.md): the smooth default until 2026-12-04
+FLOORED = {"max_pool_mean": "floored_max_pool_mean"}
+SWEEP_NAME = {saved: name for name, saved in FLOORED.items()}
 AGG_LABEL = {"max_pool_mean": "max-pool + mean", "mean": "mean", "center": "centre pick"}
 
 
@@ -65,7 +68,7 @@ def make_config(args, layer: str, depth: int, k: int, p: float, aggregation: str
 
     return ex.ExperimentConfig(
         layer=layer, features=None if k >= depth else list(range(k)), n_hoyer=args.n, seed=args.seed,
-        cossim_pow=float(p), aggregation=aggregation, fft=args.param == "fft", decorrelate=args.param == "fft",
+        cossim_pow=float(p), aggregation=FLOORED.get(aggregation, aggregation), fft=args.param == "fft", decorrelate=args.param == "fft",
         adam_steps=args.adam, lbfgs_steps=0, prior_weight=args.prior, prior_relative=True,
         smooth=True, converge=args.converge, max_lbfgs_steps=args.max_lbfgs, batch_size=args.batch_size)
 
@@ -149,7 +152,7 @@ def decompose(folder) -> dict:
     from lucid_ifv import ifv, metrics
 
     folder = Path(folder)
-    config = ex.ExperimentConfig(**json.loads((folder / "settings.json").read_text())["config"])
+    config = ex.ExperimentConfig(**ex.load_settings(folder)["config"])
     records = {r["index"]: r for r in ex.load_records(folder / "records.jsonl")}
     data = ex.load_realizations(folder)
     keep = np.isin(data["indices"], list(records))
@@ -216,7 +219,7 @@ def analyse_run(folder: Path, plot: bool = True) -> dict:
     from lucid_ifv import experiment as ex
     from lucid_ifv.plots import plot_singular_coefficients
 
-    settings = json.loads((folder / "settings.json").read_text())
+    settings = ex.load_settings(folder)
     config = ex.ExperimentConfig(**settings["config"])
     records = ex.resolve_records(folder)
     solve = ex.default_solve(config)
@@ -230,7 +233,7 @@ def analyse_run(folder: Path, plot: bool = True) -> dict:
     pa, pp = dec["prior_aware"], dec["paper"]
     row = {
         "run": folder.name, "model": settings["model"], "layer": config.layer, "k": k, "p": config.cossim_pow,
-        "aggregation": config.aggregation, "n": len(records), "solve": solve,
+        "aggregation": SWEEP_NAME.get(config.aggregation, config.aggregation), "n": len(records), "solve": solve,
         "angle_alive": vals(f"angle_alive_{solve}").tolist(), "angle": vals(f"angle_{solve}").tolist(),
         "angle_response": vals("angle_response").tolist(), "dead": vals(f"dead_{solve}").tolist(),
         "identified": sum(r.get(f"verdict_{solve}") == "identified" for r in records),

@@ -168,7 +168,7 @@ def run(run_dir: Path, n: int, early: list, polish_steps: int, batch: int, weigh
     from lucid_ifv import experiment as ex
     from lucid_ifv.cli import load_any_model
 
-    settings = json.loads((run_dir / "settings.json").read_text())
+    settings = ex.load_settings(run_dir)
     config = ex.ExperimentConfig(**settings["config"])
     model = load_any_model(settings["model"])
     setup = ex.prepare(model, config)

@@ -58,7 +58,8 @@ def make_config(args, model: str, param: str, mode: str):
         layer=MODELS[model], n_hoyer=args.n, seed=args.seed, fft=fft, decorrelate=decorrelate, decay_power=decay_power,
         adam_steps=args.adam, lbfgs_steps=0, prior_weight=args.prior, prior_relative=True, smooth=smooth,
         converge=args.converge, max_lbfgs_steps=args.max_lbfgs if smooth else args.max_lbfgs_relu,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size,
+        aggregation="floored_max_pool_mean")  # the surrogate's pool these runs were made with (docs/results.md)
 
 
 def plan(args) -> list:
@@ -100,7 +101,7 @@ def _same_settings(folder: Path, model: str, config) -> bool:
     path = folder / "settings.json"
     if not path.exists() or not (folder / "records.jsonl").exists():
         return False
-    saved = json.loads(path.read_text())
+    saved = ex.read_as_today(json.loads(path.read_text()))
     defaults = {f.name: f.default for f in dataclasses.fields(ex.ExperimentConfig)}
     wanted = dataclasses.asdict(config)
     have = {key: saved["config"].get(key, defaults.get(key)) for key in wanted}
@@ -153,7 +154,7 @@ def plot_realizations(args, model: str, folders: list, path: Path) -> Path | Non
     for folder, param, mode in folders:
         data = ex.load_realizations(folder)
         records = {r["index"]: r for r in ex.resolve_records(folder)}
-        settings = json.loads((folder / "settings.json").read_text())
+        settings = ex.load_settings(folder)
         solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))
         m = min(args.examples, len(data["images"]))
         for j in range(m):

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Issue 8's round trips (docs/results.md): the shipped models' studied layers, rendered and
 # inverted on the smooth surrogate (--smooth) and on the plain ReLU network, 30 Hoyer targets
-# each, with the library's defaults: relative L2 prior 1e-4 on the parameters, 400 Adam steps,
-# then L-BFGS until every sample is stationary to 1e-3 (at most 1000 steps). The plain ReLU
-# runs cannot become stationary (their optima sit on kinks), so they stop at 300 L-BFGS steps.
+# each: relative L2 prior 1e-4 on the parameters, 400 Adam steps, then L-BFGS until every
+# sample is stationary to 1e-3. The plain ReLU runs cannot become stationary (their optima sit
+# on kinks), so they stop at 300 L-BFGS steps.
+# The main table's smooth runs are the `floorless` lines (the library's defaults since
+# 2026-12-04: the surrogate's pool is the log-mean-exp one, "floorless_max_pool_mean" is the
+# same as "max_pool_mean"; at most 4000 L-BFGS steps). The earlier lines (`smooth` and the
+# variants after it) were run with the log-sum-exp pool, the default before then: they name it
+# (floored_max_pool_mean) so they reproduce unchanged.
 # Runs go in priority order; each is resumable: re-run to continue, or name runs to do only them.
 #   bash experiments/smooth_round_trip.sh [runs-folder] [run names...]
 # Then: python experiments/collect_results.py runs/*/ > runs/table.md
@@ -12,21 +17,23 @@ RUNS=${1:-runs}
 shift || true
 IFV=${IFV:-lucid-ifv}
 common=(--n-hoyer 30 --adam 400 --lbfgs 0 --prior 1e-4 --batch-size 15 --seed 0)
-smooth=(--smooth --converge 1e-3 --max-lbfgs 1000)
+floored=(--smooth --aggregation floored_max_pool_mean)  # the log-sum-exp pool (with its floor T log 9)
+smooth=("${floored[@]}" --converge 1e-3 --max-lbfgs 1000)
 relu=(--converge 1e-3 --max-lbfgs 300)
-tight=(--smooth --converge 1e-4 --max-lbfgs 3000)  # does a tighter stationarity close the deep layers' tails?
-beta30=(--smooth --relu-beta 30 --converge 1e-3 --max-lbfgs 1000)  # a surrogate that follows photos_cnn (docs/smooth.md)
+tight=("${floored[@]}" --converge 1e-4 --max-lbfgs 3000)  # does a tighter stationarity close the deep layers' tails?
+beta30=("${floored[@]}" --relu-beta 30 --converge 1e-3 --max-lbfgs 1000)  # a surrogate that follows photos_cnn (docs/smooth.md)
 # a saturating output (softmax) with sparse targets has no finite optimum: a stronger prior gives it one
-prior1e3=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-3)
-prior1e2=(--smooth --converge 1e-3 --max-lbfgs 1000 --prior 1e-2)
-warmup=(--smooth --converge 1e-3 --max-lbfgs 1000 --warmup 200)  # compare's prior-free warm-up: fewer weak features?
-p0=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
+prior1e3=("${smooth[@]}" --prior 1e-3)
+prior1e2=("${smooth[@]}" --prior 1e-2)
+warmup=("${smooth[@]}" --warmup 200)  # compare's prior-free warm-up: fewer weak features?
+p0=("${smooth[@]}" --cossim-pow 0)  # the linear objective t.f (Lucid's channel/direction-free form)
 # compare's surrogate: the pool's temperature relative to each channel's RMS and a softplus beta per ReLU unit
 # relative to its input's RMS (no absolute floor for the weak units that carry mixed3a's tail?)
 unit=(--smooth --converge 1e-3 --max-lbfgs 1000 --cossim-pow 0 --aggregation homogeneous_max_pool_mean --relu-beta-relative)
 # compare's cap (4000 L-BFGS steps): do mixed4a's unconverged renders (8 of 30 pixel, 25 of 30 Fourier at 1000) close its tail?
-cap4000=(--smooth --converge 1e-3 --max-lbfgs 4000)
-# the smooth aggregation without the log-sum-exp pool's floor (log-mean-exp: a dead unit responds 0, not T log 9), with compare's cap
+cap4000=("${floored[@]}" --converge 1e-3 --max-lbfgs 4000)
+# the smooth aggregation without the log-sum-exp pool's floor (log-mean-exp: a dead unit responds 0, not T log 9), with
+# compare's cap: the library's defaults since 2026-12-04 (the main table)
 floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 # a softer surrogate for mixed3a's weak units: a switched-off unit's softplus slope (its Jacobian row) is larger at beta 5
 floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
@@ -78,6 +85,9 @@ inception_small_mixed3b_fft_smooth_floorless_lbfgs4000 inception_small mixed3b f
 mnist_small_conv2_fft_smooth_floorless_lbfgs4000 mnist_small conv2 fft floorless
 photos_cnn_conv2d_3_fft_smooth_floorless_lbfgs4000 photos_cnn conv2d_3 fft floorless
 inception_small_mixed3a_pixel_smooth_floorless_beta5_lbfgs4000 inception_small mixed3a pixel floorless_beta5
+densenet_small_softmax_fft_smooth_floorless_lbfgs4000 densenet_small softmax fft floorless
+densenet_small_softmax_pixel_smooth_floorless_lbfgs4000 densenet_small softmax pixel floorless
+densenet_small_logits_fft_smooth_floorless_lbfgs4000 densenet_small logits fft floorless
 "
 
 echo "$ALL" | while read -r name model layer param mode; do

@@ -4,7 +4,9 @@
 # parametrization `lucid_ifv.param.geometry`), 30 targets per run, the library's defaults
 # (relative L2 prior 1e-4, 400 Adam steps, then L-BFGS to a relative stationarity of 1e-3,
 # at most 1000 steps), then inverted. Runs: with and without the cosine term (p = 1, p = 0)
-# on the smooth surrogate, the mask fixed to one, and the plain ReLU network.
+# on the smooth surrogate, the mask fixed to one, and the plain ReLU network. The smooth runs
+# name the surrogate's pool they were made with (floored_max_pool_mean, the default until
+# 2026-12-04), so they reproduce unchanged.
 #   bash experiments/srnet_geometry.sh [runs-folder]
 # Writes the runs, then docs/results/srnet/table.md and one figure of realizations per run.
 set -euo pipefail
@@ -14,9 +16,9 @@ common=(--model srnet_small --layer res_block8 --param pixel --no-decorrelate --
         --prior 1e-4 --batch-size 15 --seed 0 --converge 1e-3)
 # name extra-options
 ALL="
-srnet_small_res_block8_p1_smooth --smooth --max-lbfgs 1000
-srnet_small_res_block8_p0_smooth --smooth --max-lbfgs 1000 --cossim-pow 0
-srnet_small_res_block8_p1_smooth_mask1 --smooth --max-lbfgs 1000 --mask one
+srnet_small_res_block8_p1_smooth --smooth --aggregation floored_max_pool_mean --max-lbfgs 1000
+srnet_small_res_block8_p0_smooth --smooth --aggregation floored_max_pool_mean --max-lbfgs 1000 --cossim-pow 0
+srnet_small_res_block8_p1_smooth_mask1 --smooth --aggregation floored_max_pool_mean --max-lbfgs 1000 --mask one
 srnet_small_res_block8_p1_relu --max-lbfgs 300
 "
 echo "$ALL" | while read -r name extra; do

@@ -9,13 +9,18 @@ Names accepted wherever an aggregation is asked for:
                              the paper's proposal (Sec. 2.3); the pool breaks the linearity
                              that a plain mean would let cancel out.
   "lse_pool_mean"            `max_pool_mean` with its max-pool replaced by log-sum-exp pooling
-                             (``T log sum exp(x / T)``, T = 0.05; `lucid_ifv.smooth`): the
-                             smooth aggregation of a smooth surrogate (`smooth_aggregation`).
+                             (``T log sum exp(x / T)``, T = 0.05; `lucid_ifv.smooth`).
   "lme_pool_mean"            `lse_pool_mean` minus its floor: log-mean-exp pooling
-                             (``T log mean exp(x / T)``), 0 on a channel that is 0 everywhere.
-  "floorless_max_pool_mean"  `max_pool_mean` on the network itself; on a smooth surrogate its
-                             pool is `lme_pool_mean` instead of `lse_pool_mean`, so a dead unit
-                             responds 0 there too, as on the network (not ``T log 9`` = 0.11).
+                             (``T log mean exp(x / T)``), 0 on a channel that is 0 everywhere:
+                             the smooth version of "max_pool_mean" (`smooth_aggregation`), so a
+                             dead unit responds 0 on the surrogate too, as on the network (not
+                             ``T log 9`` = 0.11; docs/smooth.md).
+  "floorless_max_pool_mean"  the same as "max_pool_mean" (the name the runs that introduced
+                             `lme_pool_mean` were made with; docs/results.md).
+  "floored_max_pool_mean"    `max_pool_mean` on the network itself; on a smooth surrogate its
+                             pool is `lse_pool_mean`, with the floor: the smooth mode's default
+                             until 2026-12-04, kept to reproduce the runs made with it
+                             (experiment folders written before then are read as this).
   "homogeneous_max_pool_mean"
                              `max_pool_mean` on the network itself; on a smooth surrogate its
                              log-sum-exp pool takes each channel's temperature relative to the
@@ -188,10 +193,18 @@ def homogeneous_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
 
 
 def floorless_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
-    """`max_pool_mean` (the same numbers) whose smooth version is `lme_pool_mean`
-    (`smooth_aggregation`) rather than `lse_pool_mean`."""
+    """`max_pool_mean` (the same numbers) whose smooth version is `lme_pool_mean`, as
+    `max_pool_mean`'s is (`smooth_aggregation`)."""
     aggregate = max_pool_mean(kernel, stride)
     aggregate.__name__ = f"floorless_max_pool_mean(kernel={kernel}, stride={stride})"
+    return aggregate
+
+
+def floored_max_pool_mean(kernel: int = 3, stride: int = 2) -> Aggregation:
+    """`max_pool_mean` (the same numbers) whose smooth version is `lse_pool_mean`, which
+    keeps the floor ``T log n`` (`smooth_aggregation`)."""
+    aggregate = max_pool_mean(kernel, stride)
+    aggregate.__name__ = f"floored_max_pool_mean(kernel={kernel}, stride={stride})"
     return aggregate
 
 
@@ -199,6 +212,7 @@ AGGREGATIONS = {
     "max_pool_mean": max_pool_mean(),
     "homogeneous_max_pool_mean": homogeneous_max_pool_mean(),
     "floorless_max_pool_mean": floorless_max_pool_mean(),
+    "floored_max_pool_mean": floored_max_pool_mean(),
     "lse_pool_mean": lse_pool_mean(),
     "lme_pool_mean": lme_pool_mean(),
     "mean": spatial_mean,
@@ -209,9 +223,10 @@ AGGREGATIONS = {
 
 #: the network's pooled aggregations -> the factory of their version on a smooth surrogate
 SMOOTH_VERSIONS = {
-    "max_pool_mean": lse_pool_mean,
-    "homogeneous_max_pool_mean": relative_lse_pool_mean,
+    "max_pool_mean": lme_pool_mean,
     "floorless_max_pool_mean": lme_pool_mean,
+    "floored_max_pool_mean": lse_pool_mean,
+    "homogeneous_max_pool_mean": relative_lse_pool_mean,
 }
 
 
@@ -231,9 +246,10 @@ def get_aggregation(aggregation: Union[str, Aggregation, None]) -> Aggregation:
 
 def smooth_aggregation(aggregation: Union[str, Aggregation, None], temperature: float) -> Union[str, Aggregation]:
     """The aggregation to use on a smooth surrogate: "max_pool_mean" (or None, or the
-    registered callable) -> ``lse_pool_mean(temperature=temperature)``;
-    "homogeneous_max_pool_mean" -> ``relative_lse_pool_mean(temperature=temperature)``;
-    "floorless_max_pool_mean" -> ``lme_pool_mean(temperature=temperature)``; others unchanged."""
+    registered callable) and "floorless_max_pool_mean" -> ``lme_pool_mean(temperature=temperature)``;
+    "floored_max_pool_mean" -> ``lse_pool_mean(temperature=temperature)``;
+    "homogeneous_max_pool_mean" -> ``relative_lse_pool_mean(temperature=temperature)``; others
+    unchanged (`SMOOTH_VERSIONS`)."""
     if aggregation is None:
         aggregation = "max_pool_mean"
     for name, smooth_version in SMOOTH_VERSIONS.items():

@@ -106,10 +106,12 @@ def add_fv_options(p, render=True):
                         "(continuous, default) or fixed to 1 (one)")
     p.add_argument("--cossim-pow", type=float, default=1.0, help="p of the significance (default 1; compare: 0)")
     p.add_argument("--aggregation", default="max_pool_mean",
-                   choices=["max_pool_mean", "homogeneous_max_pool_mean", "floorless_max_pool_mean", "mean", "center", "identity"],
-                   help="feature response (default max_pool_mean; compare: homogeneous_max_pool_mean; "
-                        "floorless_max_pool_mean: with --smooth a log-mean-exp pool, no T log 9 floor; "
-                        "lucid_ifv.aggregation)")
+                   choices=["max_pool_mean", "homogeneous_max_pool_mean", "floorless_max_pool_mean",
+                            "floored_max_pool_mean", "mean", "center", "identity"],
+                   help="feature response (default max_pool_mean: with --smooth a log-mean-exp pool; compare: "
+                        "homogeneous_max_pool_mean; floorless_max_pool_mean: the same as max_pool_mean; "
+                        "floored_max_pool_mean: with --smooth the log-sum-exp pool, the default until "
+                        "2026-12-04; lucid_ifv.aggregation)")
     if render:
         p.add_argument("--prior", type=float, default=1e-4,
                        help="weight of the L2 prior on the parameters, relative to the layer's response scale "

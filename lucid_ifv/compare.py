@@ -290,8 +290,8 @@ def compare(model_a, layer_a: str, model_b, layer_b: str, config: experiment.Exp
         raise ValueError(f"feature_units must be one of {FEATURE_UNITS}, got {feature_units!r}")
     config_a = dataclasses.replace(config_a, features=None)
     setup_a, setup_b = experiment.prepare(model_a, config_a), experiment.prepare(model_b, config_b)
-    settings = {"a": [model_a.name, layer_a], "b": [model_b.name, layer_b], "features": features.tolist(),
-                "reoptimize_steps": reoptimize_steps, "config": dataclasses.asdict(config_a)}
+    settings = experiment.folder_settings(config_a, a=[model_a.name, layer_a], b=[model_b.name, layer_b],
+                                          features=features.tolist(), reoptimize_steps=reoptimize_steps)
     if retries:  # only then: folders written before retries existed stay resumable
         settings["retries"] = retries
     if feature_units != "raw":  # likewise

@@ -574,12 +574,59 @@ def folder_lock(out: Path):
         os.close(fd)
 
 
-def with_settings_added_since(saved: dict, settings: dict) -> dict:
-    """``saved`` (a folder's settings, ``{"config": {...}, ...}``) with every config setting
-    that ``settings`` has and ``saved`` lacks filled in, when its value is the default: a
-    setting added to `ExperimentConfig` after the folder was written, left at its default,
-    changes nothing, so the folder can still be resumed."""
+SURROGATE_AGGREGATION = "surrogate_aggregation"  # settings key: the aggregation used on the surrogate
+
+
+def surrogate_aggregation_name(config: dict) -> str | None:
+    """The name of the aggregation a smooth-mode ``config`` (a saved config dict) renders and
+    inverts with on the surrogate (`aggregation.smooth_aggregation`), e.g.
+    ``"lme_pool_mean(kernel=3, stride=2, temperature=0.05)"``; None outside smooth mode."""
+    from lucid_ifv.aggregation import smooth_aggregation
+
+    if not config.get("smooth"):
+        return None
+    aggregation = smooth_aggregation(config.get("aggregation", "max_pool_mean"),
+                                     config.get("pool_temperature", ExperimentConfig.pool_temperature))
+    return getattr(aggregation, "__name__", aggregation)
+
+
+def folder_settings(config: ExperimentConfig, **other) -> dict:
+    """What a folder's settings.json records of ``config`` (and ``other`` entries): the config
+    and, in smooth mode, the aggregation it resolves to on the surrogate (so a folder keeps
+    its meaning when a name's smooth version changes; `read_as_today`)."""
+    settings = {**other, "config": dataclasses.asdict(config)}
+    name = surrogate_aggregation_name(settings["config"])
+    if name is not None:
+        settings[SURROGATE_AGGREGATION] = name
+    return settings
+
+
+def read_as_today(saved: dict) -> dict:
+    """A folder's saved settings as today's code reads them. A smooth-mode folder without
+    ``surrogate_aggregation`` was written before 2026-12-04 evening, when "max_pool_mean" was smoothed
+    with the log-sum-exp pool (with its floor ``T log 9``): its aggregation is read as
+    "floored_max_pool_mean", which still means that, and the pool is named."""
     saved = json.loads(json.dumps(saved))
+    config = saved.get("config")
+    if isinstance(config, dict) and config.get("smooth") and SURROGATE_AGGREGATION not in saved:
+        if config.get("aggregation", "max_pool_mean") == "max_pool_mean":
+            config["aggregation"] = "floored_max_pool_mean"
+        saved[SURROGATE_AGGREGATION] = surrogate_aggregation_name(config)
+    return saved
+
+
+def load_settings(folder) -> dict:
+    """An experiment folder's settings.json, read as today's code reads it (`read_as_today`)."""
+    return read_as_today(json.loads((Path(folder) / "settings.json").read_text()))
+
+
+def with_settings_added_since(saved: dict, settings: dict) -> dict:
+    """``saved`` (a folder's settings, ``{"config": {...}, ...}``) read as today
+    (`read_as_today`), with every config setting that ``settings`` has and ``saved`` lacks
+    filled in, when its value is the default: a setting added to `ExperimentConfig` after the
+    folder was written, left at its default, changes nothing, so the folder can still be
+    resumed."""
+    saved = read_as_today(saved)
     defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
     for key, value in settings.get("config", {}).items():
         if key not in saved.get("config", {}) and value == defaults.get(key, dataclasses.MISSING):
@@ -641,7 +688,7 @@ def run_experiment(model, config: ExperimentConfig, out_dir, progress: bool = Tr
     check_out_dir(out)
     runner = runner or serial_runner(model)
     with folder_lock(out):
-        settings = {"model": model.name, "config": dataclasses.asdict(config)}
+        settings = folder_settings(config, model=model.name)
         if getattr(model, "input_kind", "image") != "image":  # (image runs keep their old settings files)
             settings["input_kind"] = model.input_kind
         _write_settings(out, settings)
@@ -760,8 +807,7 @@ def resolve_records(out_dir, rule=None) -> list:
     statistics by today's solves and verdict ``rule`` (`ifv.VerdictRule`; default the
     library's): tables and verdict calibrations then reflect the current code, offline."""
     out_dir = Path(out_dir)
-    settings = json.loads((out_dir / "settings.json").read_text())
-    config = ExperimentConfig(**settings["config"])
+    config = ExperimentConfig(**load_settings(out_dir)["config"])
     records = {r["index"]: r for r in load_records(out_dir / "records.jsonl")}
     data = load_realizations(out_dir)
     keep = np.isin(data["indices"], list(records))
@@ -813,7 +859,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     """
     from lucid_ifv import critical_space
 
-    settings = json.loads(Path(out_dir, "settings.json").read_text())["config"]
+    settings = load_settings(out_dir)["config"]
     data = load_realizations(out_dir)
     f, targets, p = data["response"], data["targets"], settings["cossim_pow"]
     stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))

@@ -127,3 +127,33 @@ def test_a_folder_written_before_a_setting_existed_matches_only_its_default():
     assert ex.with_settings_added_since(saved, at_default) == at_default
     assert ex.with_settings_added_since(saved, changed) != changed
     assert saved == {"model": "m", "config": {"layer": "conv2"}}  # not modified
+
+
+def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(small_model, tmp_path):
+    """A smooth-mode folder records the pool its aggregation resolves to on the surrogate; a
+    folder saved before that (no ``surrogate_aggregation``) smoothed "max_pool_mean" with the
+    log-sum-exp pool, so it reads as "floored_max_pool_mean": it resumes with that name and
+    refuses today's default, whose pool is the log-mean-exp one."""
+    smooth = {**CONFIG, "n_hoyer": 2, "n_canonical": 0, "adam_steps": 3, "lbfgs_steps": 0, "smooth": True}
+    ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), tmp_path / "new", progress=False)
+    assert ex.load_settings(tmp_path / "new")["surrogate_aggregation"].startswith("lme_pool_mean(")
+    old = tmp_path / "old"
+    records = ex.run_experiment(small_model, ex.ExperimentConfig(**smooth, aggregation="floored_max_pool_mean"), old,
+                                progress=False)
+    saved = json.loads((old / "settings.json").read_text())
+    assert saved.pop("surrogate_aggregation").startswith("lse_pool_mean(")
+    saved["config"]["aggregation"] = "max_pool_mean"  # as folders were written before 2026-12-04 evening
+    (old / "settings.json").write_text(json.dumps(saved))
+    read = ex.load_settings(old)
+    assert read["config"]["aggregation"] == "floored_max_pool_mean"
+    assert read["surrogate_aggregation"].startswith("lse_pool_mean(")
+    again = ex.run_experiment(small_model, ex.ExperimentConfig(**smooth, aggregation="floored_max_pool_mean"), old,
+                              progress=False)
+    assert [r["index"] for r in again] == [r["index"] for r in records]
+    with pytest.raises(ValueError, match="other settings"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), old, progress=False)
+    plain = {"model": "m", "config": {"layer": "conv2", "aggregation": "max_pool_mean", "smooth": False}}
+    assert ex.read_as_today(plain) == plain  # the plain network's max-pool never changed
+    homogeneous = ex.read_as_today({"config": {"smooth": True, "aggregation": "homogeneous_max_pool_mean"}})
+    assert homogeneous["config"]["aggregation"] == "homogeneous_max_pool_mean"
+    assert homogeneous["surrogate_aggregation"].startswith("relative_lse_pool_mean(")

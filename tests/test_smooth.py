@@ -149,10 +149,12 @@ def test_lse_pool_mean_tends_to_max_pool_mean():
 def test_lse_pool_mean_registration_and_smooth_aggregation():
     acts = tf.constant(_rng(5).normal(size=(1, 5, 5, 2)), tf.float32)
     np.testing.assert_allclose(agg.get_aggregation("lse_pool_mean")(acts), agg.lse_pool_mean(temperature=0.05)(acts))
-    for name in ("max_pool_mean", None, agg.AGGREGATIONS["max_pool_mean"]):
+    floored = agg.get_aggregation("floored_max_pool_mean")  # the smooth default until 2026-12-04
+    np.testing.assert_allclose(floored(acts), agg.get_aggregation("max_pool_mean")(acts))
+    for name in ("floored_max_pool_mean", floored):
         mapped = agg.smooth_aggregation(name, 0.01)
+        assert "lse_pool_mean" in mapped.__name__ and "temperature=0.01" in mapped.__name__
         np.testing.assert_allclose(mapped(acts), agg.lse_pool_mean(temperature=0.01)(acts))
-        assert "temperature=0.01" in mapped.__name__
     assert agg.smooth_aggregation("mean", 0.01) == "mean"
     assert agg.smooth_aggregation(agg.center, 0.01) is agg.center
     with pytest.raises(ValueError, match="temperature must be a finite number > 0, got -1"):
@@ -162,7 +164,8 @@ def test_lse_pool_mean_registration_and_smooth_aggregation():
 def test_lme_pool_mean_has_no_floor():
     """log-mean-exp = log-sum-exp minus T log 9: 0 on a dead (all-zero) channel where the
     log-sum-exp pool gives T log 9, within T log 9 below the max-pool, the same gradient; the
-    network-side name is max_pool_mean's numbers and maps to it on a surrogate."""
+    network-side names (max_pool_mean, the default, and floorless_max_pool_mean) are
+    max_pool_mean's numbers and map to it on a surrogate."""
     acts = tf.constant(_rng(7).normal(size=(2, 7, 7, 3)), tf.float32)
     lme, lse = agg.lme_pool_mean(temperature=0.05), agg.lse_pool_mean(temperature=0.05)
     np.testing.assert_allclose(lme(acts), lse(acts) - 0.05 * math.log(9), atol=1e-6)
@@ -177,7 +180,7 @@ def test_lme_pool_mean_has_no_floor():
     np.testing.assert_allclose(tape.gradient(a, x), tape.gradient(b, x), atol=1e-6)
     floorless = agg.get_aggregation("floorless_max_pool_mean")
     np.testing.assert_allclose(floorless(acts), agg.get_aggregation("max_pool_mean")(acts))
-    for name in ("floorless_max_pool_mean", floorless):
+    for name in ("max_pool_mean", None, agg.AGGREGATIONS["max_pool_mean"], "floorless_max_pool_mean", floorless):
         mapped = agg.smooth_aggregation(name, 0.01)
         assert "lme_pool_mean" in mapped.__name__ and "temperature=0.01" in mapped.__name__
         np.testing.assert_allclose(mapped(acts), agg.lme_pool_mean(temperature=0.01)(acts))

@@ -359,7 +359,8 @@ def _prepare_out_dir(out_dir, settings: dict) -> tuple[Path | None, int]:
     saved_retries = saved.pop("retries", 0)
     ours = {key: value for key, value in settings.items() if key != "retries"}
     if _settings_text(saved) != _settings_text(ours):
-        raise ValueError(f"{out} holds a comparison with other settings; use another folder")
+        raise ValueError(f"{out} holds a comparison with other settings "
+                         f"({experiment.settings_difference(saved, ours)}); use another folder")
     if saved_retries > settings.get("retries", 0):
         raise ValueError(f"{out} holds a comparison with retries={saved_retries}, got retries="
                          f"{settings.get('retries', 0)}: give at least {saved_retries} (a replaced row cannot be "

@@ -634,12 +634,29 @@ def with_settings_added_since(saved: dict, settings: dict) -> dict:
     return saved
 
 
+def settings_difference(saved: dict, settings: dict) -> str:
+    """The entries where two folders' settings differ, for an error message, e.g.
+    ``"aggregation: saved 'floored_max_pool_mean', given 'max_pool_mean'"`` (config entries by
+    their name, the others at the top level, as ``config.<name>`` where a name is both)."""
+    def differences(a: dict, b: dict, prefix: str = "") -> list:
+        return [f"{prefix}{key}: saved {a.get(key)!r}, given {b.get(key)!r}"
+                for key in sorted(set(a) | set(b)) if key != "config" and a.get(key) != b.get(key)]
+
+    config_a, config_b = saved.get("config", {}), settings.get("config", {})
+    both = (set(saved) | set(settings)) & (set(config_a) | set(config_b))
+    top = differences(saved, settings)
+    inner = [d if d.split(":")[0] not in both else "config." + d for d in differences(config_a, config_b)]
+    return "; ".join(inner + top)
+
+
 def _write_settings(out: Path, settings: dict) -> None:
     """Save the settings, or refuse a folder that holds another experiment's."""
     path = out / "settings.json"
     if path.exists():
-        if with_settings_added_since(json.loads(path.read_text()), settings) != settings:
-            raise ValueError(f"{out} holds an experiment with other settings ({path}); use another folder")
+        saved = with_settings_added_since(json.loads(path.read_text()), settings)
+        if saved != settings:
+            raise ValueError(f"{out} holds an experiment with other settings ({path}: "
+                             f"{settings_difference(saved, settings)}); use another folder")
     else:
         write_text_atomic(path, json.dumps(settings, indent=2))
 

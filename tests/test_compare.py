@@ -163,7 +163,7 @@ def test_compare_resumes_from_its_folder_and_refuses_other_settings(mnist_compar
                     progress=False)
     np.testing.assert_array_equal(again.matrix, result.matrix)
     assert again.verdicts == result.verdicts
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(features: saved \[0, 5, 17, 30\], given \[1\]\)"):
         compare(a, "conv2", b.model, "conv2", default_config(**FAST), features=[1], out_dir=out, progress=False)
 
 

@@ -56,7 +56,7 @@ def test_resume_after_interruption(small_model, tmp_path, monkeypatch):
 
 def test_settings_guard_and_bad_config(small_model, tmp_path):
     ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 1, "n_canonical": 0}), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other settings .*n_hoyer: saved 1, given 2"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 2}), tmp_path, progress=False)
     with pytest.raises(KeyError, match="unknown layer"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "layer": "nope"}), tmp_path / "b", progress=False)
@@ -150,7 +150,8 @@ def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(sma
     again = ex.run_experiment(small_model, ex.ExperimentConfig(**smooth, aggregation="floored_max_pool_mean"), old,
                               progress=False)
     assert [r["index"] for r in again] == [r["index"] for r in records]
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other settings .*aggregation: saved 'floored_max_pool_mean', given "
+                                         "'max_pool_mean'; surrogate_aggregation: saved 'lse_pool_mean"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), old, progress=False)
     plain = {"model": "m", "config": {"layer": "conv2", "aggregation": "max_pool_mean", "smooth": False}}
     assert ex.read_as_today(plain) == plain  # the plain network's max-pool never changed

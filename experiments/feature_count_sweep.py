@@ -68,7 +68,8 @@ def make_config(args, layer: str, depth: int, k: int, p: float, aggregation: str
 
     return ex.ExperimentConfig(
         layer=layer, features=None if k >= depth else list(range(k)), n_hoyer=args.n, seed=args.seed,
-        cossim_pow=float(p), aggregation=FLOORED.get(aggregation, aggregation), fft=args.param == "fft", decorrelate=args.param == "fft",
+        cossim_pow=float(p), aggregation=FLOORED.get(aggregation, aggregation),
+        fft=args.param == "fft", decorrelate=args.param == "fft",
         adam_steps=args.adam, lbfgs_steps=0, prior_weight=args.prior, prior_relative=True,
         smooth=True, converge=args.converge, max_lbfgs_steps=args.max_lbfgs, batch_size=args.batch_size)
 

@@ -603,9 +603,10 @@ def folder_settings(config: ExperimentConfig, **other) -> dict:
 
 def read_as_today(saved: dict) -> dict:
     """A folder's saved settings as today's code reads them. A smooth-mode folder without
-    ``surrogate_aggregation`` was written before 2026-12-04 evening, when "max_pool_mean" was smoothed
-    with the log-sum-exp pool (with its floor ``T log 9``): its aggregation is read as
-    "floored_max_pool_mean", which still means that, and the pool is named."""
+    ``surrogate_aggregation`` was written before the log-mean-exp pool became the default
+    (2026-12-04), when "max_pool_mean" was smoothed with the log-sum-exp pool (with its floor
+    ``T log 9``): its aggregation is read as "floored_max_pool_mean", which still means that,
+    and the pool is named."""
     saved = json.loads(json.dumps(saved))
     config = saved.get("config")
     if isinstance(config, dict) and config.get("smooth") and SURROGATE_AGGREGATION not in saved:
@@ -638,8 +639,8 @@ def settings_difference(saved: dict, settings: dict) -> str:
     """The entries where two folders' settings differ, for an error message, e.g.
     ``"aggregation: saved 'floored_max_pool_mean', given 'max_pool_mean'"`` (config entries by
     their name, the others at the top level, as ``config.<name>`` where a name is both)."""
-    def differences(a: dict, b: dict, prefix: str = "") -> list:
-        return [f"{prefix}{key}: saved {a.get(key)!r}, given {b.get(key)!r}"
+    def differences(a: dict, b: dict) -> list:
+        return [f"{key}: saved {a.get(key)!r}, given {b.get(key)!r}"
                 for key in sorted(set(a) | set(b)) if key != "config" and a.get(key) != b.get(key)]
 
     config_a, config_b = saved.get("config", {}), settings.get("config", {})

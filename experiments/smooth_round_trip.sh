@@ -37,6 +37,7 @@ cap4000=("${floored[@]}" --converge 1e-3 --max-lbfgs 4000)
 floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 # a softer surrogate for mixed3a's weak units: a switched-off unit's softplus slope (its Jacobian row) is larger at beta 5
 floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
+floorless_prior1e2=("${floorless[@]}" --prior 1e-2)  # DenseNet's softmax: a prior strong enough to give it a finite optimum
 
 # name model layer param mode
 ALL="
@@ -88,6 +89,8 @@ inception_small_mixed3a_pixel_smooth_floorless_beta5_lbfgs4000 inception_small m
 densenet_small_softmax_fft_smooth_floorless_lbfgs4000 densenet_small softmax fft floorless
 densenet_small_softmax_pixel_smooth_floorless_lbfgs4000 densenet_small softmax pixel floorless
 densenet_small_logits_fft_smooth_floorless_lbfgs4000 densenet_small logits fft floorless
+densenet_small_softmax_fft_smooth_floorless_prior1e-2_lbfgs4000 densenet_small softmax fft floorless_prior1e2
+densenet_small_softmax_pixel_smooth_floorless_prior1e-2_lbfgs4000 densenet_small softmax pixel floorless_prior1e2
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -97,7 +100,7 @@ echo "$ALL" | while read -r name model layer param mode; do
   [ "$param" = pixel ] && pflags+=(--no-decorrelate)
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
-    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;;
+    prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;; floorless_prior1e2) extra=("${floorless_prior1e2[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null

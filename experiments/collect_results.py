@@ -22,7 +22,7 @@ import numpy as np
 from lucid_ifv import experiment as ex
 from lucid_ifv.ifv import DEFAULT_METHOD_WITH_PRIOR as DEFAULT_SOLVE
 
-GOOD_DEG = 5.0  # an answer within this angle of the live target counts as right
+GOOD_DEG = ex.GOOD_DEG  # an answer within this angle of the live target counts as right
 
 
 def describe(settings: dict) -> str:
@@ -68,12 +68,16 @@ def load_runs(folders):
 
 def critical_angles(folder: Path) -> str:
     """Median [q1, q3] angle modulo the trivial space Algorithm 1 selects (runs analysed with
-    `lucid-ifv critical`), else '-'."""
+    `lucid-ifv critical`) and how many inversions in that critical space the verdict calls
+    "identified" (how many of those are right), else '-'."""
     if not (folder / "critical_space.md").exists():
         return "-"
     rows = [r for r in ex.critical_space_analysis(folder, eps_hi=0.1) if r["selected"]]
-    return "-" if not rows else (f"{rows[0]['median_angle']:.2f} [{rows[0]['q1']:.2f}, {rows[0]['q3']:.2f}], p90 {rows[0]['p90']:.2f} "
-                                  f"(dim {rows[0]['dim']})")
+    if not rows:
+        return "-"
+    r = rows[0]
+    return (f"{r['median_angle']:.2f} [{r['q1']:.2f}, {r['q3']:.2f}], p90 {r['p90']:.2f} (dim {r['dim']}; "
+            f"identified in it {r['identified']} of {r['n']}, {r['identified_right']} right)")
 
 
 def default_solve_and_identified(settings: dict, records: list) -> tuple[str, str]:

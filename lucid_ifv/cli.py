@@ -253,11 +253,16 @@ def _check_invert_inputs(args, model, layer, checked: dict) -> None:
     if targets is not None and targets.shape != (len(images), k):
         raise ValueError(f"{args.images[0]}: 'targets' has shape {targets.shape}; expected [{len(images)}, {k}] "
                          f"(one target per image, {k} channels of layer {layer!r} of {model.name})")
+    trivial = args.trivial_basis
+    if trivial is not None and not trivial.shape[1] < trivial.shape[0] == k:
+        raise ValueError(f"--trivial {args.trivial} has shape {trivial.shape}; expected [{k}, r] with 1 <= r < {k} "
+                         f"({k} channels of layer {layer!r} of {model.name})")
     checked["images"] = images
 
 
 def cmd_invert(args) -> int:
     from lucid_ifv import ifv, metrics, objectives as obj
+    from lucid_ifv.critical_space import critical_basis
 
     checked = {}
     model, layer, aggregation, prior_weight = prepared_model(
@@ -266,9 +271,13 @@ def cmd_invert(args) -> int:
     param = make_param(model, args, len(images))
     prior = obj.params_L2() if prior_weight else None
     method = None if args.method == "auto" else args.method
+    trivial = args.trivial_basis
     result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
                         prior=prior, method=method, dither=args.dither,
+                        critical_space=None if trivial is None else critical_basis(trivial),
                         expected_prior_weight=(prior_weight or None) if method != "paper" else None)
+    modulo = (None if trivial is None or args.npz_targets is None else
+              ifv.angle_modulo_trivial(result.target, args.npz_targets, result.response, trivial, args.cossim_pow))
     targets = args.npz_targets
     verdicts = result.verdicts()
     rows = []
@@ -293,6 +302,8 @@ def cmd_invert(args) -> int:
             row["angle_to_target"] = float(metrics.angle_deg(result.target[i], targets[i]))
             row["angle_to_target_live"] = float(metrics.angle_deg(result.target[i], alive)) if alive.any() else None
             row["angle_response_to_target"] = float(metrics.angle_deg(result.response[i], targets[i]))
+            if modulo is not None:
+                row["angle_to_target_modulo_trivial"] = float(modulo[i])
         rows.append(row)
         print(json.dumps(row))
     if args.out:
@@ -540,16 +551,29 @@ def cmd_critical(args) -> int:
     from lucid_ifv import experiment as ex
 
     rows = ex.critical_space_analysis(args.run, args.eps_lo, args.eps_hi, args.max_angle)
+    good = f"{ex.GOOD_DEG:g}"
     lines = ["| trivial dim | eps | median angle modulo T | q1 | q3 | p90 | selected | angle of 1/sqrt(k) to T "
-             "| features with e_j within 5 deg of T |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| features with e_j within 5 deg of T | identified in it (right: < {good} deg modulo T) "
+             f"| < {good} deg modulo T |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dim']} | {r['eps']:.3g} | {r['median_angle']:.2f} | {r['q1']:.2f} | {r['q3']:.2f} | "
                      f"{r['p90']:.2f} | "
                      f"{'yes' if r['selected'] else ''} | {r['ones_angle_deg']:.3f} | "
-                     f"{', '.join(map(str, r['dead_like_features'])) or '-'} |")
+                     f"{', '.join(map(str, r['dead_like_features'])) or '-'} | "
+                     f"{r['identified']} of {r['n']} ({r['identified_right']} right) | {r['right']} of {r['n']} |")
     text = "\n".join(lines)
     Path(args.run, "critical_space.md").write_text(f"Command: `lucid-ifv {' '.join(sys.argv[1:])}`\n\n{text}\n")
     print(text)
+    if args.save:
+        from lucid_ifv.atomic import write_atomic
+
+        selected = [r for r in rows if r["selected"]]
+        if not selected:
+            raise ValueError(f"no critical space was selected in {args.run} (no candidate with at most half the "
+                             "features trivial); nothing saved to --save")
+        write_atomic(args.save, lambda fh: np.save(fh, selected[0]["trivial_basis"]))
+        print(f"saved the selected trivial space ({selected[0]['dim']} direction(s), [k, r] orthonormal columns) "
+              f"to {args.save}: invert in its critical space with `lucid-ifv invert ... --trivial {args.save}`")
     return 0
 
 
@@ -687,6 +711,24 @@ def _npz_targets(paths) -> np.ndarray | None:
     return check_finite(targets, f"{paths[0]}: targets")
 
 
+def _check_npy_name(path, flag: str) -> None:
+    if Path(path).suffix != ".npy":
+        raise ValueError(f"{flag} {path}: expected a .npy file name")
+
+
+def _load_trivial(path) -> np.ndarray:
+    """`invert --trivial`: trivial directions ``[k, r]`` (orthonormal columns, r >= 1) from a
+    .npy file (as `critical --save` writes), checked; the feature count is checked later."""
+    from lucid_ifv.imageio import load_array
+    from lucid_ifv.validation import check_orthonormal
+
+    _check_npy_name(path, "--trivial")
+    basis = check_orthonormal(load_array(path, what="--trivial file"), f"--trivial {path}")
+    if basis.shape[1] == 0:
+        raise ValueError(f"--trivial {path} has shape {basis.shape}: no trivial direction; omit --trivial instead")
+    return basis
+
+
 def _check_run_folder(run) -> None:
     """`critical --run`: an experiment folder with settings and readable realizations."""
     from lucid_ifv.imageio import load_array
@@ -746,6 +788,7 @@ def check_args(args) -> None:
     elif command == "invert":
         args.image_batches = [read_image_file(p) for p in args.images]
         args.npz_targets = _npz_targets(args.images)
+        args.trivial_basis = _load_trivial(args.trivial) if args.trivial else None
         if args.out:
             check_out_file(args.out)
     elif command == "experiment":
@@ -760,6 +803,9 @@ def check_args(args) -> None:
     elif command in ("compare", "demo"):
         check_out_dir(args.out)
     elif command == "critical":
+        if args.save:
+            _check_npy_name(args.save, "--save")
+            check_out_file(args.save, "--save file")
         _check_run_folder(args.run)
     elif command == "trust":  # thresholds, and the image files read (and checked) before TensorFlow
         from lucid_ifv.imageio import read_image_file
@@ -848,6 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-dithered inversions that check answers from 8-bit images (PNGs), each one more "
                         "inversion; 'auto' (default): 4 when every value lies on the 8-bit grid, else 0 "
                         "(docs/ifv.md, 'Quantized images')")
+    p.add_argument("--trivial", metavar="FILE.npy",
+                   help="trivial directions [k, r] (`critical --save`): solve and judge in their complement, the "
+                        "critical space (paper Sec. 2.2, 3.5)")
     p.add_argument("--out", help="write the predictions as JSON")
     p.set_defaults(func=cmd_invert)
 
@@ -902,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps-lo", type=float, default=1e-6)
     p.add_argument("--eps-hi", type=float, default=0.5)
     p.add_argument("--max-angle", type=float, default=30.0, help="principal-angle cutoff of the merge (degrees)")
+    p.add_argument("--save", metavar="FILE.npy",
+                   help="write the selected trivial space ([k, r] orthonormal columns) for `invert --trivial`")
     p.set_defaults(func=cmd_critical)
 
     p = sub.add_parser("fidelity", help="how closely the smooth surrogate follows the network (per beta)")

@@ -181,6 +181,7 @@ def make_targets(config: ExperimentConfig, k: int):
 
 
 SOLVES = ("paper", "prior_aware", "anchored", "nonneg")  # every solve a run reports (those that apply)
+GOOD_DEG = 5.0  # an answer within this angle of the (live) target counts as right: the verdict's calibration
 
 
 @dataclasses.dataclass
@@ -871,9 +872,16 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     whose trivial space is at most ``max_trivial_fraction`` of the features is marked
     ``selected`` (tiny critical spaces make every comparison trivially small).
 
+    Each candidate's inversions are judged too (`ifv.verdicts`, the library's rule), as
+    `ifv.invert(..., critical_space=...)` judges them: inside the critical space the
+    trivial directions are gone, so an answer that was "ambiguous" only through them (e.g.
+    softmax's shift) can be "identified"; the known targets say how often that is right.
+
     Returns:
       one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``p90``, ``selected``,
-      ``ones_angle_deg`` and ``dead_like_features`` (see `_trivial_directions`).
+      ``ones_angle_deg`` and ``dead_like_features`` (see `_trivial_directions`), ``n`` (samples),
+      ``identified`` (verdicts "identified"), ``right`` (angles modulo the trivial space below
+      `GOOD_DEG`), ``identified_right`` (both) and ``trivial_basis`` (``[k, r]``).
     """
     from lucid_ifv import critical_space
 
@@ -890,9 +898,12 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
             continue
         result = ifv.solve_gram(f, stats, p, critical_space=cand)
         angles = ifv.angle_modulo_trivial(result.target, targets, f, cand.basis, p)
+        identified, right = result.verdicts() == "identified", np.nan_to_num(angles, nan=np.inf) < GOOD_DEG
         rows.append({"dim": cand.dim, "eps": float(cand.eps), "median_angle": float(np.nanmedian(angles)),
                      "q1": float(np.nanpercentile(angles, 25)), "q3": float(np.nanpercentile(angles, 75)),
-                     "p90": float(np.nanpercentile(angles, 90)), "selected": False, **_trivial_directions(cand.basis)})
+                     "p90": float(np.nanpercentile(angles, 90)), "selected": False, **_trivial_directions(cand.basis),
+                     "n": len(angles), "identified": int(identified.sum()), "right": int(right.sum()),
+                     "identified_right": int((identified & right).sum()), "trivial_basis": cand.basis})
     eligible = [r for r in rows if r["dim"] <= max_trivial_fraction * k]
     if eligible:
         min(eligible, key=lambda r: r["median_angle"])["selected"] = True

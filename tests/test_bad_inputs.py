@@ -111,6 +111,15 @@ CLI_CASES = [
     C("compare without B", "compare --out {o}", "give --model-b (another network) or --permuted SEED"),
     C("compare --baseline on a .pb", "compare --model {d}/junk.pb --permuted 0 --baseline --out {o}",
       "--baseline needs a shipped --model"),
+    C("invert --trivial <not .npy>", "invert --images {d}/grey28.png --trivial {d}/ok.npz",
+      "--trivial {d}/ok.npz: expected a .npy file name"),
+    C("invert --trivial <missing>", "invert --images {d}/grey28.png --trivial {d}/nothing.npy",
+      "no --trivial file at {d}/nothing.npy"),
+    C("invert --trivial <not orthonormal>", "invert --images {d}/grey28.png --trivial {d}/trivial_skew.npy",
+      "columns are not orthonormal"),
+    C("invert --trivial <no direction>", "invert --images {d}/grey28.png --trivial {d}/trivial_none.npy",
+      "no trivial direction; omit --trivial instead"),
+    C("critical --save <not .npy>", "critical --run {d}/badrun --save {d}/x.json", "--save {d}/x.json: expected a .npy file name"),
     C("critical --run <missing>", "critical --run {d}/nothing", "no experiment folder at"),
     C("critical --run <file>", "critical --run {d}/grey28.png", "is a file; expected the --out folder"),
     C("critical --run <no settings>", "critical --run {d}/emptydir", "has no settings.json"),
@@ -180,6 +189,8 @@ CLI_CASES = [
       "'targets' has shape (2, 5); expected [2, 32]", "model"),
     C("invert .npz with more targets than images", ["invert", *MNIST, "--images", "{d}/targets_n3.npz"],
       "'targets' has shape (3, 32); expected [2, 32]", "model"),
+    C("invert --trivial of the wrong length", ["invert", *MNIST, "--images", "{d}/grey28.png", "--trivial", "{d}/trivial_k5.npy"],
+      "--trivial {d}/trivial_k5.npy has shape (5, 1); expected [32, r] with 1 <= r < 32", "model"),
     C("experiment --features 99", ["experiment", *MNIST, "--features", "99", "--out", "{o}"],
       "features [99] out of range for layer 'conv2' with 32 channels", "model"),
     C("compare networks of different inputs", ["compare", *MNIST, "--model-b", "inception_small", "--out", "{o}"],
@@ -231,6 +242,9 @@ def make_bad_files(d: Path) -> None:
     np.savez(d / "pickled.npz", images=np.array([{"a": 1}], dtype=object))
     np.save(d / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(d / "t5.npy", np.ones((1, 5)))
+    np.save(d / "trivial_none.npy", np.zeros((32, 0)))
+    np.save(d / "trivial_skew.npy", np.ones((32, 2)))
+    np.save(d / "trivial_k5.npy", np.ones((5, 1)) / np.sqrt(5))
     arr = (d / "t5.npy").read_bytes()
     (d / "truncated.npy").write_bytes(arr[: len(arr) - 8])
     (d / "text.npy").write_text("0.1 0.2 0.3\n")
@@ -410,6 +424,8 @@ def api_cases():
         ("invert: NaN", lambda m: ifv.invert(m, "conv2", _images() * np.nan), "non-finite value(s)"),
         ("invert: empty batch", lambda m: ifv.invert(m, "conv2", np.zeros((0, 16, 16, 3))), "hold no pixels"),
         ("invert: not numbers", lambda m: ifv.invert(m, "conv2", "picture.png"), "must be a numeric array"),
+        ("invert: critical space of the wrong length", lambda m: ifv.invert(m, "conv2", _images(), critical_space=np.eye(5)),
+         "critical space basis of shape (5, 5); expected [6, d] for 6 features"),
         ("channel -1", lambda m: obj.channel("conv2", -1), "channel must be an integer index >= 0, got -1"),
         ("channel 1.5", lambda m: obj.channel("conv2", 1.5), "channel must be an integer index >= 0, got 1.5"),
         ("channel 6 of 6", lambda m: _render(m, obj.channel("conv2", 6)),

@@ -68,6 +68,26 @@ def test_experiment_writes_summary(tmp_path, capsys):
     assert "| trivial dim |" in capsys.readouterr().out and (out / "critical_space.md").exists()
 
 
+def test_critical_save_then_invert_in_the_critical_space(tmp_path, capsys):
+    """`critical --save` writes the selected trivial space; `invert --trivial` solves in its
+    complement and measures the angle modulo it, as the offline analysis did."""
+    out, fv = tmp_path / "e", ["--model", "densenet_small", "--layer", "softmax", "--param", "pixel", "--no-decorrelate"]
+    assert main(["experiment", *fv, "--n-hoyer", "3", "--adam", "30", "--lbfgs", "10", "--batch-size", "3",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["critical", "--run", str(out), "--save", str(tmp_path / "T.npy")]) == 0
+    table = capsys.readouterr().out
+    selected = next(line.split("|") for line in table.splitlines() if "| yes |" in line)
+    trivial = np.load(tmp_path / "T.npy")
+    assert trivial.shape == (10, int(selected[1])) and np.allclose(trivial.T @ trivial, np.eye(trivial.shape[1]))
+    assert np.linalg.norm(trivial.T @ np.ones(10)) / np.sqrt(10) > 0.999  # softmax's shift is trivial
+    assert main(["invert", *fv, "--images", str(out / "realizations" / "batch_0000.npz"),
+                 "--trivial", str(tmp_path / "T.npy")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    modulo = [r["angle_to_target_modulo_trivial"] for r in rows]
+    assert len(modulo) == 3 and abs(np.median(modulo) - float(selected[3])) < 0.5  # the offline median
+
+
 def test_demo_shows_smooth_and_plain_with_verdicts(tmp_path, capsys):
     assert main(["demo", "--model", "mnist_small", "--param", "pixel", "--n", "2", "--adam", "20",
                  "--max-lbfgs", "10", "--out", str(tmp_path)]) == 0

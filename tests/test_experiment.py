@@ -82,6 +82,11 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     assert by_dim[2]["median_angle"] < 1.0 and by_dim[2]["q3"] <= by_dim[2]["p90"]
     assert by_dim[2]["ones_angle_deg"] < 5 and by_dim[2]["dead_like_features"] == [0]
     assert np.median([r["angle_prior_aware"] for r in records]) > 5  # without the critical space
+    # the verdict: "ambiguous" in the ambient space (the trivial directions are near-null), but
+    # inside the selected critical space it identifies the answers, and rightly (modulo T)
+    assert not any(r[f"verdict_{m}"] == "identified" for r in records for m in ("prior_aware", "anchored"))
+    assert by_dim[2]["n"] == 12 and by_dim[2]["identified"] >= 10
+    assert by_dim[2]["identified_right"] == by_dim[2]["identified"] <= by_dim[2]["right"]
 
 
 def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 
 from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
-from lucid_ifv.ifv.solve import GramStatistics, InversionResult, gram_statistics, significance_matrix, solve
+from lucid_ifv.ifv.solve import (GramStatistics, InversionResult, _critical_basis, gram_statistics,
+                                 significance_matrix, solve)
 from lucid_ifv.param import Param
 from lucid_ifv.validation import check_finite
 
@@ -167,6 +168,8 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
     """
     _check_images(realization, model)
     scales = _check_feature_scales(feature_scales, model, layer, features)
+    if critical_space is not None:  # a wrong basis is refused before the Jacobian, not after
+        _critical_basis(critical_space, len(features) if features is not None else model.layer(layer).depth)
     n_dither = _dither_count(dither, realization, dither_seed)
     if n_dither:
         from lucid_ifv.ifv.dither import dither_check

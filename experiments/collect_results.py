@@ -14,6 +14,7 @@ well the verdict "identified" predicts a good answer (angle on live features < 5
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -66,16 +67,22 @@ def load_runs(folders):
     return runs
 
 
-def critical_angles(folder: Path) -> str:
-    """Median [q1, q3] angle modulo the trivial space Algorithm 1 selects (runs analysed with
-    `lucid-ifv critical`) and how many inversions in that critical space the verdict calls
-    "identified" (how many of those are right), else '-'."""
+@functools.lru_cache(maxsize=None)
+def selected_critical_space(folder: Path) -> dict | None:
+    """The row of the critical space Algorithm 1 selects (`ex.critical_space_analysis`) for
+    runs analysed with `lucid-ifv critical`, else None."""
     if not (folder / "critical_space.md").exists():
+        return None
+    return next((r for r in ex.critical_space_analysis(folder, eps_hi=0.1) if r["selected"]), None)
+
+
+def critical_angles(folder: Path) -> str:
+    """Median [q1, q3] angle modulo the trivial space Algorithm 1 selects and how many
+    inversions in that critical space the verdict calls "identified" (how many of those are
+    right), else '-'."""
+    r = selected_critical_space(folder)
+    if r is None:
         return "-"
-    rows = [r for r in ex.critical_space_analysis(folder, eps_hi=0.1) if r["selected"]]
-    if not rows:
-        return "-"
-    r = rows[0]
     return (f"{r['median_angle']:.2f} [{r['q1']:.2f}, {r['q3']:.2f}], p90 {r['p90']:.2f} (dim {r['dim']}; "
             f"identified in it {r['identified']} of {r['n']}, {r['identified_right']} right)")
 
@@ -173,6 +180,19 @@ def verdict_table(runs, solves=ex.SOLVES) -> list:
     return lines
 
 
+def critical_verdict_table(runs) -> list:
+    """The verdict inside the critical space Algorithm 1 selects, for the runs analysed with
+    `lucid-ifv critical` (known targets; right = below GOOD_DEG modulo the trivial space)."""
+    rows = [r for r in (selected_critical_space(folder) for folder, _, _ in runs) if r is not None]
+    if not rows:
+        return []
+    n, said, good, both = (sum(r[key] for r in rows) for key in ("n", "identified", "right", "identified_right"))
+    rate = lambda a, b: "-" if b == 0 else f"{a / b:.2f}"  # noqa: E731
+    return ["| runs | samples | said identified | < 5 deg modulo the trivial space | precision | recall |",
+            "|---|---|---|---|---|---|",
+            f"| {len(rows)} run(s) with a critical space | {n} | {said} | {good} | {rate(both, said)} | {rate(both, good)} |"]
+
+
 def with_rule(runs, **rule) -> list:
     """The runs re-solved with another verdict rule (`ifv.VerdictRule(**rule)`), for the
     side-by-side tables: the rule before error bars, or a stricter undetermined-mass bound."""
@@ -221,6 +241,8 @@ def main(argv):
            "Every solve on the same realizations (angle on live features):", "", *solves_table(runs), "",
            "The verdict: how often 'identified' is right (precision) and how many right answers it "
            "catches (recall):", "", *verdict_table(runs), "",
+           "The verdict inside the critical space Algorithm 1 selects (runs analysed with `lucid-ifv critical`; "
+           "the default solve in that space):", "", *(critical_verdict_table(runs) or ["(none)"]), "",
            "The same for the verdict rule before error bars (`VerdictRule(determined_tol=None)`), default solve:",
            "", *verdict_table(with_rule(runs, determined_tol=None), solves=[DEFAULT_SOLVE])]
     if max_mass is not None:

@@ -87,6 +87,18 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     assert not any(r[f"verdict_{m}"] == "identified" for r in records for m in ("prior_aware", "anchored"))
     assert by_dim[2]["n"] == 12 and by_dim[2]["identified"] >= 10
     assert by_dim[2]["identified_right"] == by_dim[2]["identified"] <= by_dim[2]["right"]
+    # the results tables (experiments/collect_results.py) pool these counts
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "collect_results.py"
+    spec = importlib.util.spec_from_file_location("collect_results", path)
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    (tmp_path / "critical_space.md").write_text("analysed\n")  # what `lucid-ifv critical` leaves behind
+    row = by_dim[2]
+    line = collect.critical_verdict_table(collect.load_runs([tmp_path]))[-1]
+    assert line.startswith(f"| 1 run(s) with a critical space | 12 | {row['identified']} | {row['right']} | 1.00 |")
 
 
 def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):

@@ -38,7 +38,8 @@ def describe(settings: dict) -> str:
         net += ", beta per unit"
     prior = (f"{c['prior_weight']:g}" + (" rel." if c.get("prior_relative") else "")) if c["prior_weight"] else "none"
     agg = "" if c["aggregation"] == "max_pool_mean" else f", {c['aggregation']}"
-    conv = (f", conv. {c['converge']:g} (cap {c.get('max_lbfgs_steps', '?')})" if c.get("converge")
+    joint = "" if c.get("per_sample_lbfgs", True) else ", joint L-BFGS"  # (load_settings: False before it existed)
+    conv = (f", conv. {c['converge']:g} (cap {c.get('max_lbfgs_steps', '?')}{joint})" if c.get("converge")
             else f", {c['lbfgs_steps']} L-BFGS")
     warmup = f", warm-up {c['warmup_steps']}" if c.get("warmup_steps") else ""
     return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}"
@@ -94,9 +95,20 @@ def default_solve_and_identified(settings: dict, records: list) -> tuple[str, st
     return solve, f"{verdicts.count('identified')} of {len(records)}"
 
 
+def stationary_renders(settings: dict, records: list) -> str:
+    """"<m> of <n>": renders whose stationarity residual reached the run's ``converge``
+    ('-' for runs without one)."""
+    tol = settings["config"].get("converge")
+    residuals = [r.get("render_residual") for r in records]
+    if tol is None or any(x is None for x in residuals):
+        return "-"
+    return f"{sum(x <= tol for x in residuals)} of {len(residuals)}"
+
+
 def headline_table(runs) -> list:
     lines = ["| setting | n | solve | t* on live features | t* overall | dead features | in the critical space "
-             "| feature response f | random | identified |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| feature response f | random | stationary renders | identified |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for folder, settings, records in runs:
         solve, identified = default_solve_and_identified(settings, records)
         dead = values(records, f"dead_{solve}")
@@ -104,7 +116,7 @@ def headline_table(runs) -> list:
             f"| {describe(settings)} | {len(records)} | {solve} | {fmt(values(records, f'angle_alive_{solve}'), True)} | "
             f"{fmt(values(records, f'angle_{solve}'))} | {np.median(dead):.0f} (max {dead.max():.0f}) | "
             f"{critical_angles(folder)} | {fmt(values(records, 'angle_response'))} | "
-            f"{fmt(values(records, 'angle_random'))} | {identified} |")
+            f"{fmt(values(records, 'angle_random'))} | {stationary_renders(settings, records)} | {identified} |")
     return lines
 
 

@@ -131,5 +131,6 @@ echo "$ALL" | while read -r name model layer how rest; do
       *) extra+=("$word") ;;
     esac
   done
-  $IFV compare --model "$model" --layer "$layer" "$how" "${extra[@]}" --out "$RUNS/$name" </dev/null
+  # every run here converged its renders jointly (before 2026-12-04, evening): pinned so they reproduce
+  $IFV compare --model "$model" --layer "$layer" "$how" "${extra[@]}" --joint-lbfgs --out "$RUNS/$name" </dev/null
 done

@@ -71,7 +71,8 @@ def make_config(args, layer: str, depth: int, k: int, p: float, aggregation: str
         cossim_pow=float(p), aggregation=FLOORED.get(aggregation, aggregation),
         fft=args.param == "fft", decorrelate=args.param == "fft",
         adam_steps=args.adam, lbfgs_steps=0, prior_weight=args.prior, prior_relative=True,
-        smooth=True, converge=args.converge, max_lbfgs_steps=args.max_lbfgs, batch_size=args.batch_size)
+        smooth=True, converge=args.converge, max_lbfgs_steps=args.max_lbfgs, batch_size=args.batch_size,
+        per_sample_lbfgs=False)  # L-BFGS on the whole batch, as these runs were made (docs/results.md)
 
 
 def plan(args) -> list:

@@ -20,5 +20,5 @@ run() { if [ "${ECHO:-0}" = 1 ]; then echo "$*"; else "$@"; fi; }
 common=(--model InceptionV1 --layer mixed4c --param fft --n-hoyer 150 --n-canonical 150 --seed 0 --batch-size 8)
 run $IFV experiment "${common[@]}" --adam 3000 --lbfgs 500 --prior 0 --out "$RUNS/gn4c_paper" "$@"
 run $IFV experiment "${common[@]}" --adam 3000 --lbfgs 0 --prior 1e-4 --smooth --converge 1e-3 --max-lbfgs 3000 \
-    --aggregation floored_max_pool_mean \
+    --aggregation floored_max_pool_mean --joint-lbfgs \
     --out "$RUNS/gn4c_smooth" "$@"

@@ -58,7 +58,7 @@ def make_config(args, model: str, param: str, mode: str):
         layer=MODELS[model], n_hoyer=args.n, seed=args.seed, fft=fft, decorrelate=decorrelate, decay_power=decay_power,
         adam_steps=args.adam, lbfgs_steps=0, prior_weight=args.prior, prior_relative=True, smooth=smooth,
         converge=args.converge, max_lbfgs_steps=args.max_lbfgs if smooth else args.max_lbfgs_relu,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, per_sample_lbfgs=False,  # L-BFGS on the whole batch, as these runs were made
         aggregation="floored_max_pool_mean")  # the surrogate's pool these runs were made with (docs/results.md)
 
 

@@ -4,9 +4,9 @@
 # each: relative L2 prior 1e-4 on the parameters, 400 Adam steps, then L-BFGS until every
 # sample is stationary to 1e-3. The plain ReLU runs cannot become stationary (their optima sit
 # on kinks), so they stop at 300 L-BFGS steps.
-# The main table's smooth runs are the `floorless` lines (the library's defaults since
-# 2026-12-04: the surrogate's pool is the log-mean-exp one, "floorless_max_pool_mean" is the
-# same as "max_pool_mean"; at most 4000 L-BFGS steps). The earlier lines (`smooth` and the
+# The `each` lines are the library's defaults since 2026-12-04, evening (each sample converged
+# alone; the surrogate's pool is the log-mean-exp one; at most 4000 L-BFGS steps). The
+# `floorless` lines are the same with L-BFGS on the whole batch (the defaults before). The earlier lines (`smooth` and the
 # variants after it) were run with the log-sum-exp pool, the default before then: they name it
 # (floored_max_pool_mean) so they reproduce unchanged.
 # Runs go in priority order; each is resumable: re-run to continue, or name runs to do only them.
@@ -38,6 +38,9 @@ floorless=(--smooth --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max
 # a softer surrogate for mixed3a's weak units: a switched-off unit's softplus slope (its Jacobian row) is larger at beta 5
 floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggregation floorless_max_pool_mean)
 floorless_prior1e2=("${floorless[@]}" --prior 1e-2)  # DenseNet's softmax: a prior strong enough to give it a finite optimum
+# every mode above ran L-BFGS on the whole batch (--joint-lbfgs, added below); the `each` modes converge each sample
+# alone (the library's default since 2026-12-04, evening: render.converge_each_sample), otherwise as `floorless`
+each=(--smooth --converge 1e-3 --max-lbfgs 4000)
 
 # name model layer param mode
 ALL="
@@ -92,6 +95,20 @@ densenet_small_logits_fft_smooth_floorless_lbfgs4000 densenet_small logits fft f
 densenet_small_logits_pixel_smooth_floorless_lbfgs4000 densenet_small logits pixel floorless
 densenet_small_softmax_fft_smooth_floorless_prior1e-2_lbfgs4000 densenet_small softmax fft floorless_prior1e2
 densenet_small_softmax_pixel_smooth_floorless_prior1e-2_lbfgs4000 densenet_small softmax pixel floorless_prior1e2
+densenet_small_softmax_fft_smooth_each densenet_small softmax fft each
+densenet_small_softmax_pixel_smooth_each densenet_small softmax pixel each
+inception_small_mixed3a_pixel_smooth_each inception_small mixed3a pixel each
+inception_small_mixed3a_fft_smooth_each inception_small mixed3a fft each
+densenet_small_logits_fft_smooth_each densenet_small logits fft each
+densenet_small_logits_pixel_smooth_each densenet_small logits pixel each
+inception_small_mixed3b_pixel_smooth_each inception_small mixed3b pixel each
+inception_small_mixed3b_fft_smooth_each inception_small mixed3b fft each
+inception_small_mixed4a_pixel_smooth_each inception_small mixed4a pixel each
+inception_small_mixed4a_fft_smooth_each inception_small mixed4a fft each
+mnist_small_conv2_pixel_smooth_each mnist_small conv2 pixel each
+mnist_small_conv2_fft_smooth_each mnist_small conv2 fft each
+photos_cnn_conv2d_3_pixel_smooth_each photos_cnn conv2d_3 pixel each
+photos_cnn_conv2d_3_fft_smooth_each photos_cnn conv2d_3 fft each
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -102,8 +119,10 @@ echo "$ALL" | while read -r name model layer param mode; do
   case "$mode" in
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
     prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;; floorless_prior1e2) extra=("${floorless_prior1e2[@]}") ;;
+    each) extra=("${each[@]}") ;;
     *) extra=("${relu[@]}") ;;
   esac
+  case "$mode" in each*) ;; *) extra+=(--joint-lbfgs) ;; esac
   $IFV experiment --model "$model" --layer "$layer" "${pflags[@]}" "${common[@]}" "${extra[@]}" --out "$RUNS/$name" </dev/null
   case "$model/$layer" in densenet_*/softmax) $IFV critical --run "$RUNS/$name" --eps-hi 0.1 </dev/null ;; esac
 done

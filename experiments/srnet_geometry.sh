@@ -13,7 +13,7 @@ set -euo pipefail
 RUNS=${1:-runs}
 IFV=${IFV:-lucid-ifv}
 common=(--model srnet_small --layer res_block8 --param pixel --no-decorrelate --n-hoyer 30 --adam 400 --lbfgs 0
-        --prior 1e-4 --batch-size 15 --seed 0 --converge 1e-3)
+        --prior 1e-4 --batch-size 15 --seed 0 --converge 1e-3 --joint-lbfgs)  # (joint: as these runs were made)
 # name extra-options
 ALL="
 srnet_small_res_block8_p1_smooth --smooth --aggregation floored_max_pool_mean --max-lbfgs 1000

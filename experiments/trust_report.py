@@ -24,6 +24,7 @@ table.md, visualizations.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -81,6 +82,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-untouched", type=int, default=16, help="untouched channels (half calibrate, half test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--percentile", type=float, default=5.0, help="of the calibration path scores")
+    parser.add_argument("--joint-lbfgs", action="store_true",
+                        help="converge the renders' L-BFGS on the whole batch (as docs/results.md's reports were "
+                             "made, before 2026-12-04 evening; default: each sample alone)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +105,8 @@ def main(argv=None) -> int:
     calibration, test = sorted(channels[:half].tolist()), sorted(channels[half:].tolist())
     print(f"calibration channels {calibration}, test channels {test}")
     loose = dict(images=images, seed=args.seed, min_path_score=-np.inf, max_activation_ratio=np.inf)
+    if args.joint_lbfgs:
+        loose["config"] = dataclasses.replace(trust.default_config(), per_sample_lbfgs=False)
     profiles = trust._profiles(model, images, trust._layers_up_to(model, LAYER))  # unchanged by the circuits
 
     original = _cached(out / "original", lambda: trust.trust_reports(model, LAYER, calibration + test, **loose))

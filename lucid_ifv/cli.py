@@ -142,6 +142,9 @@ def add_fv_options(p, render=True):
                        help="continue L-BFGS until each sample's relative stationarity residual is below this "
                             "(e.g. 1e-3; docs/rendering.md)")
         p.add_argument("--max-lbfgs", type=int, default=10000, help="step cap of --converge (default %(default)s)")
+        p.add_argument("--joint-lbfgs", action="store_true",
+                       help="--converge with SciPy's L-BFGS-B on the whole batch, as before 2026-12-04 (default: "
+                            "one L-BFGS per sample; docs/rendering.md)")
         p.add_argument("--seed", type=int, default=0)
     else:
         p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",
@@ -197,25 +200,31 @@ def _check_render_inputs(args, model, layer) -> None:
 def cmd_render(args) -> int:
     from lucid_ifv import objectives as obj, sampling
     from lucid_ifv.imageio import save_npz, save_png
-    from lucid_ifv.render import render_vis
+    from lucid_ifv.render import converge_each_sample, render_vis
 
     model, layer, aggregation, prior = prepared_model(args, lambda m, name: _check_render_inputs(args, m, name))
     k = model.layer(layer).depth
     if args.channel is not None:
         targets = np.eye(k)[[args.channel]]
-        objective = obj.channel(layer, args.channel)
     else:
         targets = args.target_array if args.targets else sampling.sample_hoyer_targets(k, args.batch, args.seed)[0]
         targets = np.atleast_2d(targets)
-        objective = obj.feature_objective(layer, targets, args.cossim_pow, aggregation, model=model)
-    if prior:
-        objective = objective - prior * obj.params_L2()
+
+    def objective_of(rows):
+        objective = (obj.channel(layer, args.channel) if args.channel is not None
+                     else obj.feature_objective(layer, targets[rows], args.cossim_pow, aggregation, model=model))
+        return objective - prior * obj.params_L2() if prior else objective
+
     param = make_param(model, args, len(targets))
     transforms = None if args.transforms == "standard" else []
     deterministic = transforms is not None
-    result = render_vis(model, objective, param, transforms=transforms, thresholds=(args.adam,),
-                        lbfgs_steps=args.lbfgs if deterministic else 0, seed=args.seed,
-                        converge=args.converge if deterministic else None, max_lbfgs_steps=args.max_lbfgs)
+    each = deterministic and args.converge is not None and not args.joint_lbfgs  # each sample alone
+    result = render_vis(model, objective_of(slice(None)), param, transforms=transforms, thresholds=(args.adam,),
+                        lbfgs_steps=args.lbfgs if deterministic and not each else 0, seed=args.seed,
+                        converge=args.converge if deterministic and not each else None, max_lbfgs_steps=args.max_lbfgs)
+    if each:
+        result = converge_each_sample(model, lambda i: objective_of(slice(i, i + 1)), result, make_param(model, args, 1),
+                                      args.converge, args.max_lbfgs, args.lbfgs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "realization.npz", images=result.final, targets=targets,
@@ -339,7 +348,7 @@ def _experiment(args) -> int:
         batch_size=args.batch_size, reoptimize_steps=args.reoptimize, features=args.features,
         invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
         relu_beta_relative=args.relu_beta_relative, pool_temperature=args.pool_temperature,
-        converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
+        converge=args.converge, max_lbfgs_steps=args.max_lbfgs, per_sample_lbfgs=not args.joint_lbfgs,
         warmup_steps=args.warmup,
     )
     out = Path(args.out)
@@ -392,7 +401,7 @@ def cmd_compare(args) -> int:
                             relu_beta=args.relu_beta, relu_beta_relative=args.relu_beta_relative,
                             pool_temperature=args.pool_temperature, adam_steps=args.adam,
                             lbfgs_steps=args.lbfgs, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
-                            seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
+                            per_sample_lbfgs=not args.joint_lbfgs, seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup)
     out = Path(args.out)
     result = compare(model_a, layer_a, model_b, layer_b, config, features=args.features,
                      reoptimize_steps=args.reoptimize, retries=args.retries, out_dir=out / "batches",

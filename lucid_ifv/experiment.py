@@ -50,7 +50,7 @@ from lucid_ifv import objectives as obj
 from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.param import image_for_model
-from lucid_ifv.render import render_vis
+from lucid_ifv.render import converge_each_sample, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
 TEMP_SUFFIX = ".tmp"  # files being written: `.<name>.<random>.tmp` next to their destination
@@ -121,6 +121,7 @@ class ExperimentConfig:
     pool_temperature: float = 0.05
     converge: float | None = None  # continue L-BFGS until each sample's relative residual <= this
     max_lbfgs_steps: int = 10000  # step cap of the convergence phase
+    per_sample_lbfgs: bool = True  # converge each sample alone (`render.converge_each_sample`); False: the batch jointly
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
     invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
@@ -249,9 +250,16 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
                                               config.features)
         _render(setup.model, features_only, param, transforms=[], thresholds=(config.warmup_steps,), seed=seed,
                 progress=False)
-    return _render(setup.model, fv_objective(config, setup, targets), param, transforms=[],
-                   thresholds=(config.adam_steps,), lbfgs_steps=config.lbfgs_steps, seed=seed, progress=False,
-                   converge=config.converge, max_lbfgs_steps=config.max_lbfgs_steps)
+    each = config.converge is not None and config.per_sample_lbfgs
+    rendered = _render(setup.model, fv_objective(config, setup, targets), param, transforms=[],
+                       thresholds=(config.adam_steps,), lbfgs_steps=0 if each else config.lbfgs_steps, seed=seed,
+                       progress=False, converge=None if each else config.converge,
+                       max_lbfgs_steps=config.max_lbfgs_steps)
+    if not each:
+        return rendered
+    return converge_each_sample(setup.model, lambda i: fv_objective(config, setup, targets[i:i + 1]), rendered,
+                                realization_param(setup.model, config, 1, seed), config.converge,
+                                config.max_lbfgs_steps, config.lbfgs_steps, seed=seed, render=_render, progress=False)
 
 
 def reoptimize_ssim(setup, config, param, params, objectives_by_name):
@@ -603,13 +611,19 @@ def folder_settings(config: ExperimentConfig, **other) -> dict:
 
 
 def read_as_today(saved: dict) -> dict:
-    """A folder's saved settings as today's code reads them. A smooth-mode folder without
-    ``surrogate_aggregation`` was written before the log-mean-exp pool became the default
-    (2026-12-04), when "max_pool_mean" was smoothed with the log-sum-exp pool (with its floor
-    ``T log 9``): its aggregation is read as "floored_max_pool_mean", which still means that,
-    and the pool is named."""
+    """A folder's saved settings as today's code reads them.
+
+    * A smooth-mode folder without ``surrogate_aggregation`` was written before the
+      log-mean-exp pool became the default (2026-12-04), when "max_pool_mean" was smoothed
+      with the log-sum-exp pool (with its floor ``T log 9``): its aggregation is read as
+      "floored_max_pool_mean", which still means that, and the pool is named.
+    * A folder without ``per_sample_lbfgs`` was rendered before the per-sample L-BFGS became
+      the default (2026-12-04, evening): read as ``per_sample_lbfgs=False`` (joint L-BFGS).
+    """
     saved = json.loads(json.dumps(saved))
     config = saved.get("config")
+    if isinstance(config, dict) and "per_sample_lbfgs" not in config:
+        config["per_sample_lbfgs"] = False
     if isinstance(config, dict) and config.get("smooth") and SURROGATE_AGGREGATION not in saved:
         if config.get("aggregation", "max_pool_mean") == "max_pool_mean":
             config["aggregation"] = "floored_max_pool_mean"

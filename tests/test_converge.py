@@ -206,3 +206,25 @@ def test_bad_arguments(model):
                                                                  name="dead")(inp)))
     with pytest.raises(ValueError, match="layer 'dead' gives an all-zero feature response on 16 start image"):
         obj.response_scale(zero, "dead")
+
+
+def test_converge_each_sample_makes_every_sample_stationary_on_its_own(model):
+    """`render.converge_each_sample`: after a batch's Adam phase, each sample's L-BFGS runs on
+    its own objective; the batch's parametrization holds the result, and each sample's
+    residual (by hand, on the batch objective) is at most the tolerance."""
+    t = unit_rows(3)
+    objective = obj.feature_objective("softmax", t, model=model) - LAM * obj.params_L2()
+    adam = render_vis(model, objective, grey_param(1), transforms=[], thresholds=(15,), progress=False)
+    start = [a.copy() for a in adam.params]
+    each = render.converge_each_sample(
+        model, lambda i: obj.feature_objective("softmax", t[i:i + 1], model=model) - LAM * obj.params_L2(), adam,
+        param.image(8, batch=1, fft=False, channels=1, seed=1), 1e-4, 500, progress=False)
+    assert each.converged.all() and (each.residual <= 1e-4).all() and each.lbfgs["per_sample"]
+    assert len(each.lbfgs["nit"]) == 3 and all(n <= 500 for n in each.lbfgs["nit"])
+    assert each.steps == [15, "lbfgs"] and each.final.shape == (3, 8, 8, 1)
+    np.testing.assert_array_equal(each.param.numpy_params()[0], each.params[0])
+    assert not np.array_equal(each.params[0], start[0])
+    g, gm, gr = gradients_by_hand(model, each.param, each.params, t, LAM)
+    np.testing.assert_allclose(each.residual, stationarity_residual(g, np.stack([gm, gr]), g), atol=2e-6)
+    with pytest.raises(ValueError, match="single must be a batch-1 parametrization with 1 variable"):
+        render.converge_each_sample(model, lambda i: objective, adam, grey_param(1), 1e-4, 10)

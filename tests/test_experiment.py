@@ -138,12 +138,31 @@ def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small
 def test_a_folder_written_before_a_setting_existed_matches_only_its_default():
     """`with_settings_added_since` (experiment and compare folders): a setting missing from a
     folder's saved settings counts as its `ExperimentConfig` default, nothing else."""
-    saved = {"model": "m", "config": {"layer": "conv2"}}
-    at_default = {"model": "m", "config": {"layer": "conv2", "relu_beta_relative": False}}
-    changed = {"model": "m", "config": {"layer": "conv2", "relu_beta_relative": True}}
+    saved = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True}}
+    at_default = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True, "relu_beta_relative": False}}
+    changed = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True, "relu_beta_relative": True}}
     assert ex.with_settings_added_since(saved, at_default) == at_default
     assert ex.with_settings_added_since(saved, changed) != changed
-    assert saved == {"model": "m", "config": {"layer": "conv2"}}  # not modified
+    assert saved == {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True}}  # not modified
+
+
+def test_a_folder_written_before_the_per_sample_lbfgs_resumes_with_the_joint_one(small_model, tmp_path):
+    """Folders rendered before the per-sample L-BFGS became the default (no ``per_sample_lbfgs``
+    saved) read as the joint L-BFGS: they resume with it and refuse today's default."""
+    converging = {**CONFIG, "n_hoyer": 2, "n_canonical": 0, "adam_steps": 3, "lbfgs_steps": 0, "converge": 1e-3,
+                  "max_lbfgs_steps": 5}
+    old = tmp_path / "old"
+    records = ex.run_experiment(small_model, ex.ExperimentConfig(**converging, per_sample_lbfgs=False), old,
+                                progress=False)
+    saved = json.loads((old / "settings.json").read_text())
+    assert saved["config"].pop("per_sample_lbfgs") is False
+    (old / "settings.json").write_text(json.dumps(saved))  # as folders were written before
+    assert ex.load_settings(old)["config"]["per_sample_lbfgs"] is False
+    again = ex.run_experiment(small_model, ex.ExperimentConfig(**converging, per_sample_lbfgs=False), old,
+                              progress=False)
+    assert [r["index"] for r in again] == [r["index"] for r in records]
+    with pytest.raises(ValueError, match="other settings .*per_sample_lbfgs: saved False, given True"):
+        ex.run_experiment(small_model, ex.ExperimentConfig(**converging), old, progress=False)
 
 
 def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(small_model, tmp_path):
@@ -170,7 +189,8 @@ def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(sma
     with pytest.raises(ValueError, match="other settings .*aggregation: saved 'floored_max_pool_mean', given "
                                          "'max_pool_mean'; surrogate_aggregation: saved 'lse_pool_mean"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), old, progress=False)
-    plain = {"model": "m", "config": {"layer": "conv2", "aggregation": "max_pool_mean", "smooth": False}}
+    plain = {"model": "m", "config": {"layer": "conv2", "aggregation": "max_pool_mean", "smooth": False,
+                                      "per_sample_lbfgs": True}}
     assert ex.read_as_today(plain) == plain  # the plain network's max-pool never changed
     homogeneous = ex.read_as_today({"config": {"smooth": True, "aggregation": "homogeneous_max_pool_mean"}})
     assert homogeneous["config"]["aggregation"] == "homogeneous_max_pool_mean"

@@ -125,3 +125,16 @@ def test_fidelity_prints_the_table_and_a_suggested_beta(tmp_path, capsys):
     assert main(["fidelity", "--model", "mnist_small", "--betas", "10", "--relu-beta-relative", "--images",
                  str(tmp_path / "natural.npy")]) == 0
     assert "beta per ReLU unit: beta / RMS of its input" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_render_converge_each_sample_or_jointly(tmp_path, capsys, joint):
+    """`render --converge` converges each sample alone by default; --joint-lbfgs moves the
+    batch with one L-BFGS (as before 2026-12-04, evening). Both report the residual."""
+    argv = ["render", "--model", "mnist_small", "--smooth", "--param", "pixel", "--no-decorrelate", "--batch", "2",
+            "--adam", "30", "--lbfgs", "0", "--converge", "1e-3", "--max-lbfgs", "400", "--out", str(tmp_path)]
+    assert main(argv + (["--joint-lbfgs"] if joint else [])) == 0
+    out = capsys.readouterr().out
+    residual = float(out.split("stationarity residual ")[1].split(" ")[0])
+    assert residual <= 1e-3, out  # mnist_small's surrogate: both reach the tolerance within the cap
+    assert np.load(tmp_path / "realization.npz")["images"].shape == (2, 28, 28, 1)

@@ -765,9 +765,12 @@ def converge_each_sample(model, objective_of: Callable, rendered: RenderResult, 
     ``render_vis(..., converge=TOL)`` runs SciPy's L-BFGS-B on the whole batch: one step length
     and one curvature memory for all samples, whose scales can differ by orders of magnitude,
     so the stiffest sample sets everyone's pace and a sample's realization depends on its
-    batch. Measured on `densenet_small`'s softmax (15 Hoyer targets, 4000 iterations): 8 of 15
-    samples ended with residuals 0.1-0.9 jointly; alone, from the same Adam start, each reached
-    1e-3 within 20-2500 iterations (docs/rendering.md, "Converging each sample").
+    batch. Measured on `densenet_small`'s softmax (30 Hoyer targets, 4000 iterations,
+    `experiments/smooth_round_trip.sh`): 11-12 of 30 renders reached 1e-3 jointly, 29 of 30
+    alone (docs/rendering.md, "Converging each sample").
+
+    Each sample's objective is its own compiled function (its target is part of the graph's
+    key), so a batch of B traces B times; at DenseNet's size that is well below the time it saves.
 
     Args:
       model: the model ``rendered`` was made with.

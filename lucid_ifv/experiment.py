@@ -39,6 +39,8 @@ import signal
 import socket
 import tempfile
 import time
+
+import tensorflow as tf
 import warnings
 from pathlib import Path
 
@@ -257,7 +259,14 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
                        max_lbfgs_steps=config.max_lbfgs_steps)
     if not each:
         return rendered
-    return converge_each_sample(setup.model, lambda i: fv_objective(config, setup, targets[i:i + 1]), rendered,
+    target = tf.Variable(targets[:1], dtype=tf.float32)  # one objective, one trace, for every sample
+    objective = fv_objective(config, setup, target)
+
+    def objective_of(i):
+        target.assign(targets[i:i + 1])
+        return objective
+
+    return converge_each_sample(setup.model, objective_of, rendered,
                                 realization_param(setup.model, config, 1, seed), config.converge,
                                 config.max_lbfgs_steps, config.lbfgs_steps, seed=seed, render=_render, progress=False)
 

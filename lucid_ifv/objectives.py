@@ -743,7 +743,10 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
 
     Args:
       layer: layer name.
-      t: target ``[k]`` (same for every batch element) or ``[B, k]`` (one per element).
+      t: target ``[k]`` (same for every batch element) or ``[B, k]`` (one per element); or a
+        ``tf.Variable`` of either shape, read each time the objective runs: assigning another
+        target to it (finite, non-zero, same shape) reuses the compiled render functions,
+        one trace for any number of targets (`render.converge_each_sample` uses it).
       cossim_pow: ``p`` of the significance (default 1; 0 drops the cosine term).
       aggregation: see `lucid_ifv.aggregation` (default max-pool 3/2 then mean).
       features: channel indices the target refers to (default all channels).
@@ -753,6 +756,7 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
       optimized independently of the batch size. A ``[B, k]`` target must match the
       rendered batch size.
     """
+    variable = t if isinstance(t, tf.Variable) else None  # its value is checked now, read when run
     feats = _feature_indices(features)
     k_expected = None
     if model is not None:
@@ -761,7 +765,7 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
         k_expected = len(feats) if feats is not None else info.depth
     elif feats is not None:
         k_expected = len(feats)
-    targets = _targets(t, k_expected, layer)
+    targets = _targets(t if variable is None else variable.numpy(), k_expected, layer)
 
     def inner(T):
         acts = T(layer)
@@ -773,12 +777,12 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
             )
         if targets.ndim == 2 and f.shape[0] is not None and f.shape[0] != targets.shape[0]:
             raise ValueError(f"{targets.shape[0]} targets for a batch of {f.shape[0]} images")
-        return tf.reduce_sum(significance(f, targets, cossim_pow))
+        return tf.reduce_sum(significance(f, targets if variable is None else variable, cossim_pow))
 
     desc = f"Feature_objective [{layer}, p={cossim_pow}, {targets.shape[0] if targets.ndim == 2 else 1} target(s)]"
     from lucid_ifv.graph_keys import key_or_identity
 
-    key = ("feature_objective", layer, key_or_identity(targets), float(cossim_pow), key_or_identity(aggregation),
+    key = ("feature_objective", layer, key_or_identity(targets if variable is None else variable), float(cossim_pow), key_or_identity(aggregation),
            key_or_identity(feats))
     return Objective(inner, "feature_objective", desc, key=key)
 

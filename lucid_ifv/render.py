@@ -143,7 +143,7 @@ def layers_used(model, objective, param: Param, transform=None) -> set:
 RENDER_CACHE_SIZE = 8
 _RENDERS: "collections.OrderedDict[tuple, _CompiledRender]" = collections.OrderedDict()
 #: Traces of compiled Adam steps (a Python side effect of tracing; read by tests).
-_STATS = {"traces": 0}
+_STATS = {"traces": 0, "lbfgs_traces": 0}  # traces of the Adam step and of the L-BFGS function
 
 
 def clear_cache() -> None:
@@ -677,6 +677,7 @@ def _loss_and_grad_fn(evaluate, variables) -> Callable:
 
     @tf.function
     def loss_and_grad(flat):
+        _STATS["lbfgs_traces"] += 1  # Python side effect: runs once per trace
         parts = tf.split(flat, sizes)
         params = [tf.reshape(p, s) for p, s in zip(parts, shapes)]
         with tf.GradientTape() as tape:
@@ -769,8 +770,10 @@ def converge_each_sample(model, objective_of: Callable, rendered: RenderResult, 
     `experiments/smooth_round_trip.sh`): 11-12 of 30 renders reached 1e-3 jointly, 29 of 30
     alone (docs/rendering.md, "Converging each sample").
 
-    Each sample's objective is its own compiled function (its target is part of the graph's
-    key), so a batch of B traces B times; at DenseNet's size that is well below the time it saves.
+    The compiled functions are cached by the objective's key: when ``objective_of`` returns
+    one objective whose target is a ``tf.Variable`` it assigns (as `experiment.realize` does,
+    see `objectives.feature_objective`), the batch traces once; objectives with their targets
+    built in trace once per sample.
 
     Args:
       model: the model ``rendered`` was made with.

@@ -228,3 +228,43 @@ def test_converge_each_sample_makes_every_sample_stationary_on_its_own(model):
     np.testing.assert_allclose(each.residual, stationarity_residual(g, np.stack([gm, gr]), g), atol=2e-6)
     with pytest.raises(ValueError, match="single must be a batch-1 parametrization with 1 variable"):
         render.converge_each_sample(model, lambda i: objective, adam, grey_param(1), 1e-4, 10)
+
+
+def test_converge_each_sample_with_a_target_variable_traces_once_and_renders_the_same(model):
+    """An objective whose target is a `tf.Variable` (assigned per sample) gives the same
+    converged samples as objectives with their targets built in, from one L-BFGS trace
+    instead of one per sample."""
+    t = unit_rows(3)
+    objective = obj.feature_objective("softmax", t, model=model) - LAM * obj.params_L2()
+    adam = render_vis(model, objective, grey_param(1), transforms=[], thresholds=(15,), progress=False)
+    start = [a.copy() for a in adam.params]
+
+    def converge(objective_of):
+        adam.param.assign(start)
+        render.clear_cache()
+        before = render._STATS["lbfgs_traces"]
+        each = render.converge_each_sample(model, objective_of, adam, param.image(8, batch=1, fft=False, channels=1,
+                                                                                  seed=1), 1e-4, 500, progress=False)
+        return each, render._STATS["lbfgs_traces"] - before
+
+    built_in, built_in_traces = converge(
+        lambda i: obj.feature_objective("softmax", t[i:i + 1], model=model) - LAM * obj.params_L2())
+    target = tf.Variable(t[:1], dtype=tf.float32)
+    shared = obj.feature_objective("softmax", target, model=model) - LAM * obj.params_L2()
+
+    def objective_of(i):
+        target.assign(t[i:i + 1])
+        return shared
+
+    variable, variable_traces = converge(objective_of)
+    assert (built_in_traces, variable_traces) == (3, 1)
+    assert variable.converged.all()
+    np.testing.assert_allclose(variable.params[0], built_in.params[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(variable.lbfgs["nit"], built_in.lbfgs["nit"])
+
+
+def test_feature_objective_checks_a_target_variable_when_built(model):
+    with pytest.raises(ValueError, match="target vectors must be non-zero"):
+        obj.feature_objective("softmax", tf.Variable(np.zeros((1, 6), np.float32)), model=model)
+    with pytest.raises(ValueError, match="target has length 5 but layer 'softmax' gives 6 features"):
+        obj.feature_objective("softmax", tf.Variable(np.ones((1, 5), np.float32)), model=model)

@@ -200,7 +200,7 @@ def _check_render_inputs(args, model, layer) -> None:
 def cmd_render(args) -> int:
     from lucid_ifv import objectives as obj, sampling
     from lucid_ifv.imageio import save_npz, save_png
-    from lucid_ifv.render import converge_each_sample, render_vis
+    from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
     model, layer, aggregation, prior = prepared_model(args, lambda m, name: _check_render_inputs(args, m, name))
     k = model.layer(layer).depth
@@ -210,21 +210,21 @@ def cmd_render(args) -> int:
         targets = args.target_array if args.targets else sampling.sample_hoyer_targets(k, args.batch, args.seed)[0]
         targets = np.atleast_2d(targets)
 
-    def objective_of(rows):
+    def objective_for(t):
         objective = (obj.channel(layer, args.channel) if args.channel is not None
-                     else obj.feature_objective(layer, targets[rows], args.cossim_pow, aggregation, model=model))
+                     else obj.feature_objective(layer, t, args.cossim_pow, aggregation, model=model))
         return objective - prior * obj.params_L2() if prior else objective
 
     param = make_param(model, args, len(targets))
     transforms = None if args.transforms == "standard" else []
     deterministic = transforms is not None
     each = deterministic and args.converge is not None and not args.joint_lbfgs  # each sample alone
-    result = render_vis(model, objective_of(slice(None)), param, transforms=transforms, thresholds=(args.adam,),
+    result = render_vis(model, objective_for(targets), param, transforms=transforms, thresholds=(args.adam,),
                         lbfgs_steps=args.lbfgs if deterministic and not each else 0, seed=args.seed,
                         converge=args.converge if deterministic and not each else None, max_lbfgs_steps=args.max_lbfgs)
     if each:
-        result = converge_each_sample(model, lambda i: objective_of(slice(i, i + 1)), result, make_param(model, args, 1),
-                                      args.converge, args.max_lbfgs, args.lbfgs, seed=args.seed)
+        result = converge_each_sample(model, per_sample_objectives(objective_for, targets), result,
+                                      make_param(model, args, 1), args.converge, args.max_lbfgs, args.lbfgs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "realization.npz", images=result.final, targets=targets,

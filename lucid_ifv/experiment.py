@@ -39,8 +39,6 @@ import signal
 import socket
 import tempfile
 import time
-
-import tensorflow as tf
 import warnings
 from pathlib import Path
 
@@ -52,7 +50,7 @@ from lucid_ifv import objectives as obj
 from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.param import image_for_model
-from lucid_ifv.render import converge_each_sample, render_vis
+from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
 TEMP_SUFFIX = ".tmp"  # files being written: `.<name>.<random>.tmp` next to their destination
@@ -259,13 +257,7 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
                        max_lbfgs_steps=config.max_lbfgs_steps)
     if not each:
         return rendered
-    target = tf.Variable(targets[:1], dtype=tf.float32)  # one objective, one trace, for every sample
-    objective = fv_objective(config, setup, target)
-
-    def objective_of(i):
-        target.assign(targets[i:i + 1])
-        return objective
-
+    objective_of = per_sample_objectives(lambda target: fv_objective(config, setup, target), targets)
     return converge_each_sample(setup.model, objective_of, rendered,
                                 realization_param(setup.model, config, 1, seed), config.converge,
                                 config.max_lbfgs_steps, config.lbfgs_steps, seed=seed, render=_render, progress=False)

@@ -758,6 +758,30 @@ def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None
             "grad_norm": float(np.linalg.norm(last["grad"])), "restarts": restarts}
 
 
+def per_sample_objectives(objective_for: Callable, targets) -> Callable:
+    """``i -> `` the objective of ``targets[i:i + 1]``, for `converge_each_sample`, built once.
+
+    ``objective_for(target)`` is called once, on a ``tf.Variable`` ``[1, k]`` (e.g.
+    ``lambda t: feature_objective(layer, t) - lam * params_L2()``); before returning it for
+    sample ``i``, the variable gets ``targets[i:i + 1]``. Every sample thus runs the same
+    compiled functions: one trace for the batch instead of one per sample.
+
+    Args:
+      objective_for: ``target [1, k] -> Objective``; the target may be a ``tf.Variable``
+        (`objectives.feature_objective` takes one).
+      targets: ``[B, k]``.
+    """
+    targets = np.asarray(targets, np.float32)
+    target = tf.Variable(targets[:1])
+    objective = objective_for(target)
+
+    def objective_of(i):
+        target.assign(targets[i:i + 1])
+        return objective
+
+    return objective_of
+
+
 def converge_each_sample(model, objective_of: Callable, rendered: RenderResult, single: Param, converge: float,
                          max_lbfgs_steps: int, lbfgs_steps: int = 0, seed=None, render: Callable | None = None,
                          **render_options) -> RenderResult:
@@ -770,15 +794,15 @@ def converge_each_sample(model, objective_of: Callable, rendered: RenderResult, 
     `experiments/smooth_round_trip.sh`): 11-12 of 30 renders reached 1e-3 jointly, 29 of 30
     alone (docs/rendering.md, "Converging each sample").
 
-    The compiled functions are cached by the objective's key: when ``objective_of`` returns
-    one objective whose target is a ``tf.Variable`` it assigns (as `experiment.realize` does,
-    see `objectives.feature_objective`), the batch traces once; objectives with their targets
-    built in trace once per sample.
+    The compiled functions are cached by the objective's key: with `per_sample_objectives`
+    (one objective whose target is a ``tf.Variable``, assigned per sample) the batch traces
+    once; objectives with their targets built in trace once per sample.
 
     Args:
       model: the model ``rendered`` was made with.
       objective_of: ``i -> `` sample ``i``'s objective for a batch of one (e.g.
-        ``feature_objective(layer, targets[i:i + 1]) - lam * params_L2()``).
+        ``per_sample_objectives(lambda t: feature_objective(layer, t) - lam * params_L2(),
+        targets)``).
       rendered: a batch's `RenderResult` after its Adam phase (``converge`` unset); its
         ``param`` holds the batch's parameters and gets the converged ones.
       single: a parametrization of batch 1 and of the same structure as ``rendered.param``

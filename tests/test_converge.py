@@ -231,7 +231,7 @@ def test_converge_each_sample_makes_every_sample_stationary_on_its_own(model):
 
 
 def test_converge_each_sample_with_a_target_variable_traces_once_and_renders_the_same(model):
-    """An objective whose target is a `tf.Variable` (assigned per sample) gives the same
+    """`per_sample_objectives` (one objective, its target a `tf.Variable` assigned per sample) gives the same
     converged samples as objectives with their targets built in, from one L-BFGS trace
     instead of one per sample."""
     t = unit_rows(3)
@@ -249,14 +249,9 @@ def test_converge_each_sample_with_a_target_variable_traces_once_and_renders_the
 
     built_in, built_in_traces = converge(
         lambda i: obj.feature_objective("softmax", t[i:i + 1], model=model) - LAM * obj.params_L2())
-    target = tf.Variable(t[:1], dtype=tf.float32)
-    shared = obj.feature_objective("softmax", target, model=model) - LAM * obj.params_L2()
-
-    def objective_of(i):
-        target.assign(t[i:i + 1])
-        return shared
-
-    variable, variable_traces = converge(objective_of)
+    variable, variable_traces = converge(
+        render.per_sample_objectives(lambda target: obj.feature_objective("softmax", target, model=model)
+                                     - LAM * obj.params_L2(), t))
     assert (built_in_traces, variable_traces) == (3, 1)
     assert variable.converged.all()
     np.testing.assert_allclose(variable.params[0], built_in.params[0], rtol=1e-4, atol=1e-5)

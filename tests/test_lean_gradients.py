@@ -43,3 +43,50 @@ def test_the_registry_is_restored_also_after_an_error():
             assert all(registry[name]["type"] is fn for name, fn in LEAN_GRADIENTS.items())
             raise RuntimeError("inside")
     assert {name: registry[name]["type"] for name in LEAN_GRADIENTS} == before
+
+
+def _op_types(graph, seen=None):
+    """Op types of ``graph`` and of every function it calls."""
+    seen = set() if seen is None else seen
+    types = []
+    for op in graph.get_operations():
+        types.append(op.type)
+        try:
+            name = op.get_attr("f").name
+        except (ValueError, TypeError):
+            continue
+        if name not in seen:
+            seen.add(name)
+            fn = graph._get_function(name)
+            if fn is not None:
+                types += _op_types(fn.graph, seen)
+    return types
+
+
+def test_a_frozen_graphs_jacobian_block_uses_the_lean_gradients():
+    """A frozen graph is a graph function: its backward function is built when the forward pass
+    runs under the tape, so the lean gradients must be in place then too (before, its
+    ``ReluGrad`` ops were vectorized by tiling the activations). Same Jacobian rows as eager
+    per-feature gradients with TensorFlow's own gradients."""
+    from lucid_ifv import objectives
+    from lucid_ifv.ifv import jacobian
+    from lucid_ifv.param import image_for_model
+    from modelzoo.shipped import load_shipped
+
+    model = load_shipped("inception_small")
+    param = image_for_model(model, batch=2, seed=0)
+    dim = sum(int(np.prod(v.shape[1:])) for v in param.variables)
+    jacobian.clear_cache()
+    block = jacobian._jacobian_fn(model, "mixed3a", param, None, 3, dim)
+    types = _op_types(block.get_concrete_function().graph)
+    assert "Relu" in types and "ReluGrad" not in types and types.count("Greater") >= types.count("Relu")
+    z = tf.constant(np.concatenate([v.numpy().reshape(2, -1) for v in param.variables], 1))
+    rows = np.array([0, 5, 17], np.int32)
+    _, g = block(z, tf.constant(rows))
+    for i, row in enumerate(rows):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            f = objectives.feature_response(model(param.forward(jacobian._unflatten(z, param)), ["mixed3a"])["mixed3a"],
+                                            None)
+            picked = tf.reduce_sum(f[:, row])
+        np.testing.assert_allclose(g[i].numpy(), tape.gradient(picked, z).numpy(), rtol=1e-4, atol=1e-7)

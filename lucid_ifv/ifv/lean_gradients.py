@@ -14,9 +14,10 @@ only: pfor computes it once and broadcasts the product. The values are the same:
 bit for bit for ReLU and ReLU6 with finite ``g`` (a NaN or infinite ``g`` where the unit is
 off gives NaN instead of 0), to float32 rounding for softplus. `lean_activation_gradients()`
 installs them in TensorFlow's gradient registry while a Jacobian is *traced* (the registry is
-read when ``tape.gradient`` builds the backward graph), and puts the originals back after.
-Measured on inception_small mixed4a, batch 4, k = 64 (`benchmarks/bench_peers.py`, section
-"jac"; docs/benchmarks.md): about 8 % less warm time and a shorter trace. Max-pool gradients
+read when a backward graph is built: by ``tape.gradient``, and for a graph function such as a
+frozen graph already when its forward pass runs under the tape), and puts the originals back
+after. Measured warm effect (`benchmarks/ab_jacobian.py lean`, docs/performance.md): 0.87 on
+photos_cnn (Keras), within the noise elsewhere. Max-pool gradients
 are left as they are: a scatter through ``max_pool_with_argmax`` avoids pfor's tiling of
 ``MaxPoolGrad`` but was no faster.
 """

@@ -109,6 +109,11 @@ mnist_small_conv2_pixel_smooth_each mnist_small conv2 pixel each
 mnist_small_conv2_fft_smooth_each mnist_small conv2 fft each
 photos_cnn_conv2d_3_pixel_smooth_each photos_cnn conv2d_3 pixel each
 photos_cnn_conv2d_3_fft_smooth_each photos_cnn conv2d_3 fft each
+inception_small_mixed3b_pixel_relu_each inception_small mixed3b pixel each_relu
+inception_small_mixed3b_fft_relu_each inception_small mixed3b fft each_relu
+mnist_small_conv2_pixel_relu_each mnist_small conv2 pixel each_relu
+photos_cnn_conv2d_3_pixel_relu_each photos_cnn conv2d_3 pixel each_relu
+densenet_small_softmax_fft_relu_each densenet_small softmax fft each_relu
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -120,6 +125,7 @@ echo "$ALL" | while read -r name model layer param mode; do
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
     prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;; floorless_prior1e2) extra=("${floorless_prior1e2[@]}") ;;
     each) extra=("${each[@]}") ;;
+    each_relu) extra=("${relu[@]}") ;;  # the plain ReLU runs with each sample's L-BFGS alone (at most 300 steps)
     *) extra=("${relu[@]}") ;;
   esac
   case "$mode" in each*) ;; *) extra+=(--joint-lbfgs) ;; esac

@@ -158,7 +158,7 @@ def determined_table(runs) -> list:
 def solves_table(runs) -> list:
     lines = ["| setting | " + " | ".join(ex.SOLVES) + " |", "|---|" + "---|" * len(ex.SOLVES)]
     for _, settings, records in runs:
-        cells = [fmt(values(records, f"angle_alive_{m}")) for m in ex.SOLVES]
+        cells = [fmt(values(records, f"angle_alive_{m}"), p90=True) for m in ex.SOLVES]
         lines.append(f"| {describe(settings)} | " + " | ".join(cells) + " |")
     return lines
 

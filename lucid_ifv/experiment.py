@@ -246,12 +246,13 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
     channel that is dead at the start stays dead: the prior's gradient outweighs its
     vanishing one), then Adam and L-BFGS on the whole objective; `RenderResult`."""
     if config.warmup_steps and setup.prior_weight:
-        features_only = obj.feature_objective(config.layer, targets, config.cossim_pow, setup.aggregation,
-                                              config.features)
+        features_only = obj.feature_objective(config.layer, obj.target_slot(targets), config.cossim_pow,
+                                              setup.aggregation, config.features)
         _render(setup.model, features_only, param, transforms=[], thresholds=(config.warmup_steps,), seed=seed,
                 progress=False)
     each = config.converge is not None and config.per_sample_lbfgs
-    rendered = _render(setup.model, fv_objective(config, setup, targets), param, transforms=[],
+    # the targets in a shared variable: every batch of this shape runs the same compiled functions
+    rendered = _render(setup.model, fv_objective(config, setup, obj.target_slot(targets)), param, transforms=[],
                        thresholds=(config.adam_steps,), lbfgs_steps=0 if each else config.lbfgs_steps, seed=seed,
                        progress=False, converge=None if each else config.converge,
                        max_lbfgs_steps=config.max_lbfgs_steps)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Callable
 
 import numpy as np
@@ -33,7 +34,7 @@ from lucid_ifv.validation import check_finite, check_in_range, check_index
 __all__ = [
     "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
     "direction_neuron", "deepdream", "total_variation", "L1", "L2", "params_L2", "diversity",
-    "class_logit", "feature_response", "significance", "feature_objective", "terms_of",
+    "class_logit", "feature_response", "significance", "feature_objective", "target_slot", "terms_of",
     "response_scale", "relative_prior", "tensor_direction", "blur_input_each_step",
     "blur_alpha_each_step", "channel_interpolate", "penalize_boundary_complexity", "alignment",
     "input_diff", "direction_cossim", "handle_batch",
@@ -738,6 +739,32 @@ def _targets(t, k_expected, layer) -> np.ndarray:
     return t
 
 
+_TARGET_SLOTS = threading.local()  # per thread: shape -> tf.Variable (`target_slot`)
+
+
+def target_slot(targets) -> tf.Variable:
+    """A ``tf.Variable`` holding ``targets`` (``[k]`` or ``[B, k]``, as float32), one per shape
+    and shared: each call assigns the new targets to the same variable.
+
+    `feature_objective` reads a variable target when it runs, and the compiled render
+    functions are cached by the objective's structure, in which the variable appears by
+    identity. So objectives built on the slot of one shape share one compilation, whatever
+    their targets: e.g. every batch of an experiment, or every sample of
+    `render.converge_each_sample` (`render.per_sample_objectives`). An objective built on a
+    slot optimizes the targets last assigned to it: use it before the next call with the
+    same shape. The slots are per thread (e.g. Dask workers running tasks in threads do not
+    share one).
+    """
+    targets = np.asarray(targets, np.float32)
+    slots = _TARGET_SLOTS.__dict__.setdefault("by_shape", {})
+    slot = slots.get(targets.shape)
+    if slot is None:
+        slot = slots[targets.shape] = tf.Variable(targets, trainable=False)
+    else:
+        slot.assign(targets)
+    return slot
+
+
 def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, model=None):
     """The paper's objective ``sum_b m(a(T(layer))_b, t_b)`` (Opt. 1), summed over the batch.
 
@@ -782,8 +809,8 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
     desc = f"Feature_objective [{layer}, p={cossim_pow}, {targets.shape[0] if targets.ndim == 2 else 1} target(s)]"
     from lucid_ifv.graph_keys import key_or_identity
 
-    key = ("feature_objective", layer, key_or_identity(targets if variable is None else variable), float(cossim_pow), key_or_identity(aggregation),
-           key_or_identity(feats))
+    key = ("feature_objective", layer, key_or_identity(targets if variable is None else variable), float(cossim_pow),
+           key_or_identity(aggregation), key_or_identity(feats))
     return Objective(inner, "feature_objective", desc, key=key)
 
 

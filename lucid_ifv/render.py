@@ -761,22 +761,24 @@ def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None
 def per_sample_objectives(objective_for: Callable, targets) -> Callable:
     """``i -> `` the objective of ``targets[i:i + 1]``, for `converge_each_sample`, built once.
 
-    ``objective_for(target)`` is called once, on a ``tf.Variable`` ``[1, k]`` (e.g.
-    ``lambda t: feature_objective(layer, t) - lam * params_L2()``); before returning it for
-    sample ``i``, the variable gets ``targets[i:i + 1]``. Every sample thus runs the same
-    compiled functions: one trace for the batch instead of one per sample.
+    ``objective_for(target)`` is called once, on the shared ``[1, k]`` target variable
+    (`objectives.target_slot`; e.g. ``lambda t: feature_objective(layer, t) - lam *
+    params_L2()``); before returning it for sample ``i``, the variable gets ``targets[i:i +
+    1]``. Every sample, and every later batch with the same ``k`` and objective structure,
+    thus runs the same compiled functions: one trace in all instead of one per sample.
 
     Args:
-      objective_for: ``target [1, k] -> Objective``; the target may be a ``tf.Variable``
+      objective_for: ``target [1, k] -> Objective``; the target is a ``tf.Variable``
         (`objectives.feature_objective` takes one).
       targets: ``[B, k]``.
     """
+    from lucid_ifv.objectives import target_slot
+
     targets = np.asarray(targets, np.float32)
-    target = tf.Variable(targets[:1])
-    objective = objective_for(target)
+    objective = objective_for(target_slot(targets[:1]))
 
     def objective_of(i):
-        target.assign(targets[i:i + 1])
+        target_slot(targets[i:i + 1])
         return objective
 
     return objective_of

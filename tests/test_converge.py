@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -256,6 +258,57 @@ def test_converge_each_sample_with_a_target_variable_traces_once_and_renders_the
     assert variable.converged.all()
     np.testing.assert_allclose(variable.params[0], built_in.params[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(variable.lbfgs["nit"], built_in.lbfgs["nit"])
+
+    # a second call with fresh arrays (other targets, same shapes) reuses the compilation and
+    # renders the new targets: stationary by hand against them, not against the old ones
+    fresh = unit_rows(3, seed=1)
+    adam.param.assign(start)
+    before = render._STATS["lbfgs_traces"]
+    again = render.converge_each_sample(
+        model, render.per_sample_objectives(lambda target: obj.feature_objective("softmax", target, model=model)
+                                            - LAM * obj.params_L2(), fresh),
+        adam, param.image(8, batch=1, fft=False, channels=1, seed=1), 1e-4, 500, progress=False)
+    assert render._STATS["lbfgs_traces"] == before and again.converged.all()
+    by_hand = {}
+    for name, targets in (("fresh", fresh), ("old", t)):
+        g, gm, gr = gradients_by_hand(model, again.param, again.params, targets, LAM)
+        by_hand[name] = stationarity_residual(g, np.stack([gm, gr]), g)
+    assert (by_hand["fresh"] <= 1e-4).all() and (by_hand["old"] > 1e-2).all()
+
+
+def test_target_slot_is_one_variable_per_shape_holding_the_last_targets():
+    a = obj.target_slot(np.ones((2, 3)))
+    b = obj.target_slot(np.full((2, 3), 2.0))
+    c = obj.target_slot(np.ones((1, 3)))
+    assert a is b and b is not c and a.dtype == tf.float32
+    np.testing.assert_array_equal(a.numpy(), np.full((2, 3), 2.0, np.float32))
+    other_thread = []
+    worker = threading.Thread(target=lambda: other_thread.append(obj.target_slot(np.zeros((2, 3)))))
+    worker.start()
+    worker.join()
+    assert other_thread[0] is not a  # per thread: concurrent tasks cannot overwrite each other's targets
+    np.testing.assert_array_equal(a.numpy(), np.full((2, 3), 2.0, np.float32))
+
+
+def test_experiment_batches_of_one_shape_share_their_compiled_renders():
+    """`experiment.realize` puts the targets in `objectives.target_slot`: a second batch of
+    the same shape (fresh targets, fresh parametrization) traces neither the Adam step nor
+    the per-sample L-BFGS function again."""
+    from lucid_ifv import experiment, sampling
+    from modelzoo.shipped import load_shipped
+
+    config = experiment.ExperimentConfig(layer="conv2", fft=False, decorrelate=False, prior_weight=1e-4,
+                                         prior_relative=True, smooth=True, adam_steps=20, lbfgs_steps=0,
+                                         converge=1e-3, max_lbfgs_steps=20)
+    setup = experiment.prepare(load_shipped("mnist_small"), config)
+    targets, _ = sampling.sample_hoyer_targets(32, 4, 5)
+    render.clear_cache()
+    counts = []
+    for rows in (slice(0, 2), slice(2, 4)):
+        before = dict(render._STATS)
+        experiment.realize(setup, config, targets[rows], experiment.realization_param(setup.model, config, 2, 0), 0)
+        counts.append(tuple(render._STATS[k] - before[k] for k in ("traces", "lbfgs_traces")))
+    assert counts[0][0] >= 1 and counts[0][1] >= 1 and counts[1] == (0, 0)
 
 
 def test_feature_objective_checks_a_target_variable_when_built(model):

@@ -261,17 +261,18 @@ def _jacobian_fn(model, layer, param, aggregation, chunk, dim):
     @tf.function(input_signature=spec, autograph=False)
     def response_and_jacobian(z, rows):
         _STATS["traces"] += 1  # Python side effect: runs once per trace
-        # lean gradients (no per-row copies of the activations, lean_gradients.py) from the forward
-        # pass on: a graph function (a frozen graph) builds its backward function when it is called
-        with lean_activation_gradients(), tf.GradientTape(persistent=True) as tape:
-            tape.watch(z)
-            images = param.forward(_unflatten(z, param))
-            f = objectives_mod.feature_response(model(images, [layer])[layer], aggregation)
-        # One cotangent per row: feature rows[i] of every sample (samples are independent, so
-        # one backward pass gives all B rows). pfor traces the backward graph once for all rows.
-        width = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
-        cotangents = tf.broadcast_to(tf.one_hot(rows, width, dtype=f.dtype)[:, None, :], [chunk, param.batch, width])
+        # lean gradients (no per-row copies of the activations, lean_gradients.py) for the whole
+        # trace: a graph function (a frozen graph) builds its backward function in the forward pass
         with lean_activation_gradients():
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(z)
+                images = param.forward(_unflatten(z, param))
+                f = objectives_mod.feature_response(model(images, [layer])[layer], aggregation)
+            # One cotangent per row: feature rows[i] of every sample (samples are independent, so
+            # one backward pass gives all B rows). pfor traces the backward graph once for all rows.
+            width = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
+            cotangents = tf.broadcast_to(tf.one_hot(rows, width, dtype=f.dtype)[:, None, :],
+                                         [chunk, param.batch, width])
             g = tf.vectorized_map(
                 lambda u: tape.gradient(f, z, output_gradients=u, unconnected_gradients=tf.UnconnectedGradients.ZERO),
                 cotangents)

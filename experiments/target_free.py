@@ -33,6 +33,7 @@ Re-running with the same settings skips finished batches.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lucid_ifv import ifv, kinks, metrics, sampling  # noqa: E402
 from lucid_ifv import objectives as obj  # noqa: E402
+from lucid_ifv.ifv.dither import dither_check  # noqa: E402
 from lucid_ifv.imageio import load_images, save_png  # noqa: E402
 from lucid_ifv.param import image_for_model  # noqa: E402
 from lucid_ifv.render import render_vis  # noqa: E402
@@ -54,6 +56,8 @@ DEFAULT_LAYERS = {"inception_small": "mixed3b", "mnist_small": "conv2", "photos_
                   "densenet_small": "logits", "densenet_small_no4": "logits", "srnet_small": "res_block8",
                   "mnist_small_seed1": "conv2"}
 SPARSE = 0.6  # Hoyer sparseness from which a target counts as sparse in the summary
+DEFAULT_SOLVE = f"kinks@{kinks.DEFAULT_TOL:g}/nonneg"  # what `kinks.invert_target_free` does by default
+RIGHT_DEG = 5.0  # a Hoyer answer within this angle on live features counts as right for the verdict's precision
 
 
 def parse_args(argv=None):
@@ -73,6 +77,9 @@ def parse_args(argv=None):
     ap.add_argument("--pixel", action="store_true", help="pixel + sigmoid parametrization instead of Fourier")
     ap.add_argument("--redirect", action="store_true",
                     help="render with Lucid's redirected ReLU gradient for the first Adam steps (Lucid's default)")
+    ap.add_argument("--dither", type=int, default=0,
+                    help="re-dithered inversions checking the default kink solve's answers from the PNGs "
+                         "(`invert_target_free`'s check; its verdict is then recorded as '8bit/dithered')")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     args.layer = args.layer or DEFAULT_LAYERS.get(args.model)
@@ -80,8 +87,10 @@ def parse_args(argv=None):
         ap.error(f"--layer is needed for model {args.model!r}")
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = [p for p in args.parts if p not in ("channel", "hoyer")]
-    if bad or args.n < 1 or args.batch < 1 or args.adam < 1:
-        ap.error(f"bad arguments: parts {bad}, n {args.n}, batch {args.batch}, adam {args.adam}")
+    if bad or args.n < 1 or args.batch < 1 or args.adam < 1 or args.dither < 0:
+        ap.error(f"bad arguments: parts {bad}, n {args.n}, batch {args.batch}, adam {args.adam}, dither {args.dither}")
+    if args.dither and kinks.DEFAULT_TOL not in args.tol:
+        ap.error(f"--dither checks the default kink solve: --tol must include {kinks.DEFAULT_TOL:g}")
     args.tol = sorted(set(args.tol))
     return args
 
@@ -168,6 +177,7 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
         for method in ("nonneg", "anchored"):
             result = ifv.solve(f, jac_p, p, prior_grads=grads_p, method=method)
             result.target[skipped] = np.nan
+            result.residual[skipped] = np.nan
             solves[f"kinks@{tol:g}/{method}"] = result
         oracle = oracle_residual(f, jac, grads, targets, args.prior, p, kinks.kink_basis(selected, args.rank_tol))
         info[f"{tol:g}"] = {"count": [int(m.sum()) for m in full.within(tol)],
@@ -176,6 +186,26 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
     timing["solves"] = time.perf_counter() - started
     by_kind = full.counts_by_kind()
     return f, live, solves, info, by_kind, timing
+
+
+def dithered(model, layer, reloaded, param, aggregation, p, args, answer):
+    """The default kink solve's ``answer`` from the PNGs checked as `kinks.invert_target_free`
+    checks 8-bit inputs: ``args.dither`` re-dithered inversions (`lucid_ifv.ifv.dither`); the
+    verdict then judges it without the rounding's share."""
+    def invert_images(images):
+        return kinks.invert_target_free(model, layer, images, param, cossim_pow=p, aggregation=aggregation, dither=0)
+
+    spread, denoised = dither_check(invert_images, reloaded, answer, args.dither, seed=0, cossim_pow=p)
+    return dataclasses.replace(answer, dither_spread=spread, denoised_residual=denoised)
+
+
+def _dithered_record(result, b) -> dict:
+    return {"verdict": str(result.verdicts()[b]), "spread": _finite(result.dither_spread[b]),
+            "denoised_residual": _finite(result.denoised_residual[b]), "residual": _finite(result.residual[b])}
+
+
+def _finite(x):
+    return float(x) if np.isfinite(x) else None
 
 
 def _angle(a, b):
@@ -205,8 +235,13 @@ def channel_batch(model, args, channels, idx, seed, out):
         onehot = np.eye(model.layer(layer).depth)[np.asarray(channels)]
         f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, "mean", 0, args,
                                                                  onehot)
+        verdicts = {name: res.verdicts() for name, res in solves.items()}
+        checked = (dithered(model, layer, reloaded, param, "mean", 0, args, solves[DEFAULT_SOLVE])
+                   if variant == "8bit" and args.dither else None)
         for b, rec in enumerate(records):
             c = rec["channel"]
+            if checked is not None:
+                rec["8bit/dithered"] = _dithered_record(checked, b)
             response_rank = np.argsort(-f[b], kind="stable")
             rec[f"{variant}/response_top5"] = response_rank[:5].tolist()
             rec[f"{variant}/target_live"] = bool(live[b, c])
@@ -218,7 +253,8 @@ def channel_batch(model, args, channels, idx, seed, out):
                 top = kinks.top_channels(res.target[b:b + 1], 5)[0]
                 rec[f"{variant}/{name}/top5"] = top.tolist()
                 rec[f"{variant}/{name}/weight_of_target"] = None if np.isnan(res.target[b, c]) else float(res.target[b, c])
-                rec[f"{variant}/{name}/residual"] = float(res.residual[b])
+                rec[f"{variant}/{name}/residual"] = _finite(res.residual[b])
+                rec[f"{variant}/{name}/verdict"] = str(verdicts[name][b])
     arrays = {"indices": np.array(idx), "channels": np.array(channels), "images": images, "reloaded": reloaded,
               **{f"param_{j}": p for j, p in enumerate(rendered.params)}}
     return records, arrays
@@ -239,8 +275,13 @@ def hoyer_batch(model, args, targets, sparseness, idx, seed, out):
     for variant, realization in (("float", rendered.params), ("8bit", reloaded)):
         f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, None, 1, args,
                                                                  targets)
+        verdicts = {name: res.verdicts() for name, res in solves.items()}
+        checked = (dithered(model, layer, reloaded, param, None, 1, args, solves[DEFAULT_SOLVE])
+                   if variant == "8bit" and args.dither else None)
         for b, rec in enumerate(records):
             t, keep = targets[b], live[b]
+            if checked is not None:
+                rec["8bit/dithered"] = _dithered_record(checked, b)
             rec[f"{variant}/dead"] = int((~keep).sum())
             rec[f"{variant}/dead_target_mass"] = float(np.sum(t[~keep] ** 2))
             rec[f"{variant}/response"] = {"live": _angle(f[b] * keep, t * keep), "overall": _angle(f[b], t)}
@@ -251,7 +292,7 @@ def hoyer_batch(model, args, targets, sparseness, idx, seed, out):
             for name, res in solves.items():
                 pred = res.target[b]
                 rec[f"{variant}/{name}"] = {"live": _angle(pred * keep, t * keep), "overall": _angle(pred, t),
-                                            "residual": float(res.residual[b])}
+                                            "residual": _finite(res.residual[b]), "verdict": str(verdicts[name][b])}
     arrays = {"indices": np.array(idx), "targets": targets, "images": images, "reloaded": reloaded,
               **{f"param_{j}": p for j, p in enumerate(rendered.params)}}
     return records, arrays
@@ -314,7 +355,10 @@ def _solve_names(records, variant):
     names = set()
     for key in records[0]:
         if key.startswith(prefix) and (key.startswith(prefix + "plain/") or key.startswith(prefix + "kinks@")):
-            names.add(key[len(prefix):].replace("/top5", "").replace("/weight_of_target", "").replace("/residual", ""))
+            name = key[len(prefix):]
+            for suffix in ("/top5", "/weight_of_target", "/residual", "/verdict"):
+                name = name.removesuffix(suffix)
+            names.add(name)
     return sorted(names)
 
 
@@ -355,8 +399,21 @@ def summarize_channel(records, depth, fires) -> dict:
                 "top1_fires": int(sum(h for h, ok in zip(hit1, firing) if ok)),
                 "top5_fires": int(sum(h for h, ok in zip(hit5, firing) if ok)),
             }
+            if name != "response":
+                out[f"{variant}/{name}"].update(_verdict_stats([r[f"{variant}/{name}/verdict"] for r in records], hit1))
+            if variant == "8bit" and name == DEFAULT_SOLVE and "8bit/dithered" in records[0]:
+                out["8bit/dithered"] = _verdict_stats([r["8bit/dithered"]["verdict"] for r in records], hit1)
         out.update(_kink_stats(records, variant))
     return out
+
+
+def _verdict_stats(verdicts, right) -> dict:
+    """Verdict counts, and how many "identified" answers are right (``right`` ``[n]`` bool):
+    the verdict's precision is ``identified_right / identified``, its recall
+    ``identified_right / right``."""
+    identified = [v == "identified" for v in verdicts]
+    return {"verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}, "identified": int(sum(identified)),
+            "identified_right": int(sum(i and h for i, h in zip(identified, right))), "right": int(sum(right))}
 
 
 def summarize_hoyer(records) -> dict:
@@ -372,6 +429,11 @@ def summarize_hoyer(records) -> dict:
                 "live_sparse": _stats([c["live"] for c, s in zip(cells, sparse) if s]),
                 "live_dense": _stats([c["live"] for c, s in zip(cells, sparse) if not s]),
             }
+            if "verdict" in cells[0]:
+                right = [c["live"] is not None and c["live"] < RIGHT_DEG for c in cells]
+                out[f"{variant}/{name}"].update(_verdict_stats([c["verdict"] for c in cells], right))
+                if variant == "8bit" and name == DEFAULT_SOLVE and "8bit/dithered" in records[0]:
+                    out["8bit/dithered"] = _verdict_stats([r["8bit/dithered"]["verdict"] for r in records], right)
         out.update(_kink_stats(records, variant))
     return out
 
@@ -414,7 +476,7 @@ def markdown(summary, args, command) -> str:
                     lines.append(f"| {variant} | {name} | {cell['top1']}/{s['n']} | {cell['top5']}/{s['n']} | "
                                  f"{cell['top1_live']}/{n_live} | {cell['top5_live']}/{n_live} | "
                                  f"{cell['top1_fires']}/{s['target_fires']} | {cell['top5_fires']}/{s['target_fires']} |")
-        lines += [""] + _kink_lines(s)
+        lines += [""] + _verdict_lines(s, "top-1 right") + _kink_lines(s)
     if "hoyer" in summary:
         s = summary["hoyer"]
         lines += ["## (b) Hoyer targets, `feature_objective(layer, t, 1) - lam params_L2`", "",
@@ -430,8 +492,25 @@ def markdown(summary, args, command) -> str:
         lines.append("")
         for variant in ("float", "8bit"):
             lines.append(f"- {variant}: dead features per sample {_cell(s[f'{variant}/dead'])}")
-        lines += [""] + _kink_lines(s)
+        lines += [""] + _verdict_lines(s, f"under {RIGHT_DEG:g} deg on live features") + _kink_lines(s)
     return "\n".join(lines)
+
+
+def _verdict_lines(s, right: str) -> list:
+    """The verdict of every solve against the truth: precision and recall of "identified"."""
+    lines = [f"Verdicts (the library's rule, `ifv.VerdictRule()`; right = {right}). '8bit/dithered': "
+             f"the default solve ({DEFAULT_SOLVE}) from the PNGs with `invert_target_free`'s re-dithering check:", "",
+             "| input | solve | identified | right among them (precision) | right in all | recall | verdicts |",
+             "|---|---|---|---|---|---|---|"]
+    for key, cell in s.items():
+        if isinstance(cell, dict) and "identified" in cell:
+            variant, _, name = key.partition("/")
+            n_id, n_ok, n_right = cell["identified"], cell["identified_right"], cell["right"]
+            precision = f"{n_ok}/{n_id}" + (f" ({n_ok / n_id:.2f})" if n_id else "")
+            recall = f"{n_ok}/{n_right}" + (f" ({n_ok / n_right:.2f})" if n_right else "")
+            counts = ", ".join(f"{v} {c}" for v, c in cell["verdicts"].items())
+            lines.append(f"| {variant} | {name} | {n_id} | {precision} | {n_right} | {recall} | {counts} |")
+    return lines + [""]
 
 
 def _n_of(s, variant) -> int:
@@ -464,7 +543,7 @@ def main(argv=None):
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     settings_path = out / "settings.json"
     if settings_path.exists():
-        previous = {"redirect": False, **json.loads(settings_path.read_text())}  # runs from before --redirect
+        previous = {"redirect": False, "dither": 0, **json.loads(settings_path.read_text())}  # older runs
         if {k: v for k, v in previous.items() if k != "parts"} != {k: v for k, v in settings.items() if k != "parts"}:
             raise SystemExit(f"{out} holds a run with other settings ({settings_path}); use another --out")
     settings_path.write_text(json.dumps(settings, indent=2))

@@ -482,7 +482,8 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
                        method: str | None = "nonneg", tol: float = DEFAULT_TOL, aggregation=None, features=None,
                        scale: str = "rms", rank_tol: float = DEFAULT_RANK_TOL, include_aggregation: bool = True,
                        project: bool = True, chunk: int | None = None, kink_chunk: int = 64,
-                       max_kinks: int | None = None, dead_tol="auto") -> TargetFreeResult:
+                       max_kinks: int | None = None, dead_tol="auto", dither="auto",
+                       dither_seed: int = 0) -> TargetFreeResult:
     """Which objective was this realization optimized for? Grad-IFV with the kinks projected out.
 
     Nothing about the true target is used: only the realization, the network and the
@@ -506,9 +507,26 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
       max_kinks: samples on more kinks than this (default D) get no answer (NaN target,
         ``kink_rank`` -1): see `Kinks.skipped`.
       dead_tol: see `ifv.solve`.
+      dither, dither_seed: re-dithered inversions that check an answer from quantized
+        images, as `ifv.invert` (``"auto"``: 4 for images on the 8-bit grid, e.g. PNGs, else
+        0; each costs one more inversion, kink gradients included). The verdict then judges
+        the answer without the rounding's share (`lucid_ifv.ifv.dither`).
     Returns:
-      `TargetFreeResult` (an `ifv.InversionResult`).
+      `TargetFreeResult` (an `ifv.InversionResult`); ``.verdicts()`` / ``.describe(i)`` say
+      how far to trust each answer (calibrated on channel visualizations:
+      `docs/target_free.md`, "When to trust it").
     """
+    from lucid_ifv.ifv.dither import invert_and_check
+    from lucid_ifv.ifv.invert import _dither_count
+
+    n_dither = _dither_count(dither, realization, dither_seed)
+    if n_dither:
+        def invert_images(images):
+            return invert_target_free(model, layer, images, param, prior, cossim_pow, method, tol, aggregation,
+                                      features, scale, rank_tol, include_aggregation, project, chunk, kink_chunk,
+                                      max_kinks, dead_tol, dither=0)
+
+        return invert_and_check(invert_images, realization, n_dither, dither_seed, cossim_pow)
     if isinstance(prior, str) and prior == _DEFAULT_PRIOR:
         prior = objectives_mod.params_L2()
     param, params = ifv.resolve_realization(model, realization, param, "params")
@@ -528,7 +546,8 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
     rows = np.linalg.norm(np.asarray(jac, np.float64), axis=2)
     dead = rows <= ifv.DEAD_FLOOR * np.maximum(rows.max(axis=1, keepdims=True), np.finfo(float).tiny)
     result = ifv.solve(f, jac_p, cossim_pow, prior_grads=grads_p, dead_tol=dead_tol, method=method)
-    result.target[skipped] = np.nan  # too many kinks: no answer rather than the unprojected one
+    result.target[skipped] = np.nan  # too many kinks: no answer rather than the unprojected one,
+    result.residual[skipped] = np.nan  # and the verdict "no signal"
     fields = {fld.name: getattr(result, fld.name) for fld in dataclasses.fields(result)}
     return TargetFreeResult(**fields, kink_count=counts, kink_rank=ranks, kinks_by_kind=by_kind,
                             dead_unprojected=dead,

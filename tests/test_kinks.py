@@ -204,6 +204,24 @@ def test_too_many_kinks_give_no_answer(tiny):
     result = kinks.invert_target_free(tiny, "layer", grey, par, aggregation="mean", method="anchored", max_kinks=11)
     assert np.isnan(result.target).all() and result.kink_rank.tolist() == [-1]
     assert kinks.top_channels(result, 1).tolist() == [[-1]]
+    assert result.verdicts().tolist() == ["no signal"]  # not the verdict of the unprojected solve
+
+
+def test_8bit_images_are_re_dithered_and_judged_without_the_rounding(tiny):
+    """Images on the 8-bit grid (a PNG) are re-dithered by default, as by `ifv.invert`: the
+    result carries the spread and the denoised residual, which the verdict uses."""
+    png = np.round(IMAGE * 255) / 255
+    par = pixel_param(png)
+    checked = kinks.invert_target_free(tiny, "layer", png, par, aggregation="mean", method="anchored")
+    assert checked.dither_spread.shape == (1,) and checked.denoised_residual.shape == (1,)
+    assert checked.denoised_residual[0] <= np.sqrt(2) * checked.residual[0]
+    assert isinstance(checked, kinks.TargetFreeResult) and checked.kink_count.shape == (1,)
+    plain = kinks.invert_target_free(tiny, "layer", png, par, aggregation="mean", method="anchored", dither=0)
+    assert plain.dither_spread is None
+    np.testing.assert_array_equal(plain.target, checked.target)  # the answer is the undithered one
+    assert kinks.invert_target_free(tiny, "layer", IMAGE, par, aggregation="mean").dither_spread is None  # off grid
+    with pytest.raises(ValueError, match="dither must be 'auto' or an integer >= 0"):
+        kinks.invert_target_free(tiny, "layer", png, par, aggregation="mean", dither=-1)
 
 
 def test_keras_models_supported_or_refused_clearly():

@@ -24,6 +24,7 @@ its large residual, a converged one loses the rounding's share.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Callable
 
@@ -77,3 +78,13 @@ def dither_check(invert_images: Callable, images: np.ndarray, answer, n: int, se
     residual = np.asarray(answer.residual, np.float64)
     denoised = np.sqrt(np.clip(2.0 * residual ** 2 - squared.mean(axis=0), 0.0, None))
     return spread, np.where(np.isfinite(residual), denoised, residual)
+
+
+def invert_and_check(invert_images: Callable, images, n: int, seed: int = 0, cossim_pow: float = 1):
+    """``invert_images(images)`` with its answer checked by `dither_check` (``n`` re-dithered
+    copies): the result carries ``dither_spread`` and ``denoised_residual`` ``[B]``, which
+    `diagnostics.verdicts` uses. ``invert_images`` must not dither itself."""
+    images = np.asarray(images, np.float32)
+    answer = invert_images(images)
+    spread, denoised = dither_check(invert_images, images, answer, n, seed, cossim_pow)
+    return dataclasses.replace(answer, dither_spread=spread, denoised_residual=denoised)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
@@ -172,16 +170,14 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         _critical_basis(critical_space, len(features) if features is not None else model.layer(layer).depth)
     n_dither = _dither_count(dither, realization, dither_seed)
     if n_dither:
-        from lucid_ifv.ifv.dither import dither_check
+        from lucid_ifv.ifv.dither import invert_and_check
 
         def invert_images(images):
             return invert(model, layer, images, param, cossim_pow, aggregation, critical_space, features, prior,
                           wrt, chunk, dead_tol, method, expected_prior_weight, transforms, n_transforms,
                           transform_seed, dither=0, feature_scales=feature_scales)
 
-        answer = invert_images(np.asarray(realization, np.float32))
-        spread, denoised = dither_check(invert_images, realization, answer, n_dither, dither_seed, cossim_pow)
-        return dataclasses.replace(answer, dither_spread=spread, denoised_residual=denoised)
+        return invert_and_check(invert_images, realization, n_dither, dither_seed, cossim_pow)
     param, params = resolve_realization(model, realization, param, wrt)
     grads = None if prior is None else prior_gradients(model, prior, params, param)
     if transforms is not None:

@@ -200,7 +200,9 @@ def dithered(model, layer, reloaded, param, aggregation, p, args, answer):
 
 
 def _dithered_record(result, b) -> dict:
-    return {"verdict": str(result.verdicts()[b]), "spread": _finite(result.dither_spread[b]),
+    """Sample ``b`` of the re-dithered default answer: both verdicts and what they rest on."""
+    return {"verdict": str(result.verdicts()[b]), "channel_verdict": str(kinks.channel_verdicts(result)[b]),
+            "margin_deg": _finite(kinks.margin_angle(result.target)[b]), "spread": _finite(result.dither_spread[b]),
             "denoised_residual": _finite(result.denoised_residual[b]), "residual": _finite(result.residual[b])}
 
 
@@ -252,6 +254,7 @@ def channel_batch(model, args, channels, idx, seed, out):
             for name, res in solves.items():
                 top = kinks.top_channels(res.target[b:b + 1], 5)[0]
                 rec[f"{variant}/{name}/top5"] = top.tolist()
+                rec[f"{variant}/{name}/top5_weights"] = [_finite(res.target[b, c]) for c in top]
                 rec[f"{variant}/{name}/weight_of_target"] = None if np.isnan(res.target[b, c]) else float(res.target[b, c])
                 rec[f"{variant}/{name}/residual"] = _finite(res.residual[b])
                 rec[f"{variant}/{name}/verdict"] = str(verdicts[name][b])
@@ -356,7 +359,7 @@ def _solve_names(records, variant):
     for key in records[0]:
         if key.startswith(prefix) and (key.startswith(prefix + "plain/") or key.startswith(prefix + "kinks@")):
             name = key[len(prefix):]
-            for suffix in ("/top5", "/weight_of_target", "/residual", "/verdict"):
+            for suffix in ("/top5", "/top5_weights", "/weight_of_target", "/residual", "/verdict"):
                 name = name.removesuffix(suffix)
             names.add(name)
     return sorted(names)
@@ -403,6 +406,8 @@ def summarize_channel(records, depth, fires) -> dict:
                 out[f"{variant}/{name}"].update(_verdict_stats([r[f"{variant}/{name}/verdict"] for r in records], hit1))
             if variant == "8bit" and name == DEFAULT_SOLVE and "8bit/dithered" in records[0]:
                 out["8bit/dithered"] = _verdict_stats([r["8bit/dithered"]["verdict"] for r in records], hit1)
+                out["8bit/dithered, channel verdict"] = _verdict_stats(
+                    [r["8bit/dithered"]["channel_verdict"] for r in records], hit1)
         out.update(_kink_stats(records, variant))
     return out
 
@@ -499,7 +504,8 @@ def markdown(summary, args, command) -> str:
 def _verdict_lines(s, right: str) -> list:
     """The verdict of every solve against the truth: precision and recall of "identified"."""
     lines = [f"Verdicts (the library's rule, `ifv.VerdictRule()`; right = {right}). '8bit/dithered': "
-             f"the default solve ({DEFAULT_SOLVE}) from the PNGs with `invert_target_free`'s re-dithering check:", "",
+             f"the default solve ({DEFAULT_SOLVE}) from the PNGs with `invert_target_free`'s re-dithering check; "
+             "', channel verdict': `kinks.channel_verdicts` on it (is the top channel sound?):", "",
              "| input | solve | identified | right among them (precision) | right in all | recall | verdicts |",
              "|---|---|---|---|---|---|---|"]
     for key, cell in s.items():

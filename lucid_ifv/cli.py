@@ -3,6 +3,7 @@
     lucid-ifv models                                  the model zoo
     lucid-ifv render --model M --layer L --channel 3  a Lucid-style visualization
     lucid-ifv invert --model M --layer L --images x.png   Grad-IFV on saved images
+    lucid-ifv which-channel --model M --images x.png  which channel a Lucid visualization was made for
     lucid-ifv experiment --model M --layer L --out D  the paper's round trip (resumable)
     lucid-ifv critical --run D                        Algorithm 1 on an experiment's realizations
     lucid-ifv compare --model A --model-b B --out D   visualize A's features, invert them in B
@@ -95,7 +96,10 @@ def cmd_models(args) -> int:
 
 
 # -- shared options ---------------------------------------------------------------------
-def add_fv_options(p, render=True):
+def add_fv_options(p, render=True, smooth=True):
+    """The options that say how a visualization was made: model, layer, parametrization, the
+    objective's form, the prior; with ``render`` the optimizer's, else the solve. ``smooth=False``:
+    the plain network only (no --smooth options)."""
     p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name, InceptionV1, or .pb path/URL")
     p.add_argument("--layer", help="studied layer (default: the shipped model's)")
     p.add_argument("--param", choices=["fft", "pixel"], default="fft", help="parametrization (default fft)")
@@ -125,16 +129,10 @@ def add_fv_options(p, render=True):
                             "stationary' (both are in the output)")
     p.add_argument("--prior-absolute", action="store_true",
                    help="--prior is an absolute weight, as in Lucid's `- w * L2()` (default: relative)")
-    p.add_argument("--smooth", action="store_true",
-                   help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
-                        "visualizations rendered on it are invertible by construction")
-    p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
-    p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
-                   help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
-                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md; default: off, "
-                        "on for compare)")
-    p.add_argument("--pool-temperature", type=float, default=0.05,
-                   help="log-sum-exp pool temperature of --smooth (default 0.05)")
+    if not smooth:  # the plain network only
+        p.set_defaults(smooth=False, relu_beta=10.0, relu_beta_relative=False, pool_temperature=0.05)
+    else:
+        add_smooth_options(p)
     if render:
         p.add_argument("--adam", type=int, default=512, help="Adam steps")
         p.add_argument("--lbfgs", type=int, default=200, help="L-BFGS steps after Adam")
@@ -149,6 +147,20 @@ def add_fv_options(p, render=True):
     else:
         p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",
                        help="the solve (default auto: docs/ifv.md, 'Which solve')")
+
+
+def add_smooth_options(p) -> None:
+    """--smooth and the surrogate's settings."""
+    p.add_argument("--smooth", action="store_true",
+                   help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
+                        "visualizations rendered on it are invertible by construction")
+    p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
+    p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
+                   help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
+                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md; default: off, "
+                        "on for compare)")
+    p.add_argument("--pool-temperature", type=float, default=0.05,
+                   help="log-sum-exp pool temperature of --smooth (default 0.05)")
 
 
 def prepared_model(args, check=None):
@@ -281,22 +293,34 @@ def cmd_invert(args) -> int:
     prior = obj.params_L2() if prior_weight else None
     method = None if args.method == "auto" else args.method
     trivial = args.trivial_basis
-    result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
-                        prior=prior, method=method, dither=args.dither,
-                        critical_space=None if trivial is None else critical_basis(trivial),
-                        expected_prior_weight=(prior_weight or None) if method != "paper" else None)
+    target_free = args.command == "which-channel"
+    if target_free:
+        from lucid_ifv import kinks
+
+        result = kinks.invert_target_free(model, layer, images, param, prior=prior, cossim_pow=args.cossim_pow,
+                                          method=method, tol=args.tol, aggregation=aggregation, dither=args.dither)
+    else:
+        result = ifv.invert(model, layer, images, param=param, cossim_pow=args.cossim_pow, aggregation=aggregation,
+                            prior=prior, method=method, dither=args.dither,
+                            critical_space=None if trivial is None else critical_basis(trivial),
+                            expected_prior_weight=(prior_weight or None) if method != "paper" else None)
     modulo = (None if trivial is None or args.npz_targets is None else
               ifv.angle_modulo_trivial(result.target, args.npz_targets, result.response, trivial, args.cossim_pow))
     targets = args.npz_targets
     verdicts = result.verdicts()
     rows = []
+    n_top = getattr(args, "top", 5)
     for i in range(len(result)):
         print(f"sample {i}: {result.describe(i)}")
-        top = np.argsort(-result.target[i])[:5]
+        top = np.argsort(-np.nan_to_num(result.target[i], nan=-np.inf), kind="stable")[:n_top]
         row = {"sample": i, "verdict": str(verdicts[i]), "top_features": top.tolist(),
-               "weights": result.target[i][top].round(3).tolist(), "solve": result.solve_method,
+               "weights": [None if np.isnan(w) else w for w in result.target[i][top].round(3).tolist()],
+               "solve": result.solve_method,
                "gap": float(result.gap[i]), "residual": float(result.residual[i]),
                "dead_features": int(result.dead_features[i].sum())}
+        if target_free:
+            print(f"sample {i}: {_top_channels_line(result, i, top)}")
+            row["kinks"], row["kink_rank"] = int(result.kink_count[i]), int(result.kink_rank[i])
         if result.prior_weights is not None:
             row["prior_weight_estimated"] = result.prior_weights[i].tolist()
             row["prior_weight_expected"] = prior_weight
@@ -323,6 +347,17 @@ def cmd_invert(args) -> int:
         write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "error_bars": bars,
                                                       "rows": rows}, indent=1))
     return 0
+
+
+def _top_channels_line(result, i: int, top) -> str:
+    """Sample ``i`` of a target-free result in words: its top channels and what was projected out."""
+    if result.kink_rank[i] < 0:
+        return (f"no answer: the image sits on {result.kink_count[i]} kinks, more than it has parameters (flat "
+                "regions tie many pool windows; a grey render of a dead channel ties them all): nothing is left to "
+                "solve with; a smaller --tol finds fewer")
+    weights = ", ".join(f"{c} ({w:.2f})" for c, w in zip(top, result.target[i][top]))
+    return (f"top channels (weight): {weights}; {result.kink_count[i]} kinks projected out (span rank "
+            f"{result.kink_rank[i]})")
 
 
 def cmd_experiment(args) -> int:
@@ -646,10 +681,10 @@ def cmd_demo(args) -> int:
 # image channels and size) right after it loads (`prepared_model`'s ``check``).
 INT_MINIMUM = {"adam": 1, "lbfgs": 0, "max_lbfgs": 1, "seed": 0, "batch": 1, "channel": 0, "n_hoyer": 0,
                "n_canonical": 0, "warmup": 0, "batch_size": 1, "reoptimize": 0, "n": 1, "permuted": 0,
-               "retries": 0}
+               "retries": 0, "top": 1}
 FLOAT_MINIMUM = {"decay_power": (0, False), "cossim_pow": (0, False), "prior": (0, False), "relu_beta": (0, True),
                  "pool_temperature": (0, True), "converge": (0, True), "eps_lo": (0, True), "eps_hi": (0, True),
-                 "max_angle": (0, True)}  # (minimum, strictly above it)
+                 "max_angle": (0, True), "tol": (0, False)}  # (minimum, strictly above it)
 # `experiment` names its settings as settings.json and ExperimentConfig do
 SETTING_NAMES = {"adam": "adam_steps", "lbfgs": "lbfgs_steps", "max_lbfgs": "max_lbfgs_steps",
                  "prior": "prior_weight", "reoptimize": "reoptimize_steps", "warmup": "warmup_steps"}
@@ -794,7 +829,10 @@ def check_args(args) -> None:
     if command == "render":
         args.target_array = _load_targets(args.targets) if args.targets else None
         check_out_dir(args.out)
-    elif command == "invert":
+    elif command in ("invert", "which-channel"):
+        if args.prior == 0 and args.method in ("prior_aware", "anchored", "nonneg"):
+            raise ValueError(f"--method {args.method} needs the prior the images were rendered with, but --prior 0 "
+                             "says there was none (use --method paper, or give the prior's weight)")
         args.image_batches = [read_image_file(p) for p in args.images]
         args.npz_targets = _npz_targets(args.images)
         args.trivial_basis = _load_trivial(args.trivial) if args.trivial else None
@@ -876,6 +914,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
+def add_image_options(p) -> None:
+    """--images, --dither and --out of the inverting commands."""
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--dither", default="auto", type=_dither_arg, metavar="N",
+                   help="re-dithered inversions that check answers from 8-bit images (PNGs), each one more "
+                        "inversion; 'auto' (default): 4 when every value lies on the 8-bit grid, else 0 "
+                        "(docs/ifv.md, 'Quantized images')")
+    p.add_argument("--out", help="write the predictions as JSON")
+
+
+def _set_defaults_with_help(p, why: str, **defaults) -> None:
+    """``p.set_defaults(**defaults)``, and each option's help says its default here and why."""
+    p.set_defaults(**defaults)
+    for action in p._actions:
+        if action.dest in defaults:
+            action.help = f"{action.help.split(' (default')[0]} (default here {defaults[action.dest]}: {why})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lucid-ifv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -898,16 +954,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", help="Grad-IFV on images (PNG, .npy, or a render's .npz)")
     add_fv_options(p, render=False)
-    p.add_argument("--images", nargs="+", required=True)
-    p.add_argument("--dither", default="auto", type=_dither_arg, metavar="N",
-                   help="re-dithered inversions that check answers from 8-bit images (PNGs), each one more "
-                        "inversion; 'auto' (default): 4 when every value lies on the 8-bit grid, else 0 "
-                        "(docs/ifv.md, 'Quantized images')")
+    add_image_options(p)
     p.add_argument("--trivial", metavar="FILE.npy",
                    help="trivial directions [k, r] (`critical --save`): solve and judge in their complement, the "
                         "critical space (paper Sec. 2.2, 3.5)")
-    p.add_argument("--out", help="write the predictions as JSON")
     p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("which-channel", help="which channel (or direction) a visualization of the ReLU network was "
+                                             "made for: target-free inversion (docs/target_free.md)")
+    add_fv_options(p, render=False, smooth=False)  # renders of --smooth: `invert --smooth`
+    add_image_options(p)
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="kink tolerance, relative to each tensor's RMS (default 1e-3; docs/target_free.md)")
+    p.add_argument("--top", type=int, default=5, help="channels to list per image (default 5)")
+    _set_defaults_with_help(p, "Lucid's channel objective; docs/target_free.md", aggregation="mean", cossim_pow=0.0, method="nonneg")
+    p.set_defaults(func=cmd_invert, trivial=None)
 
     p = sub.add_parser("experiment", help="the paper's round trip (resumable)")
     add_fv_options(p)

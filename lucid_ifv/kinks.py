@@ -70,6 +70,7 @@ from lucid_ifv.validation import check_finite
 
 __all__ = [
     "DEFAULT_TOL", "DEFAULT_RANK_TOL", "KinkSite", "Kinks", "TargetFreeResult", "kink_sites",
+    "CHANNEL_MARGIN_FACTOR", "CHANNEL_VERDICTS", "margin_angle", "channel_verdicts",
     "find_kinks", "kink_gradients", "kink_basis", "project_out_kinks", "invert_target_free",
     "top_channels",
 ]
@@ -474,6 +475,10 @@ class TargetFreeResult(ifv.InversionResult):
     dead_unprojected: np.ndarray | None = None
     features: np.ndarray | None = None
 
+    def channel_verdicts(self, factor: float | None = None) -> np.ndarray:
+        """`channel_verdicts` of this result: how far to trust each answer's top channel."""
+        return channel_verdicts(self, CHANNEL_MARGIN_FACTOR if factor is None else factor)
+
 
 _DEFAULT_PRIOR = "params_L2"
 
@@ -552,6 +557,54 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
     return TargetFreeResult(**fields, kink_count=counts, kink_rank=ranks, kinks_by_kind=by_kind,
                             dead_unprojected=dead,
                             features=None if features is None else np.asarray(features, np.int64))
+
+
+#: A top channel counts as identified when the nearest answer with another top channel is this
+#: many times the re-dithered spread away. If the rounding moved the answer by an angle whose
+#: median is the spread (half-normal), it exceeds 2.44 times the median 10 % of the time; the
+#: part of the move that could swap the top two channels is smaller still. Set a priori, not fit.
+CHANNEL_MARGIN_FACTOR = 2.44
+CHANNEL_VERDICTS = ("identified", "uncertain", "no answer", "unchecked")
+
+
+def margin_angle(target) -> np.ndarray:
+    """``[B]`` degrees from each answer ``[B, k]`` to the nearest answer whose largest entry is
+    another feature: the angle to the hyperplane ``t_1 = t_2`` of its two largest entries,
+    ``asin((t_1 - t_2) / (sqrt(2) |t|))``. NaN for rows without an answer (NaN, or all zero)."""
+    target = np.atleast_2d(np.asarray(target, np.float64))
+    if target.shape[1] < 2:
+        return np.full(len(target), np.nan)
+    top2 = -np.sort(-np.nan_to_num(target, nan=-np.inf), axis=1)[:, :2]
+    norm = np.linalg.norm(np.nan_to_num(target), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sine = (top2[:, 0] - top2[:, 1]) / (np.sqrt(2.0) * norm)
+        angle = np.degrees(np.arcsin(np.clip(sine, 0.0, 1.0)))
+    return np.where(np.isfinite(target).all(axis=1) & (norm > 0), angle, np.nan)
+
+
+def channel_verdicts(result, factor: float = CHANNEL_MARGIN_FACTOR) -> np.ndarray:
+    """How far to trust the *top channel* of each answer of a re-dithered target-free
+    inversion -> ``[B]`` str, one of `CHANNEL_VERDICTS`:
+
+    - "no answer": nothing was solved (too many kinks, or every feature dead);
+    - "unchecked": the input was not re-dithered (``dither=0``, or float images with
+      ``dither="auto"``): nothing measured how far the answer can move; pass ``dither=4``;
+    - "identified": the nearest answer with another top channel (`margin_angle`) is more than
+      ``factor`` times the re-dithered spread (``result.dither_spread``) away;
+    - "uncertain": otherwise.
+
+    This judges only the ranking's first place, which can be sound when `ifv.verdicts` (about
+    the whole target direction, within 5 deg) is not; calibration: `docs/target_free.md`.
+    """
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+    margin = margin_angle(result.target)
+    spread = getattr(result, "dither_spread", None)
+    if spread is None:
+        return np.where(np.isnan(margin), "no answer", "unchecked").astype(str)
+    with np.errstate(invalid="ignore"):
+        sound = margin > factor * np.asarray(spread, np.float64)
+    return np.select([np.isnan(margin), sound], ["no answer", "identified"], "uncertain").astype(str)
 
 
 def top_channels(result, n: int = 5, features=None) -> np.ndarray:

@@ -49,6 +49,41 @@ def test_render_then_invert_npz_and_png(tmp_path, capsys):
     assert "expected 'auto' or an integer >= 0, got '-2'" in capsys.readouterr().err
 
 
+def test_which_channel_on_a_lucid_channel_png(tmp_path, capsys):
+    """`which-channel`: a channel visualization of the plain ReLU net, saved as a PNG, inverted
+    without its channel (kinks projected out, re-dithered): verdict first, then the top channels."""
+    out = tmp_path / "r"
+    assert main(["render", "--model", "mnist_small", "--channel", "3", "--param", "pixel", "--adam", "60",
+                 "--lbfgs", "20", "--out", str(out)]) == 0
+    capsys.readouterr()
+    png = str(out / "realization_000.png")
+    args = ["which-channel", "--model", "mnist_small", "--param", "pixel", "--images", png, "--dither", "1",
+            "--top", "3", "--out", str(tmp_path / "which.json")]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ")[1].split(":")[0] in VERDICTS and "re-dithered answers within" in lines[0]
+    assert lines[1].startswith("sample 0: top channels (weight): ") and "kinks projected out" in lines[1]
+    row = json.loads(lines[2])
+    assert row["solve"] == "nonneg" and len(row["top_features"]) == 3 and row["kinks"] >= 0
+    assert row["top_features"][0] == int(lines[1].split(": ")[2].split(" ")[0])  # the line lists the row's answer
+    saved = json.loads((tmp_path / "which.json").read_text())
+    assert np.asarray(saved["predicted"]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tol", "-1e-3"], "--tol must be a finite number >= 0, got -0.001"),
+    (["--top", "0"], "--top must be an integer >= 1, got 0"),
+    (["--prior", "0"], "--method nonneg needs the prior the images were rendered with"),
+    (["--smooth"], "unrecognized arguments: --smooth"),
+])
+def test_which_channel_refuses_bad_input_in_one_line(tmp_path, capsys, extra, message):
+    image = tmp_path / "x.npy"
+    np.save(image, np.zeros((1, 28, 28, 1), np.float32))
+    assert main(["which-channel", "--model", "mnist_small", "--images", str(image), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
 def test_render_channel_with_standard_transforms(tmp_path):
     assert main(["render", "--model", "mnist_small", "--channel", "3", "--transforms", "standard",
                  "--adam", "5", "--prior", "0", "--out", str(tmp_path)]) == 0

@@ -269,3 +269,27 @@ def test_clamped_units_behind_batchnorm_are_not_pool_kinks():
     images[0, 0, 1, 0] = 1.0  # two live units with the same value: one tie per channel
     found = kinks.find_kinks(model, "c2", images, pixel_param(images), tol=0.1, aggregation="mean")
     assert found.counts_by_kind()[0]["maxpool"] == 2
+
+
+def test_margin_angle_is_the_angle_to_the_nearest_answer_with_another_top_channel():
+    target = np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [3.0, 1.0, 0.5], [np.nan] * 3, [0.0] * 3])
+    margin = kinks.margin_angle(target)
+    np.testing.assert_allclose(margin[:3], [45.0, 0.0, np.degrees(np.arcsin(2 / (np.sqrt(2) * np.sqrt(10.25))))])
+    assert np.isnan(margin[3:]).all()
+    # the margin is the real distance: moving the answer by less keeps its top channel, by more can swap it
+    u = target[2] / np.linalg.norm(target[2])
+    swapped = np.array([2.0, 2.0, 0.5]) / np.linalg.norm([2.0, 2.0, 0.5])  # a point of the hyperplane t_1 = t_2
+    assert np.degrees(np.arccos(u @ swapped)) >= margin[2] - 1e-9
+
+
+def test_channel_verdicts_compare_the_margin_with_the_re_dithered_spread():
+    result = kinks.TargetFreeResult(target=np.array([[1.0, 0.0], [1.0, 0.9], [np.nan, np.nan]]),
+                                    response=np.zeros((3, 2)), singular_values=np.zeros((3, 2)),
+                                    left_vectors=np.zeros((3, 2, 2)), gap=np.zeros(3), residual=np.zeros(3),
+                                    prior_weights=None, dead_features=np.zeros((3, 2), bool))
+    assert result.channel_verdicts().tolist() == ["unchecked", "unchecked", "no answer"]  # not re-dithered
+    result.dither_spread = np.array([10.0, 2.0, np.nan])  # margins 45 and 3.0 deg
+    assert result.channel_verdicts().tolist() == ["identified", "uncertain", "no answer"]
+    assert result.channel_verdicts(factor=5.0).tolist() == ["uncertain", "uncertain", "no answer"]
+    with pytest.raises(ValueError, match="factor must be a finite number > 0"):
+        result.channel_verdicts(factor=0)

@@ -32,6 +32,10 @@ def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "records_channel.jsonl").read_text().splitlines()]
     assert all(r["8bit/dithered"]["spread"] is None or r["8bit/dithered"]["spread"] >= 0 for r in records)
     assert "| 8bit | dithered |" in (tmp_path / "run" / "summary.md").read_text()
+    by_channel = channel["8bit/dithered, channel verdict"]
+    assert set(by_channel["verdicts"]) <= {"identified", "uncertain", "no answer"}
+    assert all(r["8bit/dithered"]["channel_verdict"] != "identified"
+               or r["8bit/dithered"]["margin_deg"] > 2.44 * r["8bit/dithered"]["spread"] for r in records)
     assert "redirected ReLU gradient on" in (tmp_path / "run" / "summary.md").read_text()
     assert len(list((tmp_path / "run" / "png").glob("*.png"))) == 2
     script.main(argv)  # resumes: the finished batch is not redone

@@ -56,7 +56,7 @@ DEFAULT_LAYERS = {"inception_small": "mixed3b", "mnist_small": "conv2", "photos_
                   "densenet_small": "logits", "densenet_small_no4": "logits", "srnet_small": "res_block8",
                   "mnist_small_seed1": "conv2"}
 SPARSE = 0.6  # Hoyer sparseness from which a target counts as sparse in the summary
-DEFAULT_SOLVE = f"kinks@{kinks.DEFAULT_TOL:g}/nonneg"  # what `kinks.invert_target_free` does by default
+DEFAULT_SOLVE = "kinks@default/nonneg"  # what `kinks.invert_target_free` does by default (tolerance with fallback)
 RIGHT_DEG = 5.0  # a Hoyer answer within this angle on live features counts as right for the verdict's precision
 
 
@@ -89,10 +89,16 @@ def parse_args(argv=None):
     bad = [p for p in args.parts if p not in ("channel", "hoyer")]
     if bad or args.n < 1 or args.batch < 1 or args.adam < 1 or args.dither < 0:
         ap.error(f"bad arguments: parts {bad}, n {args.n}, batch {args.batch}, adam {args.adam}, dither {args.dither}")
-    if args.dither and kinks.DEFAULT_TOL not in args.tol:
-        ap.error(f"--dither checks the default kink solve: --tol must include {kinks.DEFAULT_TOL:g}")
+    if args.dither and not has_default_tols(args):
+        ap.error(f"--dither checks the default kink solve: --tol must include "
+                 f"{', '.join(f'{t:g}' for t in (kinks.DEFAULT_TOL, *kinks.FALLBACK_TOLS))}")
     args.tol = sorted(set(args.tol))
     return args
+
+
+def has_default_tols(args) -> bool:
+    """Whether --tol holds `invert_target_free`'s tolerances (then its default solve is run too)."""
+    return {kinks.DEFAULT_TOL, *kinks.FALLBACK_TOLS} <= set(args.tol)
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -147,12 +153,9 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
     started = time.perf_counter()
     found = kinks.find_kinks(model, layer, params, param, tol=max(args.tol), aggregation=aggregation)
     dim = jac.shape[2]
-    # a sample is skipped at tolerance tol when it sits on more kinks than parameters there (the
-    # library's default max_kinks); gradients are computed up to the largest tolerance it is not skipped at
-    skipped_at = {tol: np.array([int(m.sum()) > dim for m in found.within(tol)]) for tol in args.tol}
-    largest = [max([tol for tol in args.tol if not skipped_at[tol][b]], default=None) for b in range(len(f))]
-    needed = found.restrict([found.within(t)[b] if t is not None else np.zeros(len(found.first[b]), bool)
-                             for b, t in enumerate(largest)])
+    # the library's default max_kinks: a sample on more kinks than parameters at a tolerance has no
+    # kink answer there; gradients are computed up to the largest tolerance it has one at
+    needed = found.fit_tolerances(args.tol, dim)
     kgrads = kinks.kink_gradients(model, layer, params, param, tol=max(args.tol), aggregation=aggregation,
                                   kinks=needed)
     full, found = found, needed
@@ -164,13 +167,19 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
     for method in ("prior_aware", "nonneg"):
         solves[f"plain/{method}"] = ifv.solve(f, jac, p, prior_grads=grads, method=method)
     info["plain"] = {"oracle_residual": oracle_residual(f, jac, grads, targets, args.prior, p)}
-    info["plain"]["skipped"] = skipped_at[max(args.tol)].tolist()
-    for tol in args.tol:
-        skipped = skipped_at[tol]  # more kinks than parameters: no kink answer for those samples
-        masks = found.within(tol)
+    # per-sample tolerance of each kink solve (NaN: no answer): every --tol alone, and the library's
+    # default (DEFAULT_TOL, falling back to FALLBACK_TOLS: `invert_target_free`) when --tol holds them
+    settings = {f"{tol:g}": np.array([tol if int(m.sum()) <= dim else np.nan for m in full.within(tol)])
+                for tol in args.tol}
+    if has_default_tols(args):
+        settings["default"] = full.fit_tolerances([kinks.DEFAULT_TOL, *kinks.FALLBACK_TOLS], dim).sample_tol
+    info["plain"]["skipped"] = np.isnan(settings[f"{max(args.tol):g}"]).tolist()
+    for name, tols in settings.items():
+        skipped = np.isnan(tols)
         keep = np.zeros(kgrads.shape[:2], bool)
-        for b, m in enumerate(masks):
-            if not skipped[b]:
+        for b, t in enumerate(tols):
+            if not skipped[b]:  # needed holds every kink within t for this sample (t <= its fitted tolerance)
+                m = found.distance[b] <= t
                 keep[b, : len(m)] = m
         selected = kgrads * keep[:, :, None]
         jac_p, grads_p, ranks = kinks.project_out_kinks(jac, grads, selected, args.rank_tol, return_ranks=True)
@@ -178,11 +187,13 @@ def invert_variants(model, layer, realization, param, aggregation, p, args, targ
             result = ifv.solve(f, jac_p, p, prior_grads=grads_p, method=method)
             result.target[skipped] = np.nan
             result.residual[skipped] = np.nan
-            solves[f"kinks@{tol:g}/{method}"] = result
+            solves[f"kinks@{name}/{method}"] = result
         oracle = oracle_residual(f, jac, grads, targets, args.prior, p, kinks.kink_basis(selected, args.rank_tol))
-        info[f"{tol:g}"] = {"count": [int(m.sum()) for m in full.within(tol)],
-                            "rank": [None if sk else int(r) for sk, r in zip(skipped, ranks)],
-                            "oracle_residual": [None if sk else o for sk, o in zip(skipped, oracle)]}
+        info[name] = {"count": [int(np.sum(d <= t)) if np.isfinite(t) else int(len(d))
+                                for d, t in zip(full.distance, tols)],
+                      "tol": [None if sk else float(t) for sk, t in zip(skipped, tols)],
+                      "rank": [None if sk else int(r) for sk, r in zip(skipped, ranks)],
+                      "oracle_residual": [None if sk else o for sk, o in zip(skipped, oracle)]}
     timing["solves"] = time.perf_counter() - started
     by_kind = full.counts_by_kind()
     return f, live, solves, info, by_kind, timing

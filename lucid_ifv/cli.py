@@ -311,22 +311,26 @@ def cmd_invert(args) -> int:
     rows = []
     n_top = getattr(args, "top", 5)
     for i in range(len(result)):
-        print(f"sample {i}: {result.describe(i)}")
         top = np.argsort(-np.nan_to_num(result.target[i], nan=-np.inf), kind="stable")[:n_top]
         row = {"sample": i, "verdict": str(verdicts[i]), "top_features": top.tolist(),
                "weights": [None if np.isnan(w) else w for w in result.target[i][top].round(3).tolist()],
                "solve": result.solve_method,
-               "gap": float(result.gap[i]), "residual": float(result.residual[i]),
+               "gap": _json_number(result.gap[i]), "residual": _json_number(result.residual[i]),
                "dead_features": int(result.dead_features[i].sum())}
-        if target_free:
+        if target_free:  # the question asked first: which channel, and can the answer be trusted
+            row.update(_channel_answer(result, i, top))
+            print(f"sample {i}: {row['channel_line']}")
             print(f"sample {i}: {_top_channels_line(result, i, top)}")
-            row["kinks"], row["kink_rank"] = int(result.kink_count[i]), int(result.kink_rank[i])
+            print(f"sample {i}: the whole direction: {result.describe(i)}")
+            del row["channel_line"]
+        else:
+            print(f"sample {i}: {result.describe(i)}")
         if result.prior_weights is not None:
             row["prior_weight_estimated"] = result.prior_weights[i].tolist()
             row["prior_weight_expected"] = prior_weight
         if result.dither_spread is not None:
-            row["dither_spread_deg"] = float(result.dither_spread[i])
-            row["denoised_residual"] = float(result.denoised_residual[i])
+            row["dither_spread_deg"] = _json_number(result.dither_spread[i])
+            row["denoised_residual"] = _json_number(result.denoised_residual[i])
         if result.sensitivity is not None:  # error bars of the top weights; NaN (dead) as None
             row["error_bars"] = [None if np.isnan(e) else round(float(e), 4) for e in result.sensitivity[i][top]]
             row["undetermined_features"] = int(np.sum(~result.determined()[i] & ~result.dead_features[i]))
@@ -347,6 +351,33 @@ def cmd_invert(args) -> int:
         write_text_atomic(Path(args.out), json.dumps({"predicted": result.target.tolist(), "error_bars": bars,
                                                       "rows": rows}, indent=1))
     return 0
+
+
+def _json_number(x) -> float | None:
+    """A float for JSON; None for NaN or infinity (JSON has neither)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _channel_answer(result, i: int, top) -> dict:
+    """The channel verdict of sample ``i`` of a target-free result, as JSON fields and a line."""
+    from lucid_ifv import kinks
+
+    verdict = str(result.channel_verdicts()[i])
+    margin = float(kinks.margin_angle(result.target[i:i + 1])[0])
+    fields = {"channel_verdict": verdict, "margin_deg": _json_number(margin),
+              "kinks": int(result.kink_count[i]), "kink_rank": int(result.kink_rank[i])}
+    if verdict == "no answer":
+        line = "no answer (next line)"
+    else:
+        line = f"top channel {top[0]}: {verdict} (the nearest answer with another top channel is {margin:.1f} deg away"
+        spread = None if result.dither_spread is None else float(result.dither_spread[i])
+        if verdict == "unchecked":
+            line += "; not re-dithered, so nothing measured how far the answer moves: --dither 4)"
+        else:
+            line += (f", {margin / spread:.1f}x the re-dithered spread of {spread:.2f} deg; identified above "
+                     f"{kinks.CHANNEL_MARGIN_FACTOR:g}x)" if spread and np.isfinite(spread) else ")")
+    return {**fields, "channel_line": line}
 
 
 def _top_channels_line(result, i: int, top) -> str:

@@ -69,7 +69,7 @@ from lucid_ifv.kink_sites import KinkSite, _Probe, _probe, kink_sites, switch_in
 from lucid_ifv.validation import check_finite
 
 __all__ = [
-    "DEFAULT_TOL", "DEFAULT_RANK_TOL", "KinkSite", "Kinks", "TargetFreeResult", "kink_sites",
+    "DEFAULT_TOL", "DEFAULT_RANK_TOL", "FALLBACK_TOLS", "KinkSite", "Kinks", "TargetFreeResult", "kink_sites",
     "CHANNEL_MARGIN_FACTOR", "CHANNEL_VERDICTS", "margin_angle", "channel_verdicts",
     "find_kinks", "kink_gradients", "kink_basis", "project_out_kinks", "invert_target_free",
     "top_channels",
@@ -77,6 +77,10 @@ __all__ = [
 
 #: Default kink tolerance, relative to the tensor's scale (see the module docstring).
 DEFAULT_TOL = 1e-3
+#: Smaller tolerances `invert_target_free` falls back to, largest first, for a sample on more
+#: kinks than parameters at ``tol`` (flat regions tie many pool windows; measured on the
+#: shipped models' channel renders: `docs/target_free.md`).
+FALLBACK_TOLS = (3e-4,)
 #: Default rank tolerance of the kink span (relative to the largest singular value of the
 #: row-normalized kink gradients).
 DEFAULT_RANK_TOL = 1e-5
@@ -103,6 +107,8 @@ class Kinks:
         kinks, whose gradients were not computed (zero rows). A realization on that many
         kinks (e.g. a uniform grey image, where every pool window ties) leaves nothing to
         solve after the projection.
+      sample_tol: ``[B]`` the tolerance each sample's kinks were kept at, when
+        `fit_tolerances` chose it per sample (NaN: none fit); None: ``tol`` for all.
     """
 
     sites: list
@@ -114,6 +120,7 @@ class Kinks:
     tol: float
     scale: str
     skipped: np.ndarray | None = None
+    sample_tol: np.ndarray | None = None
 
     def restrict(self, masks) -> "Kinks":
         """The kinks selected by per-sample bool masks (e.g. from `within`), same sites."""
@@ -123,6 +130,21 @@ class Kinks:
         pick = lambda arrays: [a[m] for a, m in zip(arrays, masks)]  # noqa: E731
         return Kinks(self.sites, self.sizes, pick(self.first), pick(self.second), pick(self.site_of),
                      pick(self.distance), self.tol, self.scale)
+
+    def fit_tolerances(self, tols, max_kinks: int) -> "Kinks":
+        """Per sample, the kinks at the largest of ``tols`` at which it sits on at most
+        ``max_kinks`` of them (``sample_tol``; NaN and every kink where none does, so that
+        `kink_gradients` skips it). A flat render ties many pool windows at the default
+        tolerance but few at a smaller one (`FALLBACK_TOLS`)."""
+        tols = sorted({float(t) for t in tols}, reverse=True)
+        masks = {t: self.within(t) for t in tols}
+        chosen = np.array([next((t for t in tols if int(masks[t][b].sum()) <= max_kinks), np.nan)
+                           for b in range(len(self.first))])
+        keep = [masks[t][b] if np.isfinite(t) else np.ones(len(f), bool)
+                for b, (t, f) in enumerate(zip(chosen, self.first))]
+        fitted = self.restrict(keep)
+        fitted.sample_tol = chosen
+        return fitted
 
     def within(self, tol: float) -> list:
         """Per sample, a bool mask of the kinks a smaller tolerance ``tol`` keeps (the kink
@@ -305,12 +327,14 @@ def _kink_jacobian_fn(probe: _Probe, param):
     @tf.function(reduce_retracing=True, autograph=False)  # plain Python control flow only
     def jacobian(z, first, second, has_second):
         """One chunk of kink rows ``[B, c]`` -> their gradients ``[B, c, D]`` (pfor over rows)."""
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            tensors = probe(param(_unflatten(z, param)))
-            u = tf.concat([tf.reshape(t, [tf.shape(t)[0], -1]) for t in tensors], axis=1)
-            kappa = tf.gather(u, first, batch_dims=1) - has_second * tf.gather(u, second, batch_dims=1)
-        with lean_activation_gradients():  # no per-row copies of the activations
+        # no per-row copies of the activations; the forward pass is inside too (a frozen graph
+        # builds its backward function there: `ifv.jacobian`)
+        with lean_activation_gradients():
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                tensors = probe(param(_unflatten(z, param)))
+                u = tf.concat([tf.reshape(t, [tf.shape(t)[0], -1]) for t in tensors], axis=1)
+                kappa = tf.gather(u, first, batch_dims=1) - has_second * tf.gather(u, second, batch_dims=1)
             return tape.batch_jacobian(kappa, z, experimental_use_pfor=True)
 
     _JACOBIAN_FNS[key] = (jacobian, probe, param)
@@ -462,6 +486,8 @@ class TargetFreeResult(ifv.InversionResult):
       kink_rank: dimension of their gradients' span per sample ``[B]`` (of D parameters);
         -1 where the sample had more than ``max_kinks`` kinks (its target is NaN).
       kinks_by_kind: per sample ``{"switch", "maxpool", "aggregation"}`` counts.
+      kink_tol: ``[B]`` the tolerance each sample's kinks were found at (``tol``, or a
+        fallback; NaN: too many kinks at every one, or ``project=False``).
       dead_unprojected: ``[B, k]`` features whose *unprojected* Jacobian row is zero (at most
         ``ifv.DEAD_FLOOR`` of the largest row: dead at the realization, their target weight
         cannot be recovered). ``dead_features`` is what the solve left out (its rule, on the
@@ -472,6 +498,7 @@ class TargetFreeResult(ifv.InversionResult):
     kink_count: np.ndarray | None = None
     kink_rank: np.ndarray | None = None
     kinks_by_kind: list | None = None
+    kink_tol: np.ndarray | None = None
     dead_unprojected: np.ndarray | None = None
     features: np.ndarray | None = None
 
@@ -488,7 +515,7 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
                        scale: str = "rms", rank_tol: float = DEFAULT_RANK_TOL, include_aggregation: bool = True,
                        project: bool = True, chunk: int | None = None, kink_chunk: int = 64,
                        max_kinks: int | None = None, dead_tol="auto", dither="auto",
-                       dither_seed: int = 0) -> TargetFreeResult:
+                       dither_seed: int = 0, fallback_tols=FALLBACK_TOLS) -> TargetFreeResult:
     """Which objective was this realization optimized for? Grad-IFV with the kinks projected out.
 
     Nothing about the true target is used: only the realization, the network and the
@@ -509,8 +536,10 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
       project: False skips the projection (the plain solve, for comparison).
       chunk: features per Jacobian block (`ifv.feature_jacobian`); kink_chunk: kink rows
         per Jacobian block (`kink_gradients`).
-      max_kinks: samples on more kinks than this (default D) get no answer (NaN target,
-        ``kink_rank`` -1): see `Kinks.skipped`.
+      max_kinks: a sample on more kinks than this (default D) at ``tol`` is solved at the
+        largest of ``fallback_tols`` (smaller tolerances, default `FALLBACK_TOLS`; ``()`` for
+        none) at which it is not (``kink_tol``); on too many at all of them it gets no answer
+        (NaN target, ``kink_rank`` -1, verdict "no signal"): see `Kinks.skipped`.
       dead_tol: see `ifv.solve`.
       dither, dither_seed: re-dithered inversions that check an answer from quantized
         images, as `ifv.invert` (``"auto"``: 4 for images on the 8-bit grid, e.g. PNGs, else
@@ -524,12 +553,14 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
     from lucid_ifv.ifv.dither import invert_and_check
     from lucid_ifv.ifv.invert import _dither_count
 
+    tol = _check_tol(tol, scale)  # bad settings are refused before any work
+    fallback_tols = tuple(_check_tol(t, scale) for t in fallback_tols)
     n_dither = _dither_count(dither, realization, dither_seed)
     if n_dither:
         def invert_images(images):
             return invert_target_free(model, layer, images, param, prior, cossim_pow, method, tol, aggregation,
                                       features, scale, rank_tol, include_aggregation, project, chunk, kink_chunk,
-                                      max_kinks, dead_tol, dither=0)
+                                      max_kinks, dead_tol, dither=0, fallback_tols=fallback_tols)
 
         return invert_and_check(invert_images, realization, n_dither, dither_seed, cossim_pow)
     if isinstance(prior, str) and prior == _DEFAULT_PRIOR:
@@ -539,15 +570,21 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
     grads = None if prior is None else ifv.prior_gradients(model, prior, params, param)
     batch = f.shape[0]
     if project:
+        found = find_kinks(model, layer, params, param, tol, scale, aggregation, features, include_aggregation)
+        found = found.fit_tolerances([tol, *[t for t in fallback_tols if t < tol]],
+                                     jac.shape[2] if max_kinks is None else int(max_kinks))
         kgrads, kinks = kink_gradients(model, layer, params, param, tol, scale, aggregation, features,
-                                       include_aggregation, kink_chunk, return_kinks=True, max_kinks=max_kinks)
+                                       include_aggregation, kink_chunk, kinks=found, return_kinks=True,
+                                       max_kinks=max_kinks)
         jac_p, grads_p, ranks = project_out_kinks(jac, grads, kgrads, rank_tol, return_ranks=True)
         counts, by_kind, skipped = kinks.counts, kinks.counts_by_kind(), kinks.skipped
         ranks = np.where(skipped, -1, ranks)
+        kink_tol = kinks.sample_tol
     else:
         jac_p, grads_p = jac, grads
         ranks, counts, by_kind = np.zeros(batch, np.int64), np.zeros(batch, np.int64), None
         skipped = np.zeros(batch, bool)
+        kink_tol = np.full(batch, np.nan)
     rows = np.linalg.norm(np.asarray(jac, np.float64), axis=2)
     dead = rows <= ifv.DEAD_FLOOR * np.maximum(rows.max(axis=1, keepdims=True), np.finfo(float).tiny)
     result = ifv.solve(f, jac_p, cossim_pow, prior_grads=grads_p, dead_tol=dead_tol, method=method)
@@ -555,7 +592,7 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
     result.residual[skipped] = np.nan  # and the verdict "no signal"
     fields = {fld.name: getattr(result, fld.name) for fld in dataclasses.fields(result)}
     return TargetFreeResult(**fields, kink_count=counts, kink_rank=ranks, kinks_by_kind=by_kind,
-                            dead_unprojected=dead,
+                            kink_tol=kink_tol, dead_unprojected=dead,
                             features=None if features is None else np.asarray(features, np.int64))
 
 

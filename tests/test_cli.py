@@ -61,11 +61,15 @@ def test_which_channel_on_a_lucid_channel_png(tmp_path, capsys):
             "--top", "3", "--out", str(tmp_path / "which.json")]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split(": ")[1].split(":")[0] in VERDICTS and "re-dithered answers within" in lines[0]
-    assert lines[1].startswith("sample 0: top channels (weight): ") and "kinks projected out" in lines[1]
-    row = json.loads(lines[2])
+    row = json.loads(lines[3])
     assert row["solve"] == "nonneg" and len(row["top_features"]) == 3 and row["kinks"] >= 0
+    assert row["channel_verdict"] in ("identified", "uncertain") and row["margin_deg"] >= 0
+    assert lines[0].startswith(f"sample 0: top channel {row['top_features'][0]}: {row['channel_verdict']} (")
+    assert "re-dithered spread" in lines[0]
+    assert lines[1].startswith("sample 0: top channels (weight): ") and "kinks projected out" in lines[1]
     assert row["top_features"][0] == int(lines[1].split(": ")[2].split(" ")[0])  # the line lists the row's answer
+    assert lines[2].startswith("sample 0: the whole direction: ") and "re-dithered answers within" in lines[2]
+    assert row["verdict"] in VERDICTS and lines[2].split(": ")[2].split(":")[0] == row["verdict"]
     saved = json.loads((tmp_path / "which.json").read_text())
     assert np.asarray(saved["predicted"]).shape == (1, 32)
 

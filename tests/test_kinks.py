@@ -186,6 +186,7 @@ def test_invert_target_free_end_to_end_and_top_channels(tiny):
     result = kinks.invert_target_free(tiny, "layer", IMAGE, par, aggregation="mean", method="anchored")
     assert isinstance(result, ifv.InversionResult)
     assert result.kink_count.tolist() == [2] and result.kink_rank.tolist() == [2]
+    assert result.kink_tol.tolist() == [kinks.DEFAULT_TOL]
     assert result.target.shape == (1, 1)
     target = np.array([[0.1, 0.7, 0.3, 0.0], [0.5, 0.2, 0.0, 0.9]])
     assert kinks.top_channels(target, 2).tolist() == [[1, 2], [3, 0]]
@@ -205,6 +206,19 @@ def test_too_many_kinks_give_no_answer(tiny):
     assert np.isnan(result.target).all() and result.kink_rank.tolist() == [-1]
     assert kinks.top_channels(result, 1).tolist() == [[-1]]
     assert result.verdicts().tolist() == ["no signal"]  # not the verdict of the unprojected solve
+    assert np.isnan(result.kink_tol).all()  # exact ties: too many at every fallback tolerance too
+
+
+def test_fit_tolerances_keeps_each_sample_at_the_largest_tolerance_that_leaves_something():
+    distance = [np.array([0.0, 2e-4, 5e-4, 9e-4]), np.array([0.0, 1e-4]), np.zeros(5)]
+    found = kinks.Kinks(sites=[], sizes=[], first=[np.arange(len(d)) for d in distance],
+                        second=[-np.ones(len(d), np.int64) for d in distance], site_of=[np.zeros(len(d)) for d in distance],
+                        distance=distance, tol=1e-3, scale="rms")
+    fitted = found.fit_tolerances([3e-4, 1e-3], max_kinks=3)
+    np.testing.assert_array_equal(fitted.sample_tol, [3e-4, 1e-3, np.nan])  # 4 > 3 kinks at 1e-3: falls back
+    assert fitted.counts.tolist() == [2, 2, 5]  # the last keeps all and is skipped by kink_gradients
+    with pytest.raises(ValueError, match="cannot widen"):
+        found.fit_tolerances([3e-3], max_kinks=3)
 
 
 def test_8bit_images_are_re_dithered_and_judged_without_the_rounding(tiny):
@@ -222,6 +236,8 @@ def test_8bit_images_are_re_dithered_and_judged_without_the_rounding(tiny):
     assert kinks.invert_target_free(tiny, "layer", IMAGE, par, aggregation="mean").dither_spread is None  # off grid
     with pytest.raises(ValueError, match="dither must be 'auto' or an integer >= 0"):
         kinks.invert_target_free(tiny, "layer", png, par, aggregation="mean", dither=-1)
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0, got -0.0003"):
+        kinks.invert_target_free(tiny, "layer", png, par, aggregation="mean", fallback_tols=(-3e-4,))
 
 
 def test_keras_models_supported_or_refused_clearly():

@@ -15,7 +15,7 @@ def load_script():
 def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
     script = load_script()
     argv = ["--model", "mnist_small", "--parts", "channel", "--n", "2", "--batch", "2", "--adam", "20",
-            "--lbfgs", "3", "--redirect", "--dither", "1", "--out", str(tmp_path / "run")]
+            "--lbfgs", "3", "--redirect", "--dither", "1", "--tol", "3e-4", "1e-3", "--out", str(tmp_path / "run")]
     script.main(argv)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["settings"]["redirect"] is True
@@ -28,9 +28,10 @@ def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
         assert sum(cell["verdicts"].values()) == 2 and cell["identified_right"] <= min(cell["identified"], cell["top1"])
         assert cell["right"] == cell["top1"]
     dithered = channel["8bit/dithered"]  # the default solve from the PNGs, re-dithered as invert_target_free does
-    assert sum(dithered["verdicts"].values()) == 2 and dithered["right"] == channel["8bit/kinks@0.001/nonneg"]["top1"]
+    assert sum(dithered["verdicts"].values()) == 2 and dithered["right"] == channel["8bit/kinks@default/nonneg"]["top1"]
     records = [json.loads(line) for line in (tmp_path / "run" / "records_channel.jsonl").read_text().splitlines()]
     assert all(r["8bit/dithered"]["spread"] is None or r["8bit/dithered"]["spread"] >= 0 for r in records)
+    assert all(r[f"{v}/kinks"]["default"]["tol"] in (1e-3, 3e-4, None) for r in records for v in ("float", "8bit"))
     assert "| 8bit | dithered |" in (tmp_path / "run" / "summary.md").read_text()
     by_channel = channel["8bit/dithered, channel verdict"]
     assert set(by_channel["verdicts"]) <= {"identified", "uncertain", "no answer"}
@@ -43,7 +44,7 @@ def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         script.main([a for a in argv if a != "--redirect"])
     with pytest.raises(SystemExit):  # the check needs the default solve's tolerance
-        script.main(argv[:-2] + ["--tol", "3e-4", "--out", str(tmp_path / "other")])
+        script.main(argv[:-5] + ["--tol", "3e-4", "--out", str(tmp_path / "other")])
 
 
 def test_every_shipped_model_has_a_studied_layer():

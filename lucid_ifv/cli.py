@@ -313,16 +313,16 @@ def cmd_invert(args) -> int:
     for i in range(len(result)):
         top = np.argsort(-np.nan_to_num(result.target[i], nan=-np.inf), kind="stable")[:n_top]
         row = {"sample": i, "verdict": str(verdicts[i]), "top_features": top.tolist(),
-               "weights": [None if np.isnan(w) else w for w in result.target[i][top].round(3).tolist()],
+               "weights": [_json_number(w) for w in result.target[i][top].round(3)],
                "solve": result.solve_method,
                "gap": _json_number(result.gap[i]), "residual": _json_number(result.residual[i]),
                "dead_features": int(result.dead_features[i].sum())}
         if target_free:  # the question asked first: which channel, and can the answer be trusted
-            row.update(_channel_answer(result, i, top))
-            print(f"sample {i}: {row['channel_line']}")
+            fields, line = _channel_answer(result, i, top)
+            row.update(fields)
+            print(f"sample {i}: {line}")
             print(f"sample {i}: {_top_channels_line(result, i, top)}")
             print(f"sample {i}: the whole direction: {result.describe(i)}")
-            del row["channel_line"]
         else:
             print(f"sample {i}: {result.describe(i)}")
         if result.prior_weights is not None:
@@ -359,14 +359,15 @@ def _json_number(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _channel_answer(result, i: int, top) -> dict:
-    """The channel verdict of sample ``i`` of a target-free result, as JSON fields and a line."""
+def _channel_answer(result, i: int, top) -> tuple[dict, str]:
+    """The channel verdict of sample ``i`` of a target-free result: JSON fields and a line."""
     from lucid_ifv import kinks
 
     verdict = str(result.channel_verdicts()[i])
     margin = float(kinks.margin_angle(result.target[i:i + 1])[0])
     fields = {"channel_verdict": verdict, "margin_deg": _json_number(margin),
-              "kinks": int(result.kink_count[i]), "kink_rank": int(result.kink_rank[i])}
+              "kinks": int(result.kink_count[i]), "kink_rank": int(result.kink_rank[i]),
+              "kink_tol": _json_number(result.kink_tol[i])}
     if verdict == "no answer":
         line = "no answer (next line)"
     else:
@@ -377,18 +378,18 @@ def _channel_answer(result, i: int, top) -> dict:
         else:
             line += (f", {margin / spread:.1f}x the re-dithered spread of {spread:.2f} deg; identified above "
                      f"{kinks.CHANNEL_MARGIN_FACTOR:g}x)" if spread and np.isfinite(spread) else ")")
-    return {**fields, "channel_line": line}
+    return fields, line
 
 
 def _top_channels_line(result, i: int, top) -> str:
     """Sample ``i`` of a target-free result in words: its top channels and what was projected out."""
     if result.kink_rank[i] < 0:
-        return (f"no answer: the image sits on {result.kink_count[i]} kinks, more than it has parameters (flat "
-                "regions tie many pool windows; a grey render of a dead channel ties them all): nothing is left to "
-                "solve with; a smaller --tol finds fewer")
+        return (f"no answer: the image sits on {result.kink_count[i]} kinks, more than it has parameters, at every "
+                "tolerance tried (flat regions tie many pool windows; a grey render of a dead channel ties them "
+                "all): nothing is left to solve with")
     weights = ", ".join(f"{c} ({w:.2f})" for c, w in zip(top, result.target[i][top]))
     return (f"top channels (weight): {weights}; {result.kink_count[i]} kinks projected out (span rank "
-            f"{result.kink_rank[i]})")
+            f"{result.kink_rank[i]}, tolerance {result.kink_tol[i]:g})")
 
 
 def cmd_experiment(args) -> int:
@@ -996,7 +997,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fv_options(p, render=False, smooth=False)  # renders of --smooth: `invert --smooth`
     add_image_options(p)
     p.add_argument("--tol", type=float, default=1e-3,
-                   help="kink tolerance, relative to each tensor's RMS (default 1e-3; docs/target_free.md)")
+                   help="kink tolerance, relative to each tensor's RMS (default 1e-3; an image on more kinks than "
+                        "parameters falls back to 3e-4; docs/target_free.md)")
     p.add_argument("--top", type=int, default=5, help="channels to list per image (default 5)")
     _set_defaults_with_help(p, "Lucid's channel objective; docs/target_free.md", aggregation="mean", cossim_pow=0.0, method="nonneg")
     p.set_defaults(func=cmd_invert, trivial=None)

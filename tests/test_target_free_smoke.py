@@ -12,7 +12,7 @@ def load_script():
     return experiment_script("target_free")
 
 
-def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
+def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path, capsys):
     script = load_script()
     argv = ["--model", "mnist_small", "--parts", "channel", "--n", "2", "--batch", "2", "--adam", "20",
             "--lbfgs", "3", "--redirect", "--dither", "1", "--tol", "3e-4", "1e-3", "--out", str(tmp_path / "run")]
@@ -39,6 +39,12 @@ def test_channel_part_with_redirected_relu_runs_and_resumes(tmp_path):
                or r["8bit/dithered"]["margin_deg"] > 2.44 * r["8bit/dithered"]["spread"] for r in records)
     assert "redirected ReLU gradient on" in (tmp_path / "run" / "summary.md").read_text()
     assert len(list((tmp_path / "run" / "png").glob("*.png"))) == 2
+    collect = experiment_script("collect_target_free")
+    collect.main([str(tmp_path / "run")])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| mnist_small conv2 (32) | 2 |")]
+    assert len(rows) == 1 and f"| {dithered['identified']} | " in rows[0]
+    with pytest.raises(SystemExit, match="does not exist"):
+        collect.main([str(tmp_path / "missing")])
     script.main(argv)  # resumes: the finished batch is not redone
     assert len((tmp_path / "run" / "records_channel.jsonl").read_text().splitlines()) == 2
     with pytest.raises(SystemExit, match="other settings"):

@@ -546,9 +546,9 @@ def invert_target_free(model, layer: str, realization, param=None, prior=_DEFAUL
         0; each costs one more inversion, kink gradients included). The verdict then judges
         the answer without the rounding's share (`lucid_ifv.ifv.dither`).
     Returns:
-      `TargetFreeResult` (an `ifv.InversionResult`); ``.verdicts()`` / ``.describe(i)`` say
-      how far to trust each answer (calibrated on channel visualizations:
-      `docs/target_free.md`, "When to trust it").
+      `TargetFreeResult` (an `ifv.InversionResult`); ``.channel_verdicts()`` says how far to
+      trust each answer's top channel, ``.verdicts()`` / ``.describe(i)`` its whole direction
+      (`docs/target_free.md`, "Two verdicts"; measured in part (a'') there).
     """
     from lucid_ifv.ifv.dither import invert_and_check
     from lucid_ifv.ifv.invert import _dither_count

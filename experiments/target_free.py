@@ -210,11 +210,13 @@ def dithered(model, layer, reloaded, param, aggregation, p, args, answer):
     return dataclasses.replace(answer, dither_spread=spread, denoised_residual=denoised)
 
 
-def _dithered_record(result, b) -> dict:
-    """Sample ``b`` of the re-dithered default answer: both verdicts and what they rest on."""
-    return {"verdict": str(result.verdicts()[b]), "channel_verdict": str(kinks.channel_verdicts(result)[b]),
-            "margin_deg": _finite(kinks.margin_angle(result.target)[b]), "spread": _finite(result.dither_spread[b]),
-            "denoised_residual": _finite(result.denoised_residual[b]), "residual": _finite(result.residual[b])}
+def _dithered_records(result) -> list:
+    """Per sample of the re-dithered default answer: both verdicts and what they rest on."""
+    verdicts, channel = result.verdicts(), kinks.channel_verdicts(result)
+    margins = kinks.margin_angle(result.target)
+    return [{"verdict": str(verdicts[b]), "channel_verdict": str(channel[b]), "margin_deg": _finite(margins[b]),
+             "spread": _finite(result.dither_spread[b]), "denoised_residual": _finite(result.denoised_residual[b]),
+             "residual": _finite(result.residual[b])} for b in range(len(result))]
 
 
 def _finite(x):
@@ -249,12 +251,12 @@ def channel_batch(model, args, channels, idx, seed, out):
         f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, "mean", 0, args,
                                                                  onehot)
         verdicts = {name: res.verdicts() for name, res in solves.items()}
-        checked = (dithered(model, layer, reloaded, param, "mean", 0, args, solves[DEFAULT_SOLVE])
+        checked = (_dithered_records(dithered(model, layer, reloaded, param, "mean", 0, args, solves[DEFAULT_SOLVE]))
                    if variant == "8bit" and args.dither else None)
         for b, rec in enumerate(records):
             c = rec["channel"]
             if checked is not None:
-                rec["8bit/dithered"] = _dithered_record(checked, b)
+                rec["8bit/dithered"] = checked[b]
             response_rank = np.argsort(-f[b], kind="stable")
             rec[f"{variant}/response_top5"] = response_rank[:5].tolist()
             rec[f"{variant}/target_live"] = bool(live[b, c])
@@ -290,12 +292,12 @@ def hoyer_batch(model, args, targets, sparseness, idx, seed, out):
         f, live, solves, info, by_kind, timing = invert_variants(model, layer, realization, param, None, 1, args,
                                                                  targets)
         verdicts = {name: res.verdicts() for name, res in solves.items()}
-        checked = (dithered(model, layer, reloaded, param, None, 1, args, solves[DEFAULT_SOLVE])
+        checked = (_dithered_records(dithered(model, layer, reloaded, param, None, 1, args, solves[DEFAULT_SOLVE]))
                    if variant == "8bit" and args.dither else None)
         for b, rec in enumerate(records):
             t, keep = targets[b], live[b]
             if checked is not None:
-                rec["8bit/dithered"] = _dithered_record(checked, b)
+                rec["8bit/dithered"] = checked[b]
             rec[f"{variant}/dead"] = int((~keep).sum())
             rec[f"{variant}/dead_target_mass"] = float(np.sum(t[~keep] ** 2))
             rec[f"{variant}/response"] = {"live": _angle(f[b] * keep, t * keep), "overall": _angle(f[b], t)}

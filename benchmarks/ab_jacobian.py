@@ -2,13 +2,17 @@
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 python benchmarks/ab_jacobian.py blocks [--batch 1 4]
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 python benchmarks/ab_jacobian.py lean [--model photos_cnn --layer conv2d_4]
+        [--gradients MaxPool LRN] [--batch 4] [--k 64] [--rounds 4]
 
 ``blocks``: for each batch, one fresh process per kind (``LUCID_IFV_JACOBIAN=tiled`` /
 ``pfor``) times `feature_jacobian` at k features on a loaded model: the first call (trace +
 first run) and the best of 3 warm calls, then the largest relative difference between the
-two kinds' Jacobians. ``lean``: one process, rounds alternating TensorFlow's own activation
-gradients and `lean_gradients` (cache cleared each time): warm time ratio lean / own (median
-of rounds) and the first-call times. Prints a Markdown table; docs/performance.md quotes it.
+two kinds' Jacobians. ``lean``: one process, rounds alternating `lean_gradients` and
+TensorFlow's own gradients for the op types ``--gradients`` (default: all of them), each arm
+on a freshly built model with the cache cleared: warm time ratio lean / own (median of
+rounds), the first-call times (the vectorized blocks' trace included) and the largest
+relative difference of the two Jacobians. ``--model inceptionv1_224``: the bench's
+InceptionV1-shaped graph at 224 px (random weights, `bench_peers.get_model`). Prints a Markdown table; docs/performance.md quotes it.
 Timings are ratios side by side; no thresholds.
 """
 
@@ -26,14 +30,24 @@ import numpy as np
 
 
 def load(model_name, layer, batch):
+    """A freshly built model (never a cached one: a frozen graph keeps the backward function
+    built by its first Jacobian), a parametrization and parameter values."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from lucid_ifv import param as P
-    from modelzoo.shipped import load_shipped
 
-    model = load_shipped(model_name)
+    if model_name == "inceptionv1_224":  # the bench's InceptionV1-shaped graph, 224 px
+        sys.path.insert(0, str(Path(__file__).parent))
+        import bench_peers
+
+        bench_peers._MODELS.clear()
+        model = bench_peers.get_model(model_name, bench_peers.Sizes())
+    else:
+        from modelzoo.shipped import load_shipped
+
+        model = load_shipped(model_name)
     par = P.image_for_model(model, batch=batch, seed=0)
     model(par().numpy(), [layer])  # TensorFlow's first-run costs paid
     return model, par, par.numpy_params()
@@ -79,23 +93,31 @@ def blocks(args) -> None:
 
 
 def lean(args) -> None:
+    """Rounds alternating two arms, each on a freshly built model: all of
+    `lean_gradients.LEAN_GRADIENTS` ("lean") against the same without the op types
+    ``args.gradients`` (TensorFlow's own gradients for those: "own")."""
     from lucid_ifv import ifv
     from lucid_ifv.ifv import lean_gradients
 
     os.environ["LUCID_IFV_JACOBIAN"] = "pfor"  # the vectorized blocks are what the lean gradients serve
-    model, par, values = load(args.model, args.layer, args.batch[0])
-    own, firsts, warms = lean_gradients.LEAN_GRADIENTS, {True: [], False: []}, {True: [], False: []}
-    for _ in range(args.rounds):
-        for use in (False, True):
-            lean_gradients.LEAN_GRADIENTS = own if use else {}
+    every = lean_gradients.LEAN_GRADIENTS
+    compared = args.gradients or sorted(every)
+    arms = {True: every, False: {name: fn for name, fn in every.items() if name not in compared}}
+    firsts, warms, jacobians = {True: [], False: []}, {True: [], False: []}, {}
+    for round_ in range(args.rounds):
+        for use in ((False, True) if round_ % 2 == 0 else (True, False)):
+            lean_gradients.LEAN_GRADIENTS = arms[use]
             ifv.clear_cache()
+            model, par, values = load(args.model, args.layer, args.batch[0])
             run = lambda: ifv.feature_jacobian(model, args.layer, values, par, features=range(args.k))  # noqa: E731
-            firsts[use].append(timed(run)[0])
+            first, (_, jacobians[use]) = timed(run)
+            firsts[use].append(first)
             warms[use].append(min(timed(run)[0] for _ in range(3)))
-    lean_gradients.LEAN_GRADIENTS = own
+    lean_gradients.LEAN_GRADIENTS = every
     ratio = np.median(np.array(warms[True]) / np.array(warms[False]))
-    print(f"| {args.model} {args.layer}, batch {args.batch[0]}, k = {args.k} | {ratio:.2f} | "
-          f"{np.median(firsts[True]):.2f} | {np.median(firsts[False]):.2f} | {args.rounds} |")
+    diff = np.abs(jacobians[True] - jacobians[False]).max() / np.abs(jacobians[False]).max()
+    print(f"| {args.model} {args.layer}, batch {args.batch[0]}, k = {args.k} | {', '.join(compared)} | {ratio:.2f} | "
+          f"{np.median(firsts[True]):.2f} | {np.median(firsts[False]):.2f} | {diff:.1e} | {args.rounds} |")
 
 
 def main(argv=None) -> None:
@@ -109,12 +131,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--k", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gradients", nargs="+", default=None,
+                        help="lean: the op types compared (default: every one of LEAN_GRADIENTS)")
     args = parser.parse_args(argv)
     if args.what == "blocks":
         blocks(args)
     else:
-        print("| model, layer | warm lean / own (median of rounds) | first call s, lean | first call s, own | rounds |")
-        print("|---|---|---|---|---|")
+        print("| model, layer | lean gradients compared | warm lean / own (median of rounds) | first call s, lean | "
+              "first call s, own | max rel. diff | rounds |")
+        print("|---|---|---|---|---|---|---|")
         lean(args)
 
 

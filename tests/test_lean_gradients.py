@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,6 +35,56 @@ def test_same_jacobian_as_tensorflows_own_gradients(fn):
     lean, own = vectorized_jacobian(fn, x, True), vectorized_jacobian(fn, x, False)
     assert np.abs(own).max() > 0 and np.any(own == 0)  # units on and off: both branches are exercised
     np.testing.assert_allclose(lean, own, rtol=2e-6, atol=0)
+
+
+def _lrn(x):
+    return tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
+
+
+def _pool(size, stride, padding):
+    return lambda x: tf.nn.max_pool2d(x, size, stride, padding)
+
+
+@pytest.mark.parametrize("fn", [_lrn, _pool(3, 2, "SAME"), _pool(3, 1, "SAME"), _pool(2, 2, "VALID"),
+                                _pool(3, 2, "VALID"), _pool(2, 3, "SAME"), _pool(3, 3, "VALID"),
+                                _pool(3, 2, [[0, 0], [1, 0], [0, 1], [0, 0]])],
+                         ids=["lrn", "pool3s2same", "pool3s1same", "pool2s2valid", "pool3s2valid",
+                              "pool2s3same_stride_past_window", "pool3s3valid_unread_rows", "pool_explicit_fallback"])
+def test_lrn_and_max_pool_jacobians_as_tensorflows_own(fn):
+    """The lean ``LRN`` and ``MaxPool`` gradients give TensorFlow's Jacobian under pfor, ties
+    included (values rounded to integers: many windows hold their maximum twice; the
+    gradient goes to the first, row-major, as in ``MaxPoolGrad``), with rows and columns no
+    window reads (VALID), strides past the window, and the explicit-padding fallback."""
+    rng = np.random.default_rng(1)
+    x = tf.constant(np.round(rng.normal(size=(2, 7, 8, 3)) * 1.5).astype(np.float32))
+
+    def vectorized(lean):
+        @tf.function(autograph=False)
+        def jac(x):
+            with contextlib.ExitStack() as stack:
+                if lean:
+                    stack.enter_context(lean_activation_gradients())
+                with tf.GradientTape(persistent=True) as tape:
+                    tape.watch(x)
+                    y = tf.reshape(fn(x), [-1])
+                return tf.vectorized_map(lambda u: tape.gradient(y, x, output_gradients=u), tf.eye(int(y.shape[0])))
+
+        return jac(x).numpy()
+
+    lean, own = vectorized(True), vectorized(False)
+    assert np.abs(own).max() > 0
+    np.testing.assert_allclose(lean, own, rtol=2e-6, atol=1e-6)
+
+
+def test_max_pool_gradient_gives_ties_to_the_first_element():
+    """A window of equal values: its whole gradient goes to the first element (row-major)."""
+    x = tf.constant(np.ones((1, 2, 2, 1), np.float32))
+    with lean_activation_gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        g = tape.gradient(y, x, output_gradients=tf.constant([[[[3.0]]]]))
+    np.testing.assert_array_equal(g.numpy()[0, ..., 0], [[3.0, 0.0], [0.0, 0.0]])
 
 
 def test_the_registry_is_restored_also_after_an_error():
@@ -80,6 +132,7 @@ def test_a_frozen_graphs_jacobian_block_uses_the_lean_gradients():
     block = jacobian._jacobian_fn(model, "mixed3a", param, None, 3, dim)
     types = _op_types(block.get_concrete_function().graph)
     assert "Relu" in types and "ReluGrad" not in types and types.count("Greater") >= types.count("Relu")
+    assert "MaxPool" in types and "MaxPoolGrad" not in types
     z = tf.constant(np.concatenate([v.numpy().reshape(2, -1) for v in param.variables], 1))
     rows = np.array([0, 5, 17], np.int32)
     _, g = block(z, tf.constant(rows))

@@ -12,8 +12,19 @@ only: pfor computes it once and broadcasts the product. The values are the same:
   ``Softplus``: ``g * sigmoid(x)``               (``SoftplusGrad``: ``g / (1 + exp(-x))``)
 
 bit for bit for ReLU and ReLU6 with finite ``g`` (a NaN or infinite ``g`` where the unit is
-off gives NaN instead of 0), to float32 rounding for softplus. `lean_activation_gradients()`
-installs them in TensorFlow's gradient registry while a Jacobian is *traced* (the registry is
+off gives NaN instead of 0), to float32 rounding for softplus.
+
+Local response normalization (``LRN``, InceptionV1's ``localresponsenorm0/1``) has a
+different problem: pfor has no converter for ``LRNGrad`` at all and falls back to a
+``while`` loop, one Jacobian row after the other. Its gradient written with matrix products
+(`_lrn_grad`; ``y = x N^-beta`` with ``N = bias + alpha (x^2) B`` and ``B`` the channel
+window as a band matrix)
+
+  ``LRN``:      ``g N^-beta - 2 alpha beta x ((g x N^(-beta-1)) B)``
+
+vectorizes, and agrees with ``LRNGrad`` to float32 rounding.
+
+`lean_activation_gradients()` installs them in TensorFlow's gradient registry while a Jacobian is *traced* (the registry is
 read when a backward graph is built: by ``tape.gradient``, and for a graph function such as a
 frozen graph already when its forward pass runs under the tape), and puts the originals back
 after. Measured warm effect (`benchmarks/ab_jacobian.py lean`, docs/performance.md): 0.87 on
@@ -27,8 +38,12 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops
+from tensorflow.python.ops import gen_nn_ops
+
+from lucid_ifv.ifv.max_pool_gradient import max_pool_gradient
 
 
 def _relu_grad(op, grad):
@@ -44,14 +59,32 @@ def _softplus_grad(op, grad):
     return grad * tf.sigmoid(op.inputs[0])
 
 
-LEAN_GRADIENTS = {"Relu": _relu_grad, "Relu6": _relu6_grad, "Softplus": _softplus_grad}
+def _lrn_grad(op, grad):
+    """``LRN``'s gradient in matrix products (module docstring); TensorFlow's ``LRNGrad``
+    when the depth is not static."""
+    x = op.inputs[0]
+    depth = x.shape[-1]
+    if depth is None:
+        return gen_nn_ops.lrn_grad(grad, x, op.outputs[0], op.get_attr("depth_radius"), op.get_attr("bias"),
+                                   op.get_attr("alpha"), op.get_attr("beta"))
+    alpha, beta = op.get_attr("alpha"), op.get_attr("beta")
+    channel = np.arange(depth)
+    window = np.abs(channel[:, None] - channel[None, :]) <= op.get_attr("depth_radius")
+    band = tf.constant(window.astype(x.dtype.as_numpy_dtype))  # [depth, depth]
+    norm = op.get_attr("bias") + alpha * tf.tensordot(tf.square(x), band, 1)  # N, [..., depth]
+    scale = tf.pow(norm, -beta)
+    return grad * scale - (2.0 * alpha * beta) * x * tf.tensordot(grad * (x * scale / norm), band, 1)
+
+
+LEAN_GRADIENTS = {"Relu": _relu_grad, "Relu6": _relu6_grad, "Softplus": _softplus_grad, "LRN": _lrn_grad,
+                  "MaxPool": max_pool_gradient}
 _LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def lean_activation_gradients():
-    """Within the block, gradients built for ``Relu``, ``Relu6`` and ``Softplus`` ops are the
-    broadcasting forms above (module docstring); TensorFlow's own ones are restored after,
+    """Within the block, gradients built for ``Relu``, ``Relu6``, ``Softplus`` and ``LRN`` ops
+    are the vectorizable forms above (module docstring); TensorFlow's own ones are restored after,
     also on errors. One thread at a time (the registry is global)."""
     registry = ops._gradient_registry._registry  # {op type: {"type": fn, "location": ...}}
     with _LOCK:

@@ -27,10 +27,9 @@ vectorizes, and agrees with ``LRNGrad`` to float32 rounding.
 `lean_activation_gradients()` installs them in TensorFlow's gradient registry while a Jacobian is *traced* (the registry is
 read when a backward graph is built: by ``tape.gradient``, and for a graph function such as a
 frozen graph already when its forward pass runs under the tape), and puts the originals back
-after. Measured warm effect (`benchmarks/ab_jacobian.py lean`, docs/performance.md): 0.87 on
-photos_cnn (Keras), within the noise elsewhere. Max-pool gradients
-are left as they are: a scatter through ``max_pool_with_argmax`` avoids pfor's tiling of
-``MaxPoolGrad`` but was no faster.
+after. ``MaxPool``'s gradient is `lucid_ifv.ifv.max_pool_gradient` (its window masks
+depend on the forward pass only, so pfor computes them once instead of once per row).
+Measured warm effects: `benchmarks/ab_jacobian.py lean`, docs/performance.md.
 """
 
 from __future__ import annotations

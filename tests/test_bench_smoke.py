@@ -46,3 +46,16 @@ def test_bench_smoke_writes_a_report(tmp_path):
                            "--fig-dir", str(fig_dir)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert again.read_text() == text
+
+
+def test_ab_jacobian_lean_compares_two_real_arms():
+    """benchmarks/ab_jacobian.py lean runs (tiny: mnist_small, k = 4, one round) and prints
+    one table row whose two arms gave the same Jacobian (max rel. diff column)."""
+    script = BENCH.parent / "ab_jacobian.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, str(script), "lean", "--model", "mnist_small", "--layer", "conv2",
+                           "--batch", "2", "--k", "4", "--rounds", "1", "--gradients", "MaxPool"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    row = proc.stdout.strip().splitlines()[-1].split("|")
+    assert row[2].strip() == "MaxPool" and float(row[6]) < 1e-5

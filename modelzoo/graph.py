@@ -33,6 +33,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from lucid_ifv import gradient_overrides
 from lucid_ifv.model import LayerInfo, Model
 from modelzoo import fetch, lucid_format
 from modelzoo.lucid_format import Metadata
@@ -408,8 +409,11 @@ class GraphModel(Model):
     # -- evaluation -----------------------------------------------------------------------
     def _pruned_function(self, tensor_names: tuple[str, ...], native: bool = True):
         """The graph pruned to `tensor_names`; ``native=False``: imported with unknown height
-        and width (static shapes forgotten, as Lucid's ``forget_xy_shape``)."""
-        key = (tensor_names, native)
+        and width (static shapes forgotten, as Lucid's ``forget_xy_shape``). One per set of
+        gradient overrides in effect (`lucid_ifv.gradient_overrides.active_key`): a graph
+        function keeps the backward function it builds first, so the render step and the
+        Jacobian, which trace under different overrides, must not share one."""
+        key = (tensor_names, native, gradient_overrides.active_key())
         if key not in self._pruned:
             function = self._function
             if not native:

@@ -59,3 +59,16 @@ def test_ab_jacobian_lean_compares_two_real_arms():
     assert proc.returncode == 0, proc.stderr[-4000:]
     row = proc.stdout.strip().splitlines()[-1].split("|")
     assert row[2].strip() == "MaxPool" and float(row[6]) < 1e-5
+
+
+def test_ab_fv_step_runs():
+    """benchmarks/ab_fv_step.py runs (tiny: photos_cnn, batch 1 and 4, one round of 2 steps)
+    and prints one row per parametrization, transforms and batch."""
+    script = BENCH.parent / "ab_fv_step.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, str(script), "--model", "photos_cnn", "--layer", "conv2d_4",
+                           "--batches", "1", "4", "--rounds", "1", "--steps", "2"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| photos_cnn")]
+    assert len(rows) == 8 and all(float(row.split("|")[-2]) > 0 for row in rows)

@@ -28,20 +28,20 @@ vectorizes, and agrees with ``LRNGrad`` to float32 rounding.
 read when a backward graph is built: by ``tape.gradient``, and for a graph function such as a
 frozen graph already when its forward pass runs under the tape), and puts the originals back
 after. ``MaxPool``'s gradient is `lucid_ifv.ifv.max_pool_gradient` (its window masks
-depend on the forward pass only, so pfor computes them once instead of once per row).
+depend on the forward pass only, so pfor computes them once instead of once per row), and
+``Conv2D``'s input gradient a forward convolution where that is faster
+(`lucid_ifv.conv_gradient`, also used by the render step).
 Measured warm effects: `benchmarks/ab_jacobian.py lean`, docs/performance.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import ops
 from tensorflow.python.ops import gen_nn_ops
 
+from lucid_ifv.conv_gradient import conv2d_gradient
+from lucid_ifv.gradient_overrides import overridden_gradients
 from lucid_ifv.ifv.max_pool_gradient import max_pool_gradient
 
 
@@ -76,25 +76,11 @@ def _lrn_grad(op, grad):
 
 
 LEAN_GRADIENTS = {"Relu": _relu_grad, "Relu6": _relu6_grad, "Softplus": _softplus_grad, "LRN": _lrn_grad,
-                  "MaxPool": max_pool_gradient}
-_LOCK = threading.RLock()
+                  "MaxPool": max_pool_gradient, "Conv2D": conv2d_gradient}
 
 
-@contextlib.contextmanager
 def lean_activation_gradients():
-    """Within the block, gradients built for ``Relu``, ``Relu6``, ``Softplus`` and ``LRN`` ops
-    are the vectorizable forms above (module docstring); TensorFlow's own ones are restored after,
-    also on errors. One thread at a time (the registry is global)."""
-    registry = ops._gradient_registry._registry  # {op type: {"type": fn, "location": ...}}
-    with _LOCK:
-        saved = {name: registry.get(name) for name in LEAN_GRADIENTS}
-        try:
-            for name, fn in LEAN_GRADIENTS.items():
-                registry[name] = {"type": fn, "location": saved[name]["location"] if saved[name] else None}
-            yield
-        finally:
-            for name, entry in saved.items():
-                if entry is None:
-                    registry.pop(name, None)
-                else:
-                    registry[name] = entry
+    """Context manager: within the block, gradients built for the op types of
+    `LEAN_GRADIENTS` are the vectorizable forms above (module docstring); TensorFlow's own
+    ones are restored after, also on errors (`lucid_ifv.gradient_overrides`)."""
+    return overridden_gradients(LEAN_GRADIENTS)

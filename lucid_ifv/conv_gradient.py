@@ -6,15 +6,15 @@ Cout]`` and padding (top, bottom, left, right), the gradient with respect to ``x
 space and transposed in channels, ``w'[i, j, o, c] = w[kh-1-i, kw-1-j, c, o]``, padded by
 ``(kh-1-top, kh-1-bottom, kw-1-left, kw-1-right)``: the same sums as TensorFlow's
 ``Conv2DBackpropInput`` in another order (float32 rounding apart). On these CPUs the forward
-convolution kernel is often faster: 0.50-0.77x the time of ``Conv2DBackpropInput`` for 16 to
-96 input channels, about equal for some shapes, and 1.5x *slower* for a 3-channel input
-(docs/performance.md, "Convolution input gradients"). So it is used from `MIN_CHANNELS`
-input channels on, and TensorFlow's own gradient elsewhere (strides, dilations, NCHW).
+convolution kernel is often the faster of the two, not always: it is slower for a 3-channel
+input and in batch-1 render steps (`benchmarks/ab_conv_gradient.py` per shape,
+`benchmarks/ab_fv_step.py` per render step; docs/performance.md, "Convolution input
+gradients"). So it is used from `MIN_CHANNELS` input channels on, and TensorFlow's own
+gradient elsewhere (strides, dilations, NCHW, unknown shapes).
 
 Two gradient functions: `conv2d_gradient` for the Jacobian's vectorized blocks (each op
 there runs over ``c`` rows times the batch at once), and `batched_conv2d_gradient` for
-render steps, from `RENDER_MIN_BATCH` images on: measured render steps (`benchmarks/ab_fv_step.py`)
-were 8-16 % faster with it at batch 4 to 16 and up to 18 % slower at batch 1.
+render steps, from `RENDER_MIN_BATCH` images on.
 """
 
 from __future__ import annotations

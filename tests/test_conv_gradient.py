@@ -81,3 +81,23 @@ def test_render_steps_keep_tensorflows_gradient_below_their_batch_threshold():
             concrete = grad.get_concrete_function(x)
         kinds = [op.type for op in concrete.graph.get_operations()]
         assert ("Conv2DBackpropInput" not in kinds) == replaced
+
+
+def test_render_steps_of_a_frozen_graph_use_it_from_the_batch_threshold_on():
+    """`render.STEP_GRADIENTS` reaches a frozen graph's backward function: its step at batch
+    RENDER_MIN_BATCH holds fewer ``Conv2DBackpropInput`` ops than at batch 1 (only the
+    3-channel input convolution keeps one)."""
+    from test_lean_gradients import _op_types
+
+    from lucid_ifv import objectives, param
+    from lucid_ifv.render import VisSetup
+    from modelzoo.shipped import load_shipped
+
+    model = load_shipped("inception_small")
+    counts = []
+    for batch in (1, conv_gradient.RENDER_MIN_BATCH):
+        vis = VisSetup(model, objectives.channel("mixed3a", 0), param.image(model.image_shape[0], batch=batch),
+                       relu_gradient_override=False)
+        vis.step()
+        counts.append(_op_types(vis._concrete_steps[False].graph).count("Conv2DBackpropInput"))
+    assert counts[0] > counts[1] == 1

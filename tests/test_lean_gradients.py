@@ -143,3 +143,24 @@ def test_a_frozen_graphs_jacobian_block_uses_the_lean_gradients():
                                             None)
             picked = tf.reduce_sum(f[:, row])
         np.testing.assert_allclose(g[i].numpy(), tape.gradient(picked, z).numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_a_frozen_graph_differentiated_before_still_gets_the_lean_gradients():
+    """A frozen graph keeps the backward function it builds first; a gradient taken through
+    the model outside the lean context (a render step, a prior gradient) must not fix the
+    Jacobian's gradients (`GraphModel` keys its functions by the overrides in effect)."""
+    from lucid_ifv.ifv import jacobian
+    from lucid_ifv.param import image_for_model
+    from modelzoo.shipped import load_shipped
+
+    model = load_shipped("inception_small")
+    param = image_for_model(model, batch=2, seed=0)
+    images = param()
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        response = model(images, ["mixed3a"])["mixed3a"]
+    assert tape.gradient(response, images) is not None  # builds the plain backward function first
+    dim = sum(int(np.prod(v.shape[1:])) for v in param.variables)
+    jacobian.clear_cache()
+    types = _op_types(jacobian._jacobian_fn(model, "mixed3a", param, None, 3, dim).get_concrete_function().graph)
+    assert "Relu" in types and "ReluGrad" not in types and "MaxPoolGrad" not in types

@@ -12,9 +12,10 @@ input and in batch-1 render steps (`benchmarks/ab_conv_gradient.py` per shape,
 gradients"). So it is used from `MIN_CHANNELS` input channels on, and TensorFlow's own
 gradient elsewhere (strides, dilations, NCHW, unknown shapes).
 
-Two gradient functions: `conv2d_gradient` for the Jacobian's vectorized blocks (each op
-there runs over ``c`` rows times the batch at once), and `batched_conv2d_gradient` for
-render steps, from `RENDER_MIN_BATCH` images on.
+Where it is installed: the Jacobian's vectorized blocks (each op there runs over ``c`` rows
+times the batch at once) and the ordinary backward passes of render steps and tiled Jacobian
+blocks from `render.STEP_MIN_BATCH` images per pass on (`render.step_gradients`). The batch
+is decided there, not here: inside a frozen graph's function it is not static.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from tensorflow.python.ops import gen_nn_ops, nn_grad
 
 #: Fewest input channels ``Cin`` for which the input gradient is computed as a convolution.
 MIN_CHANNELS = 16
-#: Fewest images per render step for which `batched_conv2d_gradient` uses it.
-RENDER_MIN_BATCH = 4
 
 
 def _padding(op, kh: int, kw: int):
@@ -45,18 +44,7 @@ def conv2d_gradient(op, grad):
     """Gradient function for ``Conv2D``: ``[dx, dw]``, ``dx`` by `conv_input_gradient` where it
     applies (module docstring), else and for ``dw`` TensorFlow's own (``dw`` is pruned from
     the graph when nothing uses it, as in a Jacobian or a render step)."""
-    return _gradient(op, grad, min_batch=1)
-
-
-def batched_conv2d_gradient(op, grad):
-    """`conv2d_gradient` for batches of at least `RENDER_MIN_BATCH` images (a static batch
-    size); TensorFlow's own below that."""
-    return _gradient(op, grad, min_batch=RENDER_MIN_BATCH)
-
-
-def _gradient(op, grad, min_batch: int):
-    batch = op.inputs[0].shape[0]
-    dx = conv_input_gradient(op, grad) if batch is not None and batch >= min_batch else None
+    dx = conv_input_gradient(op, grad)
     if dx is None:
         return nn_grad._Conv2DGrad(op, grad)
     attrs = {name: op.get_attr(name) for name in ("dilations", "strides", "padding", "explicit_paddings",

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from lucid_ifv import objectives as objectives_mod
-from lucid_ifv.conv_gradient import batched_conv2d_gradient
+from lucid_ifv.conv_gradient import conv2d_gradient
 from lucid_ifv.gradient_overrides import overridden_gradients
 from lucid_ifv.param import Param, image_for_model, numpy_seed
 from lucid_ifv.param.traced import TracedParam
@@ -143,9 +143,17 @@ def layers_used(model, objective, param: Param, transform=None) -> set:
 
 #: Compiled renders kept (least recently used evicted first).
 RENDER_CACHE_SIZE = 8
-#: Gradient functions the compiled Adam and L-BFGS steps are traced with (the convolution's
-#: input gradient as a forward convolution where that is faster, `lucid_ifv.conv_gradient`).
-STEP_GRADIENTS = {"Conv2D": batched_conv2d_gradient}
+#: Gradient functions the compiled Adam and L-BFGS steps are traced with from `STEP_MIN_BATCH`
+#: images on (the convolution's input gradient as a forward convolution, `lucid_ifv.conv_gradient`):
+#: measured faster there, slower at batch 1 (`benchmarks/ab_fv_step.py`, docs/performance.md).
+STEP_GRADIENTS = {"Conv2D": conv2d_gradient}
+STEP_MIN_BATCH = 4
+
+
+def step_gradients(batch: int) -> dict:
+    """The gradient overrides of an ordinary backward pass over ``batch`` images:
+    `STEP_GRADIENTS` from `STEP_MIN_BATCH` on, none below."""
+    return STEP_GRADIENTS if batch >= STEP_MIN_BATCH else {}
 _RENDERS: "collections.OrderedDict[tuple, _CompiledRender]" = collections.OrderedDict()
 #: Traces of compiled Adam steps (a Python side effect of tracing; read by tests).
 _STATS = {"traces": 0, "lbfgs_traces": 0}  # traces of the Adam step and of the L-BFGS function
@@ -246,7 +254,7 @@ class _CompiledRender:
             _STATS["traces"] += 1  # Python side effect: runs once per trace
             for work, var in zip(self.work, variables):
                 work.assign(var)
-            with overridden_gradients(STEP_GRADIENTS):
+            with overridden_gradients(step_gradients(self.param.batch)):
                 with tf.GradientTape() as tape:
                     value = self.evaluate(variables, model)
                     loss = -value
@@ -267,7 +275,7 @@ class _CompiledRender:
     def loss_and_grad(self):
         """`_loss_and_grad_fn` of the objective (compiled once)."""
         if self._loss_and_grad is None:
-            self._loss_and_grad = _loss_and_grad_fn(self.evaluate, self.param.variables)
+            self._loss_and_grad = _loss_and_grad_fn(self.evaluate, self.param.variables, self.param.batch)
         return self._loss_and_grad
 
     def extra_values(self, variables):
@@ -675,9 +683,10 @@ def _stationary_message(nit: int, note: str = "") -> str:
     return f"stationary: every sample's residual <= the tolerance after {nit} iterations{note}"
 
 
-def _loss_and_grad_fn(evaluate, variables) -> Callable:
+def _loss_and_grad_fn(evaluate, variables, batch: int) -> Callable:
     """Compiled ``flat [D] float32 -> (-objective, its gradient [D])`` for parameters shaped
-    like ``variables`` (``evaluate(params)``: the objective summed over the batch)."""
+    like ``variables`` (``evaluate(params)``: the objective summed over the ``batch`` images;
+    traced with `step_gradients`)."""
     shapes = [tuple(v.shape) for v in variables]
     sizes = [int(np.prod(s)) for s in shapes]
 
@@ -686,7 +695,7 @@ def _loss_and_grad_fn(evaluate, variables) -> Callable:
         _STATS["lbfgs_traces"] += 1  # Python side effect: runs once per trace
         parts = tf.split(flat, sizes)
         params = [tf.reshape(p, s) for p, s in zip(parts, shapes)]
-        with overridden_gradients(STEP_GRADIENTS):
+        with overridden_gradients(step_gradients(batch)):
             with tf.GradientTape() as tape:
                 tape.watch(params)
                 loss = -evaluate(params)

@@ -41,7 +41,7 @@ from lucid_ifv import objectives as objectives_mod
 from lucid_ifv.ifv.lean_gradients import lean_activation_gradients
 from lucid_ifv.param import Param, PixelParam, image_for_model
 from lucid_ifv.gradient_overrides import overridden_gradients
-from lucid_ifv.render import STEP_GRADIENTS, RenderResult
+from lucid_ifv.render import RenderResult, step_gradients
 from lucid_ifv.validation import check_finite
 
 #: Compiled Jacobian functions kept (least recently used evicted first).
@@ -225,7 +225,7 @@ def _tiled_fn(model, layer, param, aggregation, chunk, dim):
     forward and backward pass (batch ``chunk B``), copy ``i`` with the one-hot cotangent of
     feature ``rows[i]`` (zero for -1). Same signature and result; cached (`_cache_key`, kind
     "tiled"). Needs a batch-agnostic parametrization (`Param.batch_agnostic`). Traced with the
-    render step's gradients (`render.STEP_GRADIENTS`: an ordinary backward pass too)."""
+    render step's gradients (`render.step_gradients`: an ordinary backward pass too)."""
     key = _cache_key(model, layer, param, aggregation, chunk, dim, "tiled")
     entry = _cached(key)
     if entry is not None:
@@ -237,7 +237,7 @@ def _tiled_fn(model, layer, param, aggregation, chunk, dim):
     def response_and_jacobian(z, rows):
         _STATS["traces"] += 1  # Python side effect: runs once per trace
         copies = tf.tile(z, [chunk, 1])  # copy i is rows i B .. i B + B - 1
-        with overridden_gradients(STEP_GRADIENTS):  # an ordinary backward pass, as a render step's
+        with overridden_gradients(step_gradients(chunk * batch)):  # an ordinary backward pass, as a render step's
             with tf.GradientTape() as tape:
                 tape.watch(copies)
                 f = objectives_mod.feature_response(model(param.forward(_unflatten(copies, param)), [layer])[layer],

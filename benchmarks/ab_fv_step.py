@@ -1,14 +1,17 @@
 """A/B timing of the render step's gradient overrides (`render.STEP_GRADIENTS`).
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 python benchmarks/ab_fv_step.py [--model photos_cnn
-        --layer conv2d_4] [--batches 1 4 16] [--rounds 5] [--steps 30]
+        --layer conv2d_4] [--batches 1 4 16] [--rounds 5] [--steps 30] [--min-batch N]
 
 For every batch size, pixel and Fourier parametrization (decorrelated colour), without and
 with Lucid's standard transforms: `render_vis`'s compiled Adam step (`VisSetup.step`, as
 `make bench` times it: one channel objective per image, no ReLU-gradient redirection) traced
 with TensorFlow's own gradients ("own", `STEP_GRADIENTS` emptied) and with
 `render.STEP_GRADIENTS` ("ours"), each arm on a freshly loaded model. Rounds alternate the
-order; each timed run is ``--steps`` steps with one host read at the end. Prints a Markdown
+order; each timed run is ``--steps`` steps with one host read at the end. ``--min-batch``
+sets `render.STEP_MIN_BATCH` for the run (default: the library's; below it both arms trace
+the same graph, a control of the measurement's noise; ``--min-batch 1`` times the overrides
+at every batch). Prints a Markdown
 table of the median ms per step and the median of the per-round ratios ours / own.
 Timings are ratios side by side; no thresholds.
 """
@@ -30,6 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--min-batch", type=int, default=None)
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -43,6 +47,8 @@ def main(argv=None) -> None:
     from modelzoo.shipped import load_shipped
 
     ours = render.STEP_GRADIENTS
+    if args.min_batch is not None:
+        render.STEP_MIN_BATCH = args.min_batch
     rows = [(p, t, b) for b in args.batches for p in ("pixel", "fourier") for t in ("none", "lucid")]
     setups = {}
     try:

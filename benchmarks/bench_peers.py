@@ -1287,7 +1287,7 @@ def report(results: dict, sizes: Sizes, out: Path, figure: Path, args, fig_json:
                   "repeated forward pass. It is a reference, not a proven bound: `pfor` (ours) vectorizes "
                   "the k backward passes over one shared forward, which can beat an ordinary batched pass, "
                   "and its blocks use their own max-pool gradient (window masks computed once per block, "
-                  "`lucid_ifv/ifv/max_pool_gradient.py`), where the limit's ordinary pass runs TensorFlow's "
+                  "`lucid_ifv/max_pool_gradient.py`), where the limit's ordinary pass runs TensorFlow's "
                   "`MaxPoolGrad` (docs/performance.md).",
                   "- ours / limit and loop / ours are medians of per-round ratios; the Jacobians of ours "
                   "and of the loop agree (max relative difference in the table).", ""]

@@ -27,7 +27,7 @@ vectorizes, and agrees with ``LRNGrad`` to float32 rounding.
 `lean_activation_gradients()` installs them in TensorFlow's gradient registry while a Jacobian is *traced* (the registry is
 read when a backward graph is built: by ``tape.gradient``, and for a graph function such as a
 frozen graph already when its forward pass runs under the tape), and puts the originals back
-after. ``MaxPool``'s gradient is `lucid_ifv.ifv.max_pool_gradient` (its window masks
+after. ``MaxPool``'s gradient is `lucid_ifv.max_pool_gradient` (its window masks
 depend on the forward pass only, so pfor computes them once instead of once per row), and
 ``Conv2D``'s input gradient a forward convolution where that is faster
 (`lucid_ifv.conv_gradient`, also used by the render step).
@@ -42,7 +42,7 @@ from tensorflow.python.ops import gen_nn_ops
 
 from lucid_ifv.conv_gradient import conv2d_gradient
 from lucid_ifv.gradient_overrides import overridden_gradients
-from lucid_ifv.ifv.max_pool_gradient import max_pool_gradient
+from lucid_ifv.max_pool_gradient import max_pool_gradient
 
 
 def _relu_grad(op, grad):

@@ -18,8 +18,7 @@ spatial shapes; anything else falls back to TensorFlow's own gradient.
 
 In an *ordinary* backward pass (a render step) the masks are computed once per pass, like
 ``MaxPoolGrad``'s search: there it is faster only for windows that do not overlap (2x2,
-stride 2: 0.4-0.45x the time of ``MaxPoolGrad`` on photos_cnn's pool shapes at batch 16),
-slower for overlapping ones (3x3, stride 2). `disjoint_max_pool_gradient` is that case
+stride 2), slower for overlapping ones (3x3, stride 2; docs/performance.md). `disjoint_max_pool_gradient` is that case
 (`render.STEP_GRADIENTS`); the Jacobian's vectorized blocks use `max_pool_gradient`.
 """
 

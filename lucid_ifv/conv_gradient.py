@@ -55,7 +55,7 @@ def conv2d_gradient(op, grad):
 def conv_input_gradient(op, grad):
     """``dx [B, H, W, Cin]`` as a forward convolution of ``grad [B, Ho, Wo, Cout]``, or None
     where it does not apply."""
-    x, w = op.inputs
+    w = op.inputs[1]
     kh, kw, cin, _ = w.shape
     if (op.get_attr("data_format").decode() != "NHWC" or list(op.get_attr("strides")) != [1, 1, 1, 1]
             or list(op.get_attr("dilations")) != [1, 1, 1, 1] or None in (kh, kw, cin) or cin < MIN_CHANNELS):

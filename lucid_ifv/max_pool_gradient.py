@@ -16,10 +16,9 @@ The result equals ``MaxPoolGrad`` up to the order of float additions where windo
 (``kh > stride``), bit for bit where they do not. NHWC with SAME or VALID padding and static
 spatial shapes; anything else falls back to TensorFlow's own gradient.
 
-In an *ordinary* backward pass (a render step) the masks are computed once per pass, like
-``MaxPoolGrad``'s search: there it is faster only for windows that do not overlap (2x2,
-stride 2), slower for overlapping ones (3x3, stride 2; docs/performance.md). `disjoint_max_pool_gradient` is that case
-(`render.STEP_GRADIENTS`); the Jacobian's vectorized blocks use `max_pool_gradient`.
+Used by the Jacobian's vectorized blocks only: in an ordinary backward pass (a render step)
+the masks are computed once per pass, and it did not make render steps faster
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -100,12 +99,3 @@ def max_pool_gradient(op, grad):
         dx = tf.pad(dx, [[0, 0], [0, height - used_h], [0, width - used_w], [0, 0]])
     return dx
 
-
-def disjoint_max_pool_gradient(op, grad):
-    """`max_pool_gradient` for pools whose windows do not overlap (window <= stride, the
-    result then bit for bit ``MaxPoolGrad``'s), TensorFlow's own gradient for the others."""
-    _, kh, kw, _ = op.get_attr("ksize")
-    _, sh, sw, _ = op.get_attr("strides")
-    if kh <= sh and kw <= sw:
-        return max_pool_gradient(op, grad)
-    return _own(op, grad)

@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from lucid_ifv import objectives as objectives_mod
 from lucid_ifv.conv_gradient import conv2d_gradient
-from lucid_ifv.max_pool_gradient import disjoint_max_pool_gradient
 from lucid_ifv.gradient_overrides import overridden_gradients
 from lucid_ifv.param import Param, image_for_model, numpy_seed
 from lucid_ifv.param.traced import TracedParam
@@ -145,10 +144,9 @@ def layers_used(model, objective, param: Param, transform=None) -> set:
 #: Compiled renders kept (least recently used evicted first).
 RENDER_CACHE_SIZE = 8
 #: Gradient functions the compiled Adam and L-BFGS steps are traced with from `STEP_MIN_BATCH`
-#: images on: the convolution's input gradient as a forward convolution (`lucid_ifv.conv_gradient`),
-#: measured faster there and slower at batch 1, and the max-pool gradient of non-overlapping
-#: windows from masks (`lucid_ifv.max_pool_gradient`; `benchmarks/ab_fv_step.py`, docs/performance.md).
-STEP_GRADIENTS = {"Conv2D": conv2d_gradient, "MaxPool": disjoint_max_pool_gradient}
+#: images on (the convolution's input gradient as a forward convolution, `lucid_ifv.conv_gradient`):
+#: measured faster there, slower at batch 1 (`benchmarks/ab_fv_step.py`, docs/performance.md).
+STEP_GRADIENTS = {"Conv2D": conv2d_gradient}
 STEP_MIN_BATCH = 4
 
 

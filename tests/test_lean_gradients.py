@@ -165,29 +165,3 @@ def test_a_frozen_graph_differentiated_before_still_gets_the_lean_gradients():
     types = _op_types(jacobian._jacobian_fn(model, "mixed3a", param, None, 3, dim).get_concrete_function().graph)
     assert "Relu" in types and "ReluGrad" not in types and "MaxPoolGrad" not in types
 
-
-@pytest.mark.parametrize("size, stride, padding, replaced", [(2, 2, "VALID", True), (2, 2, "SAME", True),
-                                                             (2, 3, "SAME", True), (3, 2, "SAME", False)])
-def test_render_steps_max_pool_gradient_is_maxpoolgrad_bit_for_bit_on_disjoint_windows(size, stride, padding, replaced):
-    """`disjoint_max_pool_gradient` (render steps): windows that do not overlap get the masks'
-    gradient, equal to ``MaxPoolGrad`` bit for bit (ties included); overlapping ones keep
-    TensorFlow's own."""
-    from lucid_ifv.gradient_overrides import overridden_gradients
-    from lucid_ifv.max_pool_gradient import disjoint_max_pool_gradient
-
-    x = tf.constant(np.round(np.random.default_rng(2).normal(size=(3, 7, 9, 4))).astype(np.float32))
-    g = tf.constant(np.random.default_rng(3).normal(size=tf.nn.max_pool2d(x, size, stride, padding).shape)
-                    .astype(np.float32))
-
-    @tf.function(autograph=False)
-    def grad(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.nn.max_pool2d(x, size, stride, padding)
-        return tape.gradient(y, x, output_gradients=g)
-
-    own = grad.get_concrete_function(x)
-    with overridden_gradients({"MaxPool": disjoint_max_pool_gradient}):
-        new = tf.function(grad.python_function, autograph=False).get_concrete_function(x)
-    assert ("MaxPoolGrad" not in [op.type for op in new.graph.get_operations()]) == replaced
-    np.testing.assert_array_equal(new(x).numpy(), own(x).numpy())

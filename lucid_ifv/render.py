@@ -154,6 +154,8 @@ def step_gradients(batch: int) -> dict:
     """The gradient overrides of an ordinary backward pass over ``batch`` images:
     `STEP_GRADIENTS` from `STEP_MIN_BATCH` on, none below."""
     return STEP_GRADIENTS if batch >= STEP_MIN_BATCH else {}
+
+
 _RENDERS: "collections.OrderedDict[tuple, _CompiledRender]" = collections.OrderedDict()
 #: Traces of compiled Adam steps (a Python side effect of tracing; read by tests).
 _STATS = {"traces": 0, "lbfgs_traces": 0}  # traces of the Adam step and of the L-BFGS function

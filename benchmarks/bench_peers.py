@@ -357,22 +357,18 @@ class Ours(Contender):
     def __init__(self, model, layer, channels, param_kind, transforms):
         self.args = (model, layer, channels, param_kind, transforms)
 
-    def objective(self):
-        """One channel objective, or Lucid's idiom: one per batch element (a `ChannelSum`)."""
-        from lucid_ifv import objectives as O
-
-        _, layer, channels, _, _ = self.args
-        if len(channels) == 1:
-            return O.channel(layer, channels[0])
-        return O.Objective.sum(O.channel(layer, c, batch=i) for i, c in enumerate(channels))
-
     def prepare(self):
         import tensorflow as tf
 
+        from lucid_ifv import objectives as O
         from lucid_ifv.render import VisSetup
 
         model, layer, channels, param_kind, transforms = self.args
-        self.vis = VisSetup(model, self.objective(), _fv_spec(model, param_kind, len(channels)),
+        if len(channels) == 1:
+            objective = O.channel(layer, channels[0])
+        else:  # Lucid's idiom: one objective per batch element
+            objective = O.Objective.sum(O.channel(layer, c, batch=i) for i, c in enumerate(channels))
+        self.vis = VisSetup(model, objective, _fv_spec(model, param_kind, len(channels)),
                             optimizer=tf.keras.optimizers.Adam(0.05, epsilon=1e-8),
                             transforms=None if transforms == "lucid" else [], seed=0, relu_gradient_override=False)
         for _ in range(2):

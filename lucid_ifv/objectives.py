@@ -19,7 +19,6 @@ included), with Lucid's values; ours refuse bad arguments with a ValueError.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import threading
@@ -55,8 +54,7 @@ class Objective:
         terms ``((1.0, feature_objective(l, t)), (-1e-4, params_L2()))``.
     """
 
-    def __init__(self, objective_func: Callable, name: str = "", description: str = "", terms=None, key=None,
-                 channel_sum=None):
+    def __init__(self, objective_func: Callable, name: str = "", description: str = "", terms=None, key=None):
         self.objective_func = objective_func
         self.name = name
         self.description = description
@@ -64,9 +62,6 @@ class Objective:
         #: hashable description of the computation (`lucid_ifv.graph_keys`), or None when it
         #: is unknown (a user's function): render_vis reuses a compiled step only with a key.
         self.key = key
-        #: a `ChannelSum` when the objective is a weighted sum of `channel` objectives of one
-        #: layer (then it is evaluated as one reduction), else None.
-        self.channel_sum = channel_sum
 
     @property
     def terms(self) -> tuple:
@@ -78,16 +73,13 @@ class Objective:
     def __add__(self, other):
         if isinstance(other, (int, float)):
             return Objective(lambda T: other + self(T), self.name, self.description, self.terms,
-                             _combined_key("add", self, other),
-                             self.channel_sum if other == 0 else None)  # Python's sum() starts at 0
-        fused = ChannelSum.of([self, other])
+                             _combined_key("add", self, other))
         return Objective(
-            fused or (lambda T: self(T) + other(T)),
+            lambda T: self(T) + other(T),
             ", ".join([self.name, _name(other)]),
             "Sum(" + " +\n".join([self.description, _description(other)]) + ")",
             self.terms + terms_of(other),
             _combined_key("add", self, other),
-            fused,
         )
 
     __radd__ = __add__
@@ -104,8 +96,7 @@ class Objective:
     def __mul__(self, other):
         if isinstance(other, (int, float)):
             return Objective(lambda T: other * self(T), self.name, self.description,
-                             tuple((other * f, o) for f, o in self.terms), _combined_key("mul", self, other),
-                             self.channel_sum and self.channel_sum.scaled(other))
+                             tuple((other * f, o) for f, o in self.terms), _combined_key("mul", self, other))
         return Objective(lambda T: self(T) * other(T), self.name, self.description,
                          key=_combined_key("mul", self, other))
 
@@ -115,14 +106,12 @@ class Objective:
     def sum(objs):
         """Sum of objectives (Lucid's `Objective.sum`); its terms are all the operands' terms."""
         objs = list(objs)
-        fused = ChannelSum.of(objs)
         return Objective(
-            fused or (lambda T: sum(obj(T) for obj in objs)),
+            lambda T: sum(obj(T) for obj in objs),
             ", ".join(_name(o) for o in objs),
             "Sum(" + " +\n".join(_description(o) for o in objs) + ")",
             tuple(term for o in objs for term in terms_of(o)),
             _combined_key("sum", *objs),
-            fused,
         )
 
     def __repr__(self):
@@ -369,7 +358,8 @@ def neuron(layer_name, channel_n, x=None, y=None, batch=None):
     return inner
 
 
-def _channel_mean(layer, n_channel, batch=None):
+@wrap_objective
+def channel(layer, n_channel, batch=None):
     """Mean activation of one channel."""
     n_channel = check_index(n_channel, "channel")
 
@@ -377,58 +367,6 @@ def _channel_mean(layer, n_channel, batch=None):
         return tf.reduce_mean(_channel_of(_nhwc(_with_batch(T, batch)(layer)), n_channel, layer))
 
     return inner
-
-
-_channel_mean.__name__ = _channel_mean.__qualname__ = "channel"  # Lucid's name and description
-_channel = wrap_objective(_channel_mean)
-
-
-@functools.wraps(_channel)
-def channel(layer, n_channel, batch=None):
-    """Mean activation of one channel (a sum of them on one layer is one `ChannelSum`)."""
-    objective = _channel(layer, n_channel, batch=batch)
-    if isinstance(layer, str):
-        objective.channel_sum = ChannelSum(layer, ((1.0, n_channel, batch),))
-    return objective
-
-
-@dataclasses.dataclass(frozen=True)
-class ChannelSum:
-    """``sum_j factor_j * channel(layer, n_j, batch=b_j)`` (``terms = ((factor_j, n_j, b_j), ...)``),
-    evaluated as one reduction: the layer's spatial means ``[B, C]`` times a ``[B, C]`` weight
-    matrix (a term with ``batch=None`` is Lucid's mean over the batch too: ``factor / B`` in
-    every row). Lucid's idiom, one channel objective per batch element, otherwise slices the
-    ``[B, h, w, C]`` activations once per term, and its gradient adds one full-size tensor per
-    term. Same value as the sum of the `channel` objectives (to float rounding)."""
-
-    layer: str
-    terms: tuple
-
-    @staticmethod
-    def of(objectives):
-        """The `ChannelSum` of the sum of ``objectives``, or None unless each is one on the same layer."""
-        sums = [getattr(o, "channel_sum", None) for o in objectives]
-        if not sums or any(s is None or s.layer != sums[0].layer for s in sums):
-            return None
-        return ChannelSum(sums[0].layer, tuple(term for s in sums for term in s.terms))
-
-    def scaled(self, factor: float) -> ChannelSum:
-        return ChannelSum(self.layer, tuple((factor * f, n, b) for f, n, b in self.terms))
-
-    def __call__(self, T):
-        acts = _nhwc(T(self.layer))  # [B, h, w, C]
-        size, depth = _dim(acts, 0), _dim(acts, -1)
-        if size is None or depth is None or _rank(acts) != 4:  # shapes known only when run
-            return sum(f * _channel(self.layer, n, batch=b)(T) for f, n, b in self.terms)
-        weights = np.zeros((size, depth))
-        for factor, n, batch in self.terms:
-            check_in_range(n, depth, "channel", f"layer {self.layer!r} has {{size}} channels")
-            if batch is None:
-                weights[:, n] += factor / size
-            else:
-                check_in_range(batch, size, "batch", f"{self.layer!r} has a batch of {{size}}")
-                weights[batch, n] += factor
-        return tf.reduce_sum(tf.reduce_mean(acts, axis=[1, 2]) * tf.constant(weights, acts.dtype))
 
 
 @wrap_objective

@@ -75,46 +75,6 @@ def test_algebra_parity(lucid_objectives):
         assert mine.description == theirs.description
 
 
-def test_channel_sums_are_fused_with_lucids_values(lucid_objectives):
-    """Lucid's idiom (one channel objective per batch element), weights and batch=None terms:
-    one `ChannelSum`, with the value of Lucid's own sum and of our terms' sum, and its gradient."""
-    L = lucid_objectives
-    spec = [(1.0, 2, 0), (1.0, 5, 1), (1.0, 5, 2), (-0.5, 3, None), (2.0, 2, 0)]
-    for layer in ("conv", "dense"):
-        mine = sum(f * ours.channel(layer, n, batch=b) for f, n, b in spec)
-        theirs = sum(f * L.channel(layer, n, batch=b) for f, n, b in spec)
-        assert mine.channel_sum is not None and len(mine.channel_sum.terms) == len(spec)
-        np.testing.assert_allclose(evaluate(mine), evaluate(theirs), rtol=1e-5)
-        assert ours.Objective.sum([ours.channel(layer, n, batch=b) for _, n, b in spec]).channel_sum is not None
-
-        acts = tf.constant(ACTS[layer])
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(acts)
-            fused = mine(lambda name: acts)
-            separate = tf.add_n([f * ours.channel(layer, n, batch=b)(lambda name: acts) for f, n, b in spec])
-        np.testing.assert_allclose(fused.numpy(), separate.numpy(), rtol=1e-5)
-        np.testing.assert_allclose(tape.gradient(fused, acts).numpy(), tape.gradient(separate, acts).numpy(),
-                                   rtol=1e-5, atol=1e-7)
-
-
-def test_channel_sums_that_cannot_fuse_keep_their_values():
-    """Two layers, another objective, unknown batch size: each term on its own, same value."""
-    mixed_layers = ours.channel("conv", 1, batch=0) + ours.channel("dense", 1, batch=0)
-    with_direction = ours.channel("conv", 1) + ours.direction("conv", VEC)
-    assert mixed_layers.channel_sum is None and with_direction.channel_sum is None
-    np.testing.assert_allclose(evaluate(mixed_layers), ACTS["conv"][0, ..., 1].mean() + ACTS["dense"][0, 1],
-                               rtol=1e-5)
-    fused = ours.channel("conv", 1, batch=0) + 3.0 * ours.channel("conv", 4, batch=2)
-    run = tf.function(lambda acts: fused(lambda name: acts),
-                      input_signature=[tf.TensorSpec([None, 5, 6, 7], tf.float32)])  # batch unknown when traced
-    np.testing.assert_allclose(float(run(tf.constant(ACTS["conv"]))),
-                               ACTS["conv"][0, ..., 1].mean() + 3.0 * ACTS["conv"][2, ..., 4].mean(), rtol=1e-5)
-    with pytest.raises(ValueError, match="batch 5 is out of range: 'conv' has a batch of 3"):
-        evaluate(ours.channel("conv", 1, batch=0) + ours.channel("conv", 1, batch=5))
-    with pytest.raises(ValueError, match="channel 9 is out of range: layer 'conv' has 7 channels"):
-        evaluate(ours.channel("conv", 1, batch=0) + ours.channel("conv", 9, batch=1))
-
-
 def test_lucid_objectives_mix_with_ours(lucid_objectives):
     mixed = ours.channel("conv", 1) + lucid_objectives.channel("conv", 2)
     expected = ACTS["conv"][..., 1].mean() + ACTS["conv"][..., 2].mean()

@@ -25,8 +25,8 @@ def damped_solve(eq, growth: float):
     the target coordinates until its squared residual is ``growth`` times the anchored one's."""
     S = importlib.import_module("lucid_ifv.ifv.solve")
     normal, rhs = S._anchored_system(eq)
-    inv_root = S._psd_sqrt(normal)[1]
-    anchored = inv_root @ (inv_root @ rhs)
+    v, mu = S._solve_anchored(eq)
+    anchored = np.r_[v, mu[1:]]  # the unknowns of the anchored least squares
     g11 = eq.gram[eq.d, eq.d]
 
     def squared_residual(y):

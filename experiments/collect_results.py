@@ -24,6 +24,8 @@ from lucid_ifv import experiment as ex
 from lucid_ifv.ifv import DEFAULT_METHOD_WITH_PRIOR as DEFAULT_SOLVE
 
 GOOD_DEG = ex.GOOD_DEG  # an answer within this angle of the live target counts as right
+ACCEPT_MEDIAN_DEG, ACCEPT_P90_DEG = 1.0, 5.0  # issue 8's acceptance on live features (smooth runs)
+BOOTSTRAP_DRAWS = 2000
 
 
 def describe(settings: dict) -> str:
@@ -155,6 +157,47 @@ def determined_table(runs) -> list:
                                "live features not determined, median (max)", "target mass on them"))
 
 
+def bootstrap_interval(x: np.ndarray, q: float, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple:
+    """95 % percentile-bootstrap interval of the ``q``-th percentile of the samples ``x`` ``[n]``:
+    how far the run's figure could move with another draw of the same number of samples."""
+    rng = np.random.default_rng(seed)
+    stats = np.percentile(x[rng.integers(0, len(x), (draws, len(x)))], q, axis=1)
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def graded_angles(folder: Path, settings: dict, records: list) -> tuple[np.ndarray, str]:
+    """The angles the acceptance judges: in the critical space Algorithm 1 selects for runs
+    analysed with `lucid-ifv critical` (DenseNet's softmax, Sec. 3.5), else on live features
+    (default solve); and which of the two."""
+    critical = selected_critical_space(folder)
+    if critical is not None:
+        angles = np.asarray(critical["angles"], np.float64)
+        return angles[np.isfinite(angles)], f"critical space (dim {critical['dim']})"
+    solve = ex.default_solve(ex.ExperimentConfig(**settings["config"]))
+    return values(records, f"angle_alive_{solve}"), "live features"
+
+
+def acceptance_table(runs) -> list:
+    """Each smooth run against issue 8's acceptance (median <= 1 deg, p90 <= 5 deg), with 95 %
+    bootstrap intervals of both figures (n = 30 puts the p90 between the 27th and 28th value)."""
+    lines = [f"| setting | n | judged on | median [95 % interval] | p90 [95 % interval] | "
+             f"median <= {ACCEPT_MEDIAN_DEG:g}, p90 <= {ACCEPT_P90_DEG:g} |", "|---|---|---|---|---|---|"]
+    for folder, settings, records in runs:
+        if not settings["config"].get("smooth"):
+            continue
+        angles, judged = graded_angles(folder, settings, records)
+        if angles.size == 0:
+            continue
+        med, p90 = np.percentile(angles, [50, 90])
+        (m_lo, m_hi), (p_lo, p_hi) = bootstrap_interval(angles, 50), bootstrap_interval(angles, 90)
+        met = ["median" if med <= ACCEPT_MEDIAN_DEG else "", "p90" if p90 <= ACCEPT_P90_DEG else ""]
+        verdict = {2: "**both met**", 1: f"{' '.join(m for m in met if m)} met", 0: "missed"}[sum(map(bool, met))]
+        lines.append(f"| {describe(settings)} | {angles.size} | {judged} | {med:.2f} [{m_lo:.2f}, {m_hi:.2f}] | "
+                     f"{p90:.2f} [{p_lo:.2f}, {p_hi:.2f}] | {verdict} |")
+    return lines
+
+
 def solves_table(runs) -> list:
     lines = ["| setting | " + " | ".join(ex.SOLVES) + " |", "|---|" + "---|" * len(ex.SOLVES)]
     for _, settings, records in runs:
@@ -242,6 +285,9 @@ def main(argv):
            "samples of each run. 'Live' features are those whose Jacobian row is above the solve's "
            "noise level at the realization; a dead feature's target weight cannot be recovered from "
            "the image.", "", *headline_table(runs), "",
+           f"Against issue 8's acceptance (smooth runs; median <= {ACCEPT_MEDIAN_DEG:g} and p90 <= "
+           f"{ACCEPT_P90_DEG:g} deg), with 95 % bootstrap intervals ({BOOTSTRAP_DRAWS} resamples of the run's "
+           "samples):", "", *acceptance_table(runs), "",
            "What each realization determines (default solve): the angle after removing, from the "
            "target and t*, the live directions the realization cannot tell apart (near-null "
            "directions of its stationarity equation; a per-sample critical space), their number and "

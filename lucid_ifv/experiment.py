@@ -897,7 +897,8 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
       one dict per candidate: ``dim``, ``eps``, ``median_angle``, ``q1``, ``q3``, ``p90``, ``selected``,
       ``ones_angle_deg`` and ``dead_like_features`` (see `_trivial_directions`), ``n`` (samples),
       ``identified`` (verdicts "identified"), ``right`` (angles modulo the trivial space below
-      `GOOD_DEG`), ``identified_right`` (both) and ``trivial_basis`` (``[k, r]``).
+      `GOOD_DEG`), ``identified_right`` (both), ``trivial_basis`` (``[k, r]``) and ``angles``
+      (``[n]``, each sample's angle modulo the trivial space).
     """
     from lucid_ifv import critical_space
 
@@ -919,7 +920,8 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
                      "q1": float(np.nanpercentile(angles, 25)), "q3": float(np.nanpercentile(angles, 75)),
                      "p90": float(np.nanpercentile(angles, 90)), "selected": False, **_trivial_directions(cand.basis),
                      "n": len(angles), "identified": int(identified.sum()), "right": int(right.sum()),
-                     "identified_right": int((identified & right).sum()), "trivial_basis": cand.basis})
+                     "identified_right": int((identified & right).sum()), "trivial_basis": cand.basis,
+                     "angles": angles})
     eligible = [r for r in rows if r["dim"] <= max_trivial_fraction * k]
     if eligible:
         min(eligible, key=lambda r: r["median_angle"])["selected"] = True

@@ -88,6 +88,19 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     assert by_dim[2]["n"] == 12 and by_dim[2]["identified"] >= 10
     assert by_dim[2]["identified_right"] == by_dim[2]["identified"] <= by_dim[2]["right"]
     # the results tables (experiments/collect_results.py) pool these counts
+    collect = _collect_results()
+    (tmp_path / "critical_space.md").write_text("analysed\n")  # what `lucid-ifv critical` leaves behind
+    row = by_dim[2]
+    line = collect.critical_verdict_table(collect.load_runs([tmp_path]))[-1]
+    assert line.startswith(f"| 1 run(s) with a critical space | 12 | {row['identified']} | {row['right']} | 1.00 |")
+    # the acceptance judges such a run in that space, on the same per-sample angles
+    angles, judged = collect.graded_angles(*collect.load_runs([tmp_path])[0])
+    assert judged == "critical space (dim 2)" and angles.size == 12
+    assert np.median(angles) == pytest.approx(row["median_angle"])
+
+
+def _collect_results():
+    """experiments/collect_results.py as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -95,10 +108,19 @@ def test_critical_space_analysis_finds_the_trivial_directions(tmp_path):
     spec = importlib.util.spec_from_file_location("collect_results", path)
     collect = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(collect)
-    (tmp_path / "critical_space.md").write_text("analysed\n")  # what `lucid-ifv critical` leaves behind
-    row = by_dim[2]
-    line = collect.critical_verdict_table(collect.load_runs([tmp_path]))[-1]
-    assert line.startswith(f"| 1 run(s) with a critical space | 12 | {row['identified']} | {row['right']} | 1.00 |")
+    return collect
+
+
+def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_samples():
+    collect = _collect_results()
+    assert collect.bootstrap_interval(np.full(30, 2.0), 90) == (2.0, 2.0)
+    rng = np.random.default_rng(1)
+    few, many = rng.exponential(size=30), rng.exponential(size=3000)
+    for x in (few, many):
+        lo, hi = collect.bootstrap_interval(x, 90)
+        assert x.min() <= lo <= np.percentile(x, 90) <= hi <= x.max()
+        assert collect.bootstrap_interval(x, 90) == (lo, hi)  # seeded
+    assert np.subtract(*collect.bootstrap_interval(many, 90)[::-1]) < np.subtract(*collect.bootstrap_interval(few, 90)[::-1])
 
 
 def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
@@ -116,6 +138,12 @@ def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
     assert max(r[f"angle_alive_{r['solve']}"] for r in records) < 5
     summary = ex.summarize(records)
     assert all(sum(summary[f"verdicts_{method}"].values()) == 3 for method in ex.SOLVES)
+    # the acceptance table (experiments/collect_results.py) judges a smooth run on its live angles
+    collect = _collect_results()
+    line = collect.acceptance_table(collect.load_runs([tmp_path]))[-1]
+    live = np.array([r[f"angle_alive_{r['solve']}"] for r in records])
+    assert f"| {len(records)} | live features | {np.median(live):.2f} [" in line
+    assert line.endswith(("| **both met** |", "| median met |", "| p90 met |", "| missed |"))
 
 
 def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small_model, tmp_path):

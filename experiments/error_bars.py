@@ -33,7 +33,7 @@ def sweep(run: Path, tolerances=TOLERANCES) -> dict:
     features of target weight 0)``; NaN angles where nothing with target mass is determined,
     NaN responses where every live feature is determined."""
     from lucid_ifv import experiment as ex
-    from lucid_ifv import ifv
+    from lucid_ifv import ifv, metrics
 
     p = ex.load_settings(run)["config"]["cossim_pow"]
     data = ex.load_realizations(run)
@@ -45,7 +45,7 @@ def sweep(run: Path, tolerances=TOLERANCES) -> dict:
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-300)
     answer = np.nan_to_num(result.target) * live
     answer /= np.maximum(np.linalg.norm(answer, axis=1, keepdims=True), 1e-300)
-    if p % 2 == 1:  # odd p: an objective and its negative are the same (as the runner measures)
+    if metrics.sign_symmetric(p):  # odd p: an objective and its negative are the same (as the runner measures)
         answer *= np.where(np.sum(answer * unit, axis=1, keepdims=True) < 0, -1.0, 1.0)
     error = (answer - unit) ** 2
     total = np.maximum(np.sum(error, axis=1), 1e-300)

@@ -445,6 +445,7 @@ def _experiment(args) -> int:
 def cmd_compare(args) -> int:
     """Visualize each feature of --model in it, invert in --model-b (or, with --permuted, in
     a copy of --model with the layer's channels permuted: the method's ground truth)."""
+    from lucid_ifv import metrics
     from lucid_ifv.compare import compare, default_config
     from lucid_ifv.plots import plot_matching
     from lucid_ifv.symmetry import permute_channels
@@ -503,7 +504,7 @@ def cmd_compare(args) -> int:
               + ("" if stationary == len(result.features) else
                  f" (the others stopped at --max-lbfgs {args.max_lbfgs})"))
     negative = int(result.negative.sum())
-    if negative and args.cossim_pow % 2 == 1:
+    if negative and metrics.sign_symmetric(args.cossim_pow):
         print(f"note: {negative} of {len(result.features)} visualizations drive their channel negative: with an odd "
               f"--cossim-pow the objective is even in the channel's sign; on a layer whose features can be negative "
               f"use --cossim-pow 0 (Lucid's channel objective) or 2 (docs/compare.md, 'Which objective')")

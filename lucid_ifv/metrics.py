@@ -67,6 +67,13 @@ def angle_deg(a, b):
     return float(ang) if a.ndim == 1 else ang
 
 
+def sign_symmetric(cossim_pow) -> bool:
+    """Whether the paper's significance ``m(f, t) = <f, t> cos(f, t)^p`` is even in ``t``: for an
+    odd integer ``p`` both factors change sign with ``t``, so ``t`` and ``-t`` are one objective."""
+    p = float(cossim_pow)
+    return p.is_integer() and int(p) % 2 == 1
+
+
 def objective_angle_deg(a, b, cossim_pow=1):
     """Angle (degrees) between two objectives ``a``, ``b`` (rows or vectors, as `angle_deg`).
 
@@ -75,8 +82,7 @@ def objective_angle_deg(a, b, cossim_pow=1):
     is taken modulo sign: ``min(angle, 180 - angle)``, in [0, 90]. Otherwise `angle_deg`.
     """
     ang = angle_deg(a, b)
-    p = float(cossim_pow)
-    if p.is_integer() and int(p) % 2 == 1:
+    if sign_symmetric(cossim_pow):
         ang = np.minimum(ang, 180.0 - ang)
         return float(ang) if np.ndim(ang) == 0 else ang
     return ang

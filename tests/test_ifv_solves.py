@@ -164,6 +164,28 @@ def test_nonneg_stays_nonnegative_and_beats_unconstrained_under_noise():
     assert a_nonneg < 0.9 * a_anchored, (a_nonneg, a_anchored)  # measured 1.63 vs 2.05 degrees
 
 
+@pytest.mark.parametrize("p", [1, 3])
+def test_nonneg_on_a_sign_symmetric_objective_takes_the_render_that_ended_anti_aligned(p):
+    """For odd p the objective is even in t: a render of a non-negative t can end with <f, t> < 0
+    (features that can be negative, e.g. logits), so v = s t / lam <= 0. NNLS with v >= 0
+    alone cannot fit that (measured on densenet_small's logits: 77 deg); both signs are tried."""
+    P = problem(13, p=p)
+    P["f"] = -P["f"]  # the same J, A and |s|, with <f, t> < 0
+    s = (np.sum(P["f"] * P["t"], 1) / np.linalg.norm(P["f"], axis=1)) ** p
+    A = ifv.significance_matrix(P["f"], p)
+    P["grads"] = (s[:, None] * np.einsum("bkd,bkl,bl->bd", P["jac"], A, P["t"]) / P["lam"][0])[:, None]
+    result = run(P, "nonneg")
+    assert metrics.objective_angle_deg(result.target, P["t"], p).max() < 1e-4
+    assert (result.target <= 0).all() and (result.residual < 1e-6).all()  # sign-definite, as B v / |v|
+    assert (result.verdicts() == "identified").all()
+    np.testing.assert_allclose(result.prior_weights[:, 0], P["lam"][0], rtol=1e-6)
+    # the same equation with responses that say <f, t> > 0: the exact fit v <= 0 would need lam < 0
+    P["f"] = -P["f"]
+    assert (run(P, "nonneg").target >= 0).all()
+    # an even p is not symmetric: the same anti-aligned render has no non-negative answer there
+    assert not metrics.sign_symmetric(2) and metrics.sign_symmetric(p) and not metrics.sign_symmetric(1.5)
+
+
 def test_nonneg_accepts_coordinate_critical_spaces_and_refuses_others():
     P = problem(11)
     coordinate = np.eye(K)[:, N_DEAD:]  # the critical space without the dead features

@@ -18,6 +18,12 @@ critical space, ``t = B v / |v|``, this is the homogeneous linear equation
   feature coordinates only). With the Gram matrix ``Q^T Q = L L`` of the least-squares
   design ``Q`` and ``b = Q^T g_1``, ``|Q y - g_1|^2 = |L y - L^+ b|^2 + const`` (``L`` the
   symmetric PSD square root, pseudo-inverted on its range: rank deficiency is fine).
+  For an odd ``p`` the objective is even in ``t`` (`metrics.sign_symmetric`): a render of a
+  non-negative ``t`` may end with ``<f, t> < 0`` (on layers whose features can be negative,
+  e.g. logits), so that ``v = s t / lam <= 0``. There both ``v >= 0`` and ``v <= 0`` are
+  solved, and the better fit among those with ``<f, B v> > 0`` is kept (``lam > 0`` needs
+  ``s`` to have the sign of ``<f, t>``; on non-negative responses only ``v >= 0`` qualifies):
+  the answer ``B v / |v|`` is sign-definite (``t`` and ``-t`` are the same objective).
 
 Everything needs only ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g`` ``[n, n]`` per sample
 (`GramStatistics`), in float64: ``M`` squares the singular values of ``J^T A B``, so float32
@@ -381,22 +387,46 @@ def _solve_anchored(eq: _Equation):
     return _anchored_solution(eq, inv_root @ (inv_root @ rhs))
 
 
-def _solve_nonneg(eq: _Equation):
-    normal, rhs = _anchored_system(eq)
-    root, inv_root = _psd_sqrt(normal)
-    m = root.shape[1]
-    design = np.concatenate([root, -root[:, eq.d:]], axis=1)  # other prior weights: any sign, as w+ - w-
-    goal = inv_root @ rhs
+def _nnls(design: np.ndarray, goal: np.ndarray):
+    """``min |design y - goal|`` over ``y >= 0``, polished by plain least squares on NNLS's active
+    set at full precision -> ``(y, misfit)``."""
     y, _ = scipy.optimize.nnls(design, goal, maxiter=50 * design.shape[1])
-    support = y > 0  # polish: plain least squares on NNLS's active set, at full precision
+    support = y > 0
     polished = np.linalg.lstsq(design[:, support], goal, rcond=None)[0]
     if np.all(polished >= 0):
         y[support] = polished
-    return _anchored_solution(eq, np.r_[y[: eq.d], y[eq.d: m] - y[m:]])
+    return y, float(np.linalg.norm(design @ y - goal))
+
+
+def _solve_nonneg(eq: _Equation, response=None):
+    """``"anchored"`` with ``v >= 0``. With ``response`` (``f`` in the basis's coordinates ``[d]``,
+    for a sign-symmetric objective: module docstring) ``v <= 0`` is solved too, and the better
+    fit among the answers with ``<f, v> > 0`` (a positive prior weight) is kept."""
+    normal, rhs = _anchored_system(eq)
+    root, inv_root = _psd_sqrt(normal)
+    goal = inv_root @ rhs
+    other = root[:, eq.d:]  # other prior weights: any sign, as w+ - w-
+    m = root.shape[1]
+    fits = []
+    for sign in (1.0,) if response is None else (1.0, -1.0):
+        y, misfit = _nnls(np.concatenate([sign * root[:, : eq.d], other, -other], axis=1), goal)
+        v = sign * y[: eq.d]
+        admissible = response is None or float(response @ v) > 0
+        fits.append((not admissible, misfit, v, y[eq.d: m] - y[m:]))
+    _, _, v, mu = min(fits, key=lambda fit: fit[:2])  # admissible first, then the better fit
+    return _anchored_solution(eq, np.r_[v, mu])
 
 
 _SOLVERS = {"paper": _solve_paper, "prior_aware": _solve_prior_aware, "anchored": _solve_anchored,
             "nonneg": _solve_nonneg}
+
+
+def _solver(method: str, f: np.ndarray, basis: np.ndarray, cossim_pow: float):
+    """The method's solve of one `_Equation`; ``"nonneg"`` on a sign-symmetric objective (odd
+    ``p``) takes ``t >= 0`` or ``t <= 0``, whichever fits better with a positive prior weight."""
+    if method == "nonneg" and metrics.sign_symmetric(cossim_pow):
+        return functools.partial(_solve_nonneg, response=basis.T @ f)
+    return _SOLVERS[method]
 
 
 def resolve_method(method, with_prior: bool) -> str:
@@ -466,7 +496,7 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     out["sv"][: eq.d] = np.sqrt(values)
     out["vectors"][:, : eq.d] = eq.basis @ vectors
     out["spectrum"][: spectrum.size] = spectrum
-    v, mu = _SOLVERS[method](eq)
+    v, mu = _solver(method, f, eq.basis, cossim_pow)(eq)
     norm = np.linalg.norm(v)
     out["residual"] = dg.stationarity_residual(eq.gram, v, mu, np.sqrt(values[-1]))
     if not norm > 0:  # e.g. NNLS: no non-negative target explains the prior gradient

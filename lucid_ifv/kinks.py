@@ -604,11 +604,25 @@ CHANNEL_MARGIN_FACTOR = 2.44
 CHANNEL_VERDICTS = ("identified", "uncertain", "no answer", "unchecked")
 
 
+def oriented(target) -> np.ndarray:
+    """``[B, k]`` answers with each row that has no positive entry and a negative one negated.
+
+    Such a row is the mirror image of a non-negative answer: the non-negative solve on a
+    sign-symmetric objective (odd ``p``) returns ``t <= 0`` when the render ended with
+    ``<f, t> < 0`` (`lucid_ifv.ifv.solve`), and ``-t`` is the same objective. Ranking channels
+    needs the non-negative representative; mixed-sign rows are left as they are."""
+    target = np.atleast_2d(np.asarray(target, np.float64))
+    with np.errstate(invalid="ignore"):
+        mirrored = ~np.any(target > 0, axis=1) & np.any(target < 0, axis=1)
+    return np.where(mirrored[:, None], -target, target)
+
+
 def margin_angle(target) -> np.ndarray:
     """``[B]`` degrees from each answer ``[B, k]`` to the nearest answer whose largest entry is
     another feature: the angle to the hyperplane ``t_1 = t_2`` of its two largest entries,
-    ``asin((t_1 - t_2) / (sqrt(2) |t|))``. NaN for rows without an answer (NaN, or all zero)."""
-    target = np.atleast_2d(np.asarray(target, np.float64))
+    ``asin((t_1 - t_2) / (sqrt(2) |t|))`` (rows as `oriented`). NaN for rows without an answer
+    (NaN, or all zero)."""
+    target = oriented(target)
     if target.shape[1] < 2:
         return np.full(len(target), np.nan)
     top2 = -np.sort(-np.nan_to_num(target, nan=-np.inf), axis=1)[:, :2]
@@ -648,7 +662,8 @@ def top_channels(result, n: int = 5, features=None) -> np.ndarray:
     """Channels ranked by predicted weight, largest first: ``[B, n]`` channel indices.
 
     ``features`` (or ``result.features``) maps feature positions to channel indices. Rows
-    without an answer (all-NaN target) are -1.
+    without an answer (all-NaN target) are -1; a non-positive row is ranked as its mirror
+    image (`oriented`).
     """
     target = np.asarray(result.target if hasattr(result, "target") else result, np.float64)
     if target.ndim == 1:
@@ -658,7 +673,7 @@ def top_channels(result, n: int = 5, features=None) -> np.ndarray:
         raise ValueError(f"n must be >= 1, got {n}")
     n = min(n, target.shape[1])
     unanswered = np.isnan(target).all(axis=1)
-    order = np.argsort(-np.nan_to_num(target, nan=-np.inf), axis=1, kind="stable")[:, :n]
+    order = np.argsort(-np.nan_to_num(oriented(target), nan=-np.inf), axis=1, kind="stable")[:, :n]
     features = getattr(result, "features", None) if features is None else features
     if features is not None:
         order = np.asarray(features, np.int64)[order]

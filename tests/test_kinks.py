@@ -287,6 +287,17 @@ def test_clamped_units_behind_batchnorm_are_not_pool_kinks():
     assert found.counts_by_kind()[0]["maxpool"] == 2
 
 
+def test_a_mirrored_non_negative_answer_ranks_and_margins_as_its_mirror_image():
+    """The non-negative solve on an odd-p objective can return t <= 0 (a render that ended with
+    <f, t> < 0); -t is the same objective, so its top channel is the most negative entry."""
+    target = np.array([[3.0, 1.0, 0.5], [-3.0, -1.0, -0.5], [-3.0, 1.0, 0.5], [np.nan] * 3])
+    np.testing.assert_array_equal(kinks.top_channels(target, 2), [[0, 1], [0, 1], [1, 2], [-1, -1]])
+    margin = kinks.margin_angle(target)
+    assert margin[0] == margin[1] > 0 and np.isnan(margin[3])
+    assert margin[2] == pytest.approx(np.degrees(np.arcsin(0.5 / (np.sqrt(2) * np.sqrt(10.25)))))  # mixed: as is
+    np.testing.assert_array_equal(kinks.oriented(target)[:3], [[3.0, 1.0, 0.5]] * 2 + [[-3.0, 1.0, 0.5]])
+
+
 def test_margin_angle_is_the_angle_to_the_nearest_answer_with_another_top_channel():
     target = np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [3.0, 1.0, 0.5], [np.nan] * 3, [0.0] * 3])
     margin = kinks.margin_angle(target)

@@ -401,19 +401,19 @@ def _nnls(design: np.ndarray, goal: np.ndarray):
 def _solve_nonneg(eq: _Equation, response=None):
     """``"anchored"`` with ``v >= 0``. With ``response`` (``f`` in the basis's coordinates ``[d]``,
     for a sign-symmetric objective: module docstring) ``v <= 0`` is solved too, and the better
-    fit among the answers with ``<f, v> > 0`` (a positive prior weight) is kept."""
+    fit among the answers with ``<f, v> > 0`` (a positive prior weight) is kept; ``v >= 0``
+    when neither has one."""
     normal, rhs = _anchored_system(eq)
     root, inv_root = _psd_sqrt(normal)
     goal = inv_root @ rhs
     other = root[:, eq.d:]  # other prior weights: any sign, as w+ - w-
     m = root.shape[1]
-    fits = []
+    fits = []  # (misfit, v, mu) for v >= 0, then v <= 0
     for sign in (1.0,) if response is None else (1.0, -1.0):
         y, misfit = _nnls(np.concatenate([sign * root[:, : eq.d], other, -other], axis=1), goal)
-        v = sign * y[: eq.d]
-        admissible = response is None or float(response @ v) > 0
-        fits.append((not admissible, misfit, v, y[eq.d: m] - y[m:]))
-    _, _, v, mu = min(fits, key=lambda fit: fit[:2])  # admissible first, then the better fit
+        fits.append((misfit, sign * y[: eq.d], y[eq.d: m] - y[m:]))
+    admissible = [fit for fit in fits if response is None or float(response @ fit[1]) > 0]
+    _, v, mu = min(admissible, key=lambda fit: fit[0]) if admissible else fits[0]
     return _anchored_solution(eq, np.r_[v, mu])
 
 

@@ -146,7 +146,7 @@ def add_fv_options(p, render=True, smooth=True):
         p.add_argument("--seed", type=int, default=0)
     else:
         p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",
-                       help="the solve (default auto: docs/ifv.md, 'Which solve')")
+                       help="the solve (default auto: the anchored solve with a prior; nonneg for objectives known to be non-negative: docs/ifv.md, 'Which solve')")
 
 
 def add_smooth_options(p) -> None:

@@ -41,6 +41,7 @@ floorless_prior1e2=("${floorless[@]}" --prior 1e-2)  # DenseNet's softmax: a pri
 # every mode above ran L-BFGS on the whole batch (--joint-lbfgs, added below); the `each` modes converge each sample
 # alone (the library's default since 2026-12-04, evening: render.converge_each_sample), otherwise as `floorless`
 each=(--smooth --converge 1e-3 --max-lbfgs 4000)
+each_seed1=("${each[@]}" --seed 1)  # 30 more targets per setting (another draw): the tails' uncertainty at n = 60
 
 # name model layer param mode
 ALL="
@@ -114,6 +115,20 @@ inception_small_mixed3b_fft_relu_each inception_small mixed3b fft each_relu
 mnist_small_conv2_pixel_relu_each mnist_small conv2 pixel each_relu
 photos_cnn_conv2d_3_pixel_relu_each photos_cnn conv2d_3 pixel each_relu
 densenet_small_softmax_fft_relu_each densenet_small softmax fft each_relu
+inception_small_mixed3a_fft_smooth_each_seed1 inception_small mixed3a fft each_seed1
+inception_small_mixed3a_pixel_smooth_each_seed1 inception_small mixed3a pixel each_seed1
+inception_small_mixed4a_fft_smooth_each_seed1 inception_small mixed4a fft each_seed1
+densenet_small_softmax_fft_smooth_each_seed1 densenet_small softmax fft each_seed1
+densenet_small_softmax_pixel_smooth_each_seed1 densenet_small softmax pixel each_seed1
+mnist_small_conv2_fft_smooth_each_seed1 mnist_small conv2 fft each_seed1
+inception_small_mixed4a_pixel_smooth_each_seed1 inception_small mixed4a pixel each_seed1
+inception_small_mixed3b_fft_smooth_each_seed1 inception_small mixed3b fft each_seed1
+inception_small_mixed3b_pixel_smooth_each_seed1 inception_small mixed3b pixel each_seed1
+mnist_small_conv2_pixel_smooth_each_seed1 mnist_small conv2 pixel each_seed1
+photos_cnn_conv2d_3_fft_smooth_each_seed1 photos_cnn conv2d_3 fft each_seed1
+photos_cnn_conv2d_3_pixel_smooth_each_seed1 photos_cnn conv2d_3 pixel each_seed1
+densenet_small_logits_fft_smooth_each_seed1 densenet_small logits fft each_seed1
+densenet_small_logits_pixel_smooth_each_seed1 densenet_small logits pixel each_seed1
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -125,6 +140,7 @@ echo "$ALL" | while read -r name model layer param mode; do
     smooth) extra=("${smooth[@]}") ;; tight) extra=("${tight[@]}") ;; beta30) extra=("${beta30[@]}") ;;
     prior1e3) extra=("${prior1e3[@]}") ;; prior1e2) extra=("${prior1e2[@]}") ;; warmup) extra=("${warmup[@]}") ;; p0) extra=("${p0[@]}") ;; unit) extra=("${unit[@]}") ;; cap4000) extra=("${cap4000[@]}") ;; floorless) extra=("${floorless[@]}") ;; floorless_beta5) extra=("${floorless_beta5[@]}") ;; floorless_prior1e2) extra=("${floorless_prior1e2[@]}") ;;
     each) extra=("${each[@]}") ;;
+    each_seed1) extra=("${each_seed1[@]}") ;;
     each_relu) extra=("${relu[@]}") ;;  # the plain ReLU runs with each sample's L-BFGS alone (at most 300 steps)
     *) extra=("${relu[@]}") ;;
   esac

@@ -28,7 +28,8 @@ ACCEPT_MEDIAN_DEG, ACCEPT_P90_DEG = 1.0, 5.0  # issue 8's acceptance on live fea
 BOOTSTRAP_DRAWS = 2000
 
 
-def describe(settings: dict) -> str:
+def describe(settings: dict, with_seed: bool = True) -> str:
+    """The run's setting in words; the target seed only when it is not 0 and ``with_seed``."""
     c = settings["config"]
     par = ("Fourier" + (" + decorr." if c["decorrelate"] else "") if c["fft"] else "pixel")
     if settings.get("input_kind") == "geometry":  # colour decorrelation does not apply
@@ -44,7 +45,8 @@ def describe(settings: dict) -> str:
     conv = (f", conv. {c['converge']:g} (cap {c.get('max_lbfgs_steps', '?')}{joint})" if c.get("converge")
             else f", {c['lbfgs_steps']} L-BFGS")
     warmup = f", warm-up {c['warmup_steps']}" if c.get("warmup_steps") else ""
-    return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}"
+    seed = f", seed {c['seed']}" if with_seed and c.get("seed", 0) else ""
+    return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}{seed}"
 
 
 def values(records, key) -> np.ndarray:
@@ -188,25 +190,32 @@ def _acceptance(angles: np.ndarray) -> str:
 
 
 def acceptance_table(runs) -> list:
-    """Each smooth run against issue 8's acceptance (median <= 1 deg, p90 <= 5 deg), with 95 %
+    """Each smooth setting against issue 8's acceptance (median <= 1 deg, p90 <= 5 deg), with 95 %
     bootstrap intervals of both figures (n = 30 puts the p90 between the 27th and 28th value);
-    beside it the non-negative solve on live features, the one to use for non-negative
-    objective families (not applicable in a critical space that is not spanned by features)."""
-    lines = [f"| setting | n | judged on | median [95 % interval] | p90 [95 % interval] | "
+    runs of one setting with other target seeds are pooled. Beside it the non-negative solve on
+    live features, the one to use for non-negative objective families (not applicable in a
+    critical space that is not spanned by features)."""
+    lines = [f"| setting | seeds | n | judged on | median [95 % interval] | p90 [95 % interval] | "
              f"median <= {ACCEPT_MEDIAN_DEG:g}, p90 <= {ACCEPT_P90_DEG:g} | non-negative solve: median, p90 |",
-             "|---|---|---|---|---|---|---|"]
-    for folder, settings, records in runs:
-        if not settings["config"].get("smooth"):
-            continue
-        angles, judged = graded_angles(folder, settings, records)
+             "|---|---|---|---|---|---|---|---|"]
+    settings_of = {}
+    for run in runs:
+        if run[1]["config"].get("smooth"):
+            settings_of.setdefault(describe(run[1], with_seed=False), []).append(run)
+    for setting, group in settings_of.items():
+        graded = [graded_angles(*run) for run in group]
+        angles = np.concatenate([a for a, _ in graded])
+        judged = {j for _, j in graded}
         if angles.size == 0:
             continue
+        judged = judged.pop() if len(judged) == 1 else "mixed: " + "; ".join(sorted(judged))
         med, p90 = np.percentile(angles, [50, 90])
         (m_lo, m_hi), (p_lo, p_hi) = bootstrap_interval(angles, 50), bootstrap_interval(angles, 90)
-        nonneg = values(records, "angle_alive_nonneg")
+        nonneg = np.concatenate([values(records, "angle_alive_nonneg") for _, _, records in group])
         beside = ("-" if judged != "live features" or nonneg.size == 0 else
                   "{:.2f}, {:.2f} ({})".format(*np.percentile(nonneg, [50, 90]), _acceptance(nonneg).strip("*")))
-        lines.append(f"| {describe(settings)} | {angles.size} | {judged} | {med:.2f} [{m_lo:.2f}, {m_hi:.2f}] | "
+        seeds = ", ".join(str(s) for s in sorted(run[1]["config"].get("seed", 0) for run in group))
+        lines.append(f"| {setting} | {seeds} | {angles.size} | {judged} | {med:.2f} [{m_lo:.2f}, {m_hi:.2f}] | "
                      f"{p90:.2f} [{p_lo:.2f}, {p_hi:.2f}] | {_acceptance(angles)} | {beside} |")
     return lines
 
@@ -300,7 +309,8 @@ def main(argv):
            "the image.", "", *headline_table(runs), "",
            f"Against issue 8's acceptance (smooth runs; median <= {ACCEPT_MEDIAN_DEG:g} and p90 <= "
            f"{ACCEPT_P90_DEG:g} deg), default solve, with 95 % bootstrap intervals ({BOOTSTRAP_DRAWS} resamples "
-           "of the run's samples); beside it the non-negative solve (for non-negative objective families):", "",
+           "of the samples; runs of one setting with other target seeds pooled); beside it the non-negative "
+           "solve (for non-negative objective families):", "",
            *acceptance_table(runs), "",
            "What each realization determines (default solve): the angle after removing, from the "
            "target and t*, the live directions the realization cannot tell apart (near-null "

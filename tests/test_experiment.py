@@ -111,6 +111,27 @@ def _collect_results():
     return collect
 
 
+def test_the_acceptance_table_pools_runs_of_one_setting_with_other_target_seeds(tmp_path):
+    import dataclasses
+
+    collect = _collect_results()
+
+    def run(seed, angles, layer="c"):
+        config = dataclasses.asdict(ex.ExperimentConfig(layer=layer, seed=seed, smooth=True, prior_weight=1e-4))
+        records = [{"angle_alive_anchored": a, "angle_alive_nonneg": a / 2} for a in angles]
+        return tmp_path / f"{layer}{seed}", {"model": "m", "config": config}, records
+
+    runs = [run(0, [0.5] * 26 + [9.0] * 4), run(1, [0.5] * 30), run(0, [2.0] * 30, layer="d")]
+    assert collect.describe(runs[1][1]).endswith(", seed 1") and "seed" not in collect.describe(runs[0][1])
+    lines = collect.acceptance_table(runs)[2:]
+    assert len(lines) == 2  # two settings, the first from two seeds
+    assert "| 0, 1 | 60 | live features | 0.50 [" in lines[0] and "| **both met** |" in lines[0]
+    assert "| 0.25, 0.25 (both met) |" in lines[0]  # the non-negative solve, pooled too
+    assert "| 0 | 30 | live features | 2.00 [2.00, 2.00] |" in lines[1] and "| p90 met |" in lines[1]
+    # alone, the seed-0 run's four large angles put its p90 above the bound
+    assert "| 0 | 30 |" in collect.acceptance_table(runs[:1])[2] and "| median met |" in collect.acceptance_table(runs[:1])[2]
+
+
 def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_samples():
     collect = _collect_results()
     assert collect.bootstrap_interval(np.full(30, 2.0), 90) == (2.0, 2.0)
@@ -142,7 +163,7 @@ def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
     collect = _collect_results()
     line = collect.acceptance_table(collect.load_runs([tmp_path]))[-1]
     live = np.array([r[f"angle_alive_{r['solve']}"] for r in records])
-    assert f"| {len(records)} | live features | {np.median(live):.2f} [" in line
+    assert f"| 0 | {len(records)} | live features | {np.median(live):.2f} [" in line
     verdicts = ("both met", "median met", "p90 met", "missed")
     met, beside = line.split("|")[-3:-1]
     assert met.strip().strip("*") in verdicts

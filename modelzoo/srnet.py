@@ -334,7 +334,7 @@ def export(keras_model, info: dict, out_dir: str | os.PathLike, name: str = NAME
 
     from modelzoo.export import export_keras
     from modelzoo.graph import load_model
-    from modelzoo.train import provenance
+    from modelzoo.training_setup import provenance
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +380,7 @@ def export(keras_model, info: dict, out_dir: str | os.PathLike, name: str = NAME
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from modelzoo import train as _train
+    from modelzoo.training_setup import DEFAULT_KERAS_DIR, setup_tensorflow
 
     parser = argparse.ArgumentParser(prog="python -m modelzoo.srnet", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "data"),
@@ -389,12 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (0: TF default)")
-    parser.add_argument("--keras-dir", default=str(_train.DEFAULT_KERAS_DIR), help="where the Keras weights go")
+    parser.add_argument("--keras-dir", default=str(DEFAULT_KERAS_DIR), help="where the Keras weights go")
     parser.add_argument("--export-only", action="store_true",
                         help=f"skip training: re-export <keras-dir>/{NAME}.weights.h5 (+ .info.json)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    _train._setup_tensorflow(args.seed, args.threads)
+    setup_tensorflow(args.seed, args.threads)
     keras_dir = Path(args.keras_dir)
     weights, info_path = keras_dir / f"{NAME}.weights.h5", keras_dir / f"{NAME}.info.json"
     if args.export_only:

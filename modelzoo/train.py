@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,8 +33,8 @@ from typing import Sequence
 import numpy as np
 
 from modelzoo import datasets, shipped
+from modelzoo.training_setup import DEFAULT_KERAS_DIR, provenance, setup_tensorflow
 
-DEFAULT_KERAS_DIR = Path("/tmp/lucid_ifv_train")
 PHOTOS_N_TRAIN = 12000
 PHOTOS_EPOCHS = 6
 _DENSENET_TAPS = (
@@ -131,17 +129,6 @@ def training_data(name: str) -> tuple[np.ndarray, np.ndarray, str]:
     return images, labels, source
 
 
-def _setup_tensorflow(seed: int, threads: int | None):
-    import tensorflow as tf
-
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    return tf
-
-
 def train(name: str, *, epochs: int | None = None, seed: int = 0, verbose: int = 2):
     """Build and train shipped model `name`.
 
@@ -185,18 +172,6 @@ def train(name: str, *, epochs: int | None = None, seed: int = 0, verbose: int =
         "train_time_s": round(train_time, 1),
     }
     return model, info
-
-
-def provenance(path: Path) -> dict:
-    """Size, date and software environment of an exported model file, for its JSON record."""
-    import tensorflow as tf
-
-    return {
-        "size_bytes": Path(path).stat().st_size,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "environment": {"tensorflow": tf.__version__, "keras": tf.keras.__version__, "numpy": np.__version__,
-                        "python": platform.python_version(), "cpu_count": os.cpu_count()},
-    }
 
 
 def _finish_record(name: str, record: dict, info: dict, path: Path) -> dict:
@@ -314,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    _setup_tensorflow(args.seed, args.threads)
+    setup_tensorflow(args.seed, args.threads)
     keras_dir = Path(args.keras_dir)
     weights = keras_dir / f"{args.name}.weights.h5"
     info_path = keras_dir / f"{args.name}.info.json"

@@ -167,9 +167,7 @@ def prepared_model(args, check=None):
     """The model of ``--model`` (its smooth surrogate with ``--smooth``), its aggregation and
     the absolute prior weight of ``--prior``. ``check(model, layer)`` runs as soon as the
     model is loaded, before any computation (the relative prior evaluates the model)."""
-    from lucid_ifv import objectives as obj
-    from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
-    from lucid_ifv.smooth import smooth_model
+    from lucid_ifv.experiment import prepare_network
 
     if args.relu_beta_relative and not args.smooth:
         raise ValueError("--relu-beta-relative sets the surrogate's softplus: it needs --smooth")
@@ -178,15 +176,10 @@ def prepared_model(args, check=None):
     model.layer(layer)  # KeyError naming the known layers
     if check is not None:
         check(model, layer)
-    aggregation = get_aggregation(args.aggregation)
-    if args.smooth:
-        model = smooth_model(model, args.relu_beta, args.pool_temperature,
-                             "noise" if args.relu_beta_relative else None)
-        aggregation = smooth_aggregation(args.aggregation, args.pool_temperature)
-    prior = args.prior
-    if prior and not args.prior_absolute:
-        prior = obj.relative_prior(model, layer, prior, aggregation)
-    return model, layer, aggregation, prior
+    setup = prepare_network(model, layer, args.aggregation, args.prior, prior_relative=not args.prior_absolute,
+                            smooth=args.smooth, relu_beta=args.relu_beta, pool_temperature=args.pool_temperature,
+                            relu_beta_relative=args.relu_beta_relative)
+    return setup.model, layer, setup.aggregation, setup.prior_weight
 
 
 def make_param(model, args, batch):

@@ -197,19 +197,32 @@ class Setup:
 
 def prepare(model, config: ExperimentConfig) -> Setup:
     """`Setup` of ``config`` for ``model`` (checks the config first)."""
+    config.validate(model)
+    return prepare_network(model, config.layer, config.aggregation, config.prior_weight,
+                           prior_relative=config.prior_relative, features=config.features, smooth=config.smooth,
+                           relu_beta=config.relu_beta, pool_temperature=config.pool_temperature,
+                           relu_beta_relative=config.relu_beta_relative)
+
+
+def prepare_network(model, layer: str, aggregation: str, prior_weight: float, *, prior_relative: bool = True,
+                    features=None, smooth: bool = False, relu_beta: float = 10.0, pool_temperature: float = 0.05,
+                    relu_beta_relative: bool = False) -> Setup:
+    """The network, aggregation and absolute prior weight that FV and IFV use (the experiment
+    runner's and the CLI's one rule): with ``smooth`` the surrogate `smooth_model(model,
+    relu_beta, pool_temperature)` (per-unit betas on `calibration_noise` with
+    ``relu_beta_relative``) and the aggregation's max-pool smoothed at the same temperature;
+    a relative ``prior_weight`` is scaled by `objectives.relative_prior` on that network."""
     from lucid_ifv.aggregation import get_aggregation, smooth_aggregation
     from lucid_ifv.smooth import smooth_model
 
-    config.validate(model)
-    aggregation = get_aggregation(config.aggregation)
-    if config.smooth:
-        model = smooth_model(model, config.relu_beta, config.pool_temperature,
-                             "noise" if config.relu_beta_relative else None)
-        aggregation = smooth_aggregation(config.aggregation, config.pool_temperature)
-    weight = config.prior_weight
-    if config.prior_relative and weight:
-        weight = obj.relative_prior(model, config.layer, weight, aggregation, config.features)
-    return Setup(model, aggregation, float(weight))
+    pooling = get_aggregation(aggregation)
+    if smooth:
+        model = smooth_model(model, relu_beta, pool_temperature, "noise" if relu_beta_relative else None)
+        pooling = smooth_aggregation(aggregation, pool_temperature)
+    weight = prior_weight
+    if prior_relative and weight:
+        weight = obj.relative_prior(model, layer, weight, pooling, features)
+    return Setup(model, pooling, float(weight))
 
 
 def realization_param(model, config, batch, seed):

@@ -16,7 +16,7 @@ surrogate) and inverted without ever using the true target (it is used for scori
     projection (`lucid_ifv.kinks`), float and 8-bit PNG.
 
 Solves compared (all from the same Jacobians, prior gradients and kink gradients):
-``plain/prior_aware`` (ifv's default with a prior), ``plain/nonneg``, and for each kink
+``plain/prior_aware`` (the prior-aware eigen solve; ifv's default is ``anchored``), ``plain/nonneg``, and for each kink
 tolerance ``kinks@tol/nonneg`` (= `kinks.invert_target_free`'s default) and
 ``kinks@tol/anchored``.
 

@@ -157,8 +157,7 @@ def add_smooth_options(p) -> None:
     p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
     p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
                    help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
-                        "images, so a rescaled unit keeps the same smoothing (docs/smooth.md; default: off, "
-                        "on for compare)")
+                        "images, so a rescaled unit keeps the same smoothing; docs/smooth.md (default off)")
     p.add_argument("--pool-temperature", type=float, default=0.05,
                    help="log-sum-exp pool temperature of --smooth (default 0.05)")
 
@@ -955,7 +954,7 @@ def _set_defaults_with_help(p, why: str, **defaults) -> None:
     p.set_defaults(**defaults)
     for action in p._actions:
         if action.dest in defaults:
-            action.help = f"{action.help.split(' (default')[0]} (default here {defaults[action.dest]}: {why})"
+            action.help = f"{(action.help or '').split(' (default')[0]} (default here {defaults[action.dest]}: {why})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1039,9 +1038,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true",
                    help="also match by activation correlation on --model's held-out images, and compare")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_compare, param="pixel", no_decorrelate=True, cossim_pow=0.0,
-                   aggregation="homogeneous_max_pool_mean", relu_beta_relative=True, adam=400, lbfgs=0,
-                   converge=1e-3, max_lbfgs=4000)  # compare.default_config's (tests/test_compare.py)
+    p.set_defaults(func=cmd_compare)
+    _set_defaults_with_help(p, "compare.default_config; docs/compare.md", param="pixel", no_decorrelate=True,
+                            cossim_pow=0.0, aggregation="homogeneous_max_pool_mean", relu_beta_relative=True,
+                            adam=400, lbfgs=0, converge=1e-3, max_lbfgs=4000)  # tests/test_compare.py
 
     p = sub.add_parser("critical", help="Algorithm 1 (critical spaces) on an experiment folder")
     p.add_argument("--run", required=True, help="a `lucid-ifv experiment --out` folder")

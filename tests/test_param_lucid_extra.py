@@ -310,6 +310,21 @@ def test_image_sample_parity(lucid, monkeypatch):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_rand_fft_image_parity(lucid, monkeypatch):
+    """Lucid's unbounded ``rand_fft_image`` (before `to_valid_rgb`), same fixed spectra."""
+    shape, sd = (2, 6, 9, 4), 0.3
+    fh, fw = param.rfft2d_freqs(6, 9).shape
+    spectra = np.random.default_rng(1).normal(size=(2, 2, 4, fh, fw)).astype(np.float32)
+    ours = param.random.rand_fft_image(shape, sd=sd, decay_power=1.5)
+    assert ours.variables == [] and ours.shape == shape
+    monkeypatch.setattr(tf.random, "normal", lambda shape, stddev: stddev * tf.constant(spectra))
+    got = ours().numpy()
+    draws = iter(spectra)
+    monkeypatch.setattr(tf, "random_normal", lambda shape, dtype: tf.constant(next(draws)), raising=False)
+    expected = lucid_eval(lambda: lucid.random.rand_fft_image(list(shape), sd=sd, decay_power=1.5))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_image_sample_draws_every_call():
     p = param.image_sample((2, 8, 8, 3), sd=0.5)
     assert p.variables == [] and p.per_sample and p.structure_key() is not None

@@ -1,4 +1,5 @@
-"""Lucid's ``lucid.optvis.param.random``: `image_sample`, a random image at every call."""
+"""Lucid's ``lucid.optvis.param.random``: `rand_fft_image` and `image_sample`, a random image
+at every call."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ class RandomFFTParam(Param):
         raise NotImplementedError("image_sample draws a new random image at every call: it has no parameters to invert")
 
 
+def rand_fft_image(shape, sd=None, decay_power=1) -> RandomFFTParam:
+    """Lucid's `rand_fft_image`: a fresh random image ``[B, H, W, C]`` (unbounded, before
+    `to_valid_rgb`) at every evaluation, with no variables (`RandomFFTParam`)."""
+    return RandomFFTParam(shape, sd=sd, decay_power=decay_power)
+
+
 def image_sample(shape, decorrelate=True, sd=None, decay_power=1) -> ValidRGBParam:
     """Lucid's `image_sample`: `to_valid_rgb(RandomFFTParam(shape), decorrelate)`: a fresh
     random RGB image ``[B, H, W, 3]`` in [0, 1] at every evaluation, with no variables."""
-    return to_valid_rgb(RandomFFTParam(shape, sd=sd, decay_power=decay_power), decorrelate=decorrelate)
+    return to_valid_rgb(rand_fft_image(shape, sd=sd, decay_power=decay_power), decorrelate=decorrelate)

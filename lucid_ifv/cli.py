@@ -96,10 +96,11 @@ def cmd_models(args) -> int:
 
 
 # -- shared options ---------------------------------------------------------------------
-def add_fv_options(p, render=True, smooth=True):
+def add_fv_options(p, render=True, smooth=True, smooth_flag=True):
     """The options that say how a visualization was made: model, layer, parametrization, the
     objective's form, the prior; with ``render`` the optimizer's, else the solve. ``smooth=False``:
-    the plain network only (no --smooth options)."""
+    the plain network only (no --smooth options); ``smooth_flag=False``: the surrogate's settings
+    without --smooth (a command that decides itself, e.g. compare's --relu)."""
     p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name, InceptionV1, or .pb path/URL")
     p.add_argument("--layer", help="studied layer (default: the shipped model's)")
     p.add_argument("--param", choices=["fft", "pixel"], default="fft", help="parametrization (default fft)")
@@ -132,7 +133,7 @@ def add_fv_options(p, render=True, smooth=True):
     if not smooth:  # the plain network only
         p.set_defaults(smooth=False, relu_beta=10.0, relu_beta_relative=False, pool_temperature=0.05)
     else:
-        add_smooth_options(p)
+        add_smooth_options(p, smooth_flag)
     if render:
         p.add_argument("--adam", type=int, default=512, help="Adam steps")
         p.add_argument("--lbfgs", type=int, default=200, help="L-BFGS steps after Adam")
@@ -149,11 +150,12 @@ def add_fv_options(p, render=True, smooth=True):
                        help="the solve (default auto: the anchored solve with a prior; nonneg for objectives known to be non-negative: docs/ifv.md, 'Which solve')")
 
 
-def add_smooth_options(p) -> None:
-    """--smooth and the surrogate's settings."""
-    p.add_argument("--smooth", action="store_true",
-                   help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
-                        "visualizations rendered on it are invertible by construction")
+def add_smooth_options(p, flag: bool = True) -> None:
+    """--smooth (with ``flag``) and the surrogate's settings."""
+    if flag:
+        p.add_argument("--smooth", action="store_true",
+                       help="use the smooth surrogate of the model (softplus ReLUs, log-sum-exp pools): "
+                            "visualizations rendered on it are invertible by construction")
     p.add_argument("--relu-beta", type=float, default=10.0, help="softplus sharpness of --smooth (default 10)")
     p.add_argument("--relu-beta-relative", action=argparse.BooleanOptionalAction, default=False,
                    help="each ReLU unit's softplus sharpness is --relu-beta / the RMS of its input on seeded noise "
@@ -721,9 +723,47 @@ def _label(args, dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+def changed_options(parser, args) -> set:
+    """The options of ``args.command`` whose value is not the subcommand's default (what the
+    user set; typing a default is the same as not typing it)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    return {a.dest for a in sub._actions if a.dest in vars(args) and getattr(args, a.dest) != sub.get_default(a.dest)}
+
+
+def check_not_ignored(args) -> None:
+    """Refuse options that the other options make irrelevant (they would be dropped silently)."""
+    changed = getattr(args, "changed_options", set())
+
+    def refuse(options, reason):
+        given = [_label(args, d) for d in options if d in changed and getattr(args, d)]  # 0/False/None: harmless
+        if given:
+            raise ValueError(f"{' and '.join(given)} {'has' if len(given) == 1 else 'have'} no effect {reason}")
+
+    if "smooth" in vars(args) and not args.smooth:
+        refuse(("relu_beta", "pool_temperature"), "without --smooth (they set the smooth surrogate)")
+    if args.command == "render":
+        if args.channel is not None:
+            refuse(("cossim_pow", "aggregation"), "with --channel (Lucid's channel objective: the channel's mean)")
+        if args.channel is not None or args.targets:
+            refuse(("batch",), "with --channel or --targets (they give the batch)")
+        if args.transforms == "standard":
+            refuse(("lbfgs", "converge", "joint_lbfgs", "max_lbfgs"),
+                   "with --transforms standard (random transforms: Adam only; L-BFGS needs a fixed objective)")
+
+
+def check_not_empty(args) -> None:
+    """Refuse an option given as an empty string (``--out ""`` would mean the current folder,
+    ``--layer ""`` the default layer): name it."""
+    for dest, value in vars(args).items():
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"{_label(args, dest)} is empty ({value!r}); expected a value")
+
+
 def check_numbers(args) -> None:
     """Integer options >= their minimum, float options finite and above theirs (None stays
     allowed where it is the default), and the few rules between options."""
+    from lucid_ifv.validation import check_feature_indices
+
     values = vars(args)
     for dest, minimum in INT_MINIMUM.items():
         value = values.get(dest)
@@ -744,9 +784,7 @@ def check_numbers(args) -> None:
                          f"{args.max_lbfgs} and {args.lbfgs}")
     features = values.get("features")
     if features is not None:
-        bad = [i for i in features if i < 0]
-        if bad:
-            raise ValueError(f"{_label(args, 'features')} must be channel indices >= 0, got {bad}")
+        check_feature_indices(features, None, _label(args, "features"))
 
 
 def _load_targets(path) -> np.ndarray:
@@ -836,7 +874,9 @@ def check_args(args) -> None:
     from lucid_ifv.imageio import read_image_file
     from lucid_ifv.validation import check_out_dir, check_out_file
 
+    check_not_empty(args)
     check_numbers(args)
+    check_not_ignored(args)
     if args.threads is not None and args.threads < 1:
         raise SystemExit(f"error: --threads must be an integer >= 1, got {args.threads}")
     command = args.command
@@ -884,15 +924,17 @@ def check_args(args) -> None:
 
         if args.top_k < 2:
             raise SystemExit(f"error: --top-k must be an integer >= 2, got {args.top_k}")
-        if not math.isfinite(args.min_path_score):
-            raise SystemExit(f"error: --min-path-score must be a finite number, got {args.min_path_score!r}")
+        if not 0 <= args.min_path_score <= 1:  # NaN fails too
+            raise SystemExit(f"error: --min-path-score must be in [0, 1] (a percentile of random natural images), "
+                             f"got {args.min_path_score!r}")
         if not args.max_activation_ratio > 0:  # inf is allowed: no activation check
             raise SystemExit(f"error: --max-activation-ratio must be a number > 0, got {args.max_activation_ratio!r}")
         args.visualization_image = read_image_file(args.visualization) if args.visualization else None
         if args.visualization_image is not None and len(args.visualization_image) != 1:
             raise SystemExit(f"error: --visualization {args.visualization} holds {len(args.visualization_image)} "
                              "images; expected one")
-        args.natural_images = _read_natural_images(args.images, 4, "the path-similarity check")
+        args.natural_images = _read_natural_images(args.images, args.top_k + 2,
+                                                   f"the path-similarity check with --top-k {args.top_k}")
     elif command == "fidelity":
         bad = [b for b in args.betas if not (math.isfinite(b) and b > 0)]
         if bad:
@@ -915,7 +957,10 @@ def _read_natural_images(images, minimum: int, needed_by: str):
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
             raise SystemExit(f"error: --images {images} is a folder without PNG or JPEG files")
-        natural = load_images(files)
+        try:
+            natural = load_images(files)
+        except ValueError as err:  # e.g. images of different sizes: say which folder
+            raise SystemExit(f"error: --images {images}: {err}") from None
     else:
         natural = read_image_file(path)
     if len(natural) < minimum:
@@ -1016,7 +1061,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("compare", help="visualize a network's features and invert them in another network")
-    add_fv_options(p)
+    add_fv_options(p, smooth_flag=False)
     p.add_argument("--model-b", help="the network to invert in (shipped name, InceptionV1 or .pb)")
     p.add_argument("--layer-b", help="its layer (default: the shipped model's studied layer)")
     p.add_argument("--permuted", type=int, metavar="SEED",
@@ -1109,10 +1154,12 @@ def main(argv=None) -> int:
     """Run one subcommand. Bad input is one line ``error: ...`` on stderr and status 2: returned,
     or raised as `CliError` (a SystemExit) where the code raises ``SystemExit("error: ...")``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as err:  # --help (0) or an argument error, already printed in one line
         return err.code if isinstance(err.code, int) else 2
+    args.changed_options = changed_options(parser, args)
     try:
         check_args(args)
         threads.configure_from_env() if args.threads is None else threads.configure_threads(args.threads)

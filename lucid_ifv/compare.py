@@ -35,6 +35,7 @@ from lucid_ifv import experiment, ifv
 from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.ifv.solve import scale_by_gradient
+from lucid_ifv.validation import check_feature_indices
 from lucid_ifv import objectives as obj
 
 
@@ -140,13 +141,7 @@ class Comparison:
 
 
 def _check_features(features, k: int) -> np.ndarray:
-    features = np.arange(k) if features is None else np.asarray(features)
-    if features.ndim != 1 or not np.issubdtype(features.dtype, np.integer) or len(features) == 0:
-        raise ValueError(f"features must be a non-empty list of channel indices, got {features!r}")
-    bad = features[(features < 0) | (features >= k)]
-    if len(bad):
-        raise ValueError(f"features {bad.tolist()} out of range for a layer with {k} channels")
-    return features
+    return np.arange(k) if features is None else check_feature_indices(features, k)
 
 
 def _save_atomic(path: Path, **arrays) -> None:

@@ -49,6 +49,7 @@ from lucid_ifv import ifv, metrics, sampling
 from lucid_ifv import objectives as obj
 from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
+from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
@@ -131,9 +132,7 @@ class ExperimentConfig:
         layer or features) with a message naming the value and what was expected."""
         info = model.layer(self.layer)
         if self.features is not None:
-            bad = [i for i in self.features if not (_is_integer(i) and 0 <= i < info.depth)]
-            if bad:
-                raise ValueError(f"features {bad} out of range for layer {self.layer!r} with {info.depth} channels")
+            check_feature_indices(self.features, info.depth, f"features of layer {self.layer!r}")
         for name, minimum in COUNT_SETTINGS.items():
             value = getattr(self, name)
             if not (_is_integer(value) and value >= minimum):

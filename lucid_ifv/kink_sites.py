@@ -110,22 +110,15 @@ def _pool_geometry(shape_hw, ksize, strides):
 
 
 def _graph_probe(model, layer, aggregation, features, include_aggregation) -> _Probe:
-    from modelzoo.graph import SCOPE
+    from modelzoo.graph import SCOPE, upstream_ops
 
     start = model._lookup(layer)  # the tensor the layer name denotes (private to GraphModel)
     if start is None:
         model.layer(layer)  # KeyError with the known names
         raise KeyError(f"layer {layer!r} is not a tensor of model {model.name!r}")
     prefix = f"{SCOPE}/"
-    seen, stack = set(), [start.op]
-    while stack:
-        op = stack.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        stack.extend(t.op for t in op.inputs)  # data inputs only: control inputs carry no values
     sites, names, unhandled = [], [], {}
-    upstream = set(seen)
+    upstream = set(upstream_ops(start))
     for op in start.graph.get_operations():  # creation order: inputs before their consumers
         if op.name not in upstream or not op.name.startswith(prefix):
             continue

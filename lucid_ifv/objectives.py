@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from lucid_ifv.aggregation import get_aggregation
 from lucid_ifv.param import Param, image_for_model
-from lucid_ifv.validation import check_finite, check_in_range, check_index
+from lucid_ifv.validation import check_cossim_pow, check_feature_indices, check_finite, check_in_range, check_index
 
 __all__ = [
     "Objective", "wrap_objective", "as_objective", "channel", "neuron", "direction",
@@ -71,6 +71,7 @@ class Objective:
         return self.objective_func(T)
 
     def __add__(self, other):
+        _check_operand(other, "+")
         if isinstance(other, (int, float)):
             return Objective(lambda T: other + self(T), self.name, self.description, self.terms,
                              _combined_key("add", self, other))
@@ -94,6 +95,7 @@ class Objective:
         return (-1 * self) + other
 
     def __mul__(self, other):
+        _check_operand(other, "*")
         if isinstance(other, (int, float)):
             return Objective(lambda T: other * self(T), self.name, self.description,
                              tuple((other * f, o) for f, o in self.terms), _combined_key("mul", self, other))
@@ -145,6 +147,13 @@ def _factory_key(f, args, kwargs, extra):
 def terms_of(obj) -> tuple:
     """``obj.terms`` for our `Objective`s; any other callable (a Lucid objective) is one term."""
     return obj.terms if isinstance(obj, Objective) else ((1.0, obj),)
+
+
+def _check_operand(other, op: str) -> None:
+    """An objective combines with objectives, callables ``T -> tensor`` (as in Lucid) and numbers."""
+    if isinstance(other, bool) or not (isinstance(other, (int, float)) or callable(other)):
+        raise TypeError(f"an Objective {op} {type(other).__name__} {other!r}: expected an Objective, a callable "
+                        "T -> tensor, or a number")
 
 
 def _name(obj) -> str:
@@ -263,15 +272,8 @@ def _channel_of(acts, n, layer, what="channel"):
 
 
 def _feature_indices(features, what="features"):
-    """``features`` as a non-empty 1-D int32 array of indices >= 0 (None stays None)."""
-    if features is None:
-        return None
-    arr = np.asarray(features)
-    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be a non-empty list of channel indices (integers >= 0), got {features!r}")
-    for i in arr:
-        check_index(i, f"{what} entry")
-    return arr.astype(np.int32)
+    """``features`` as a non-empty 1-D int32 array of distinct indices >= 0 (None stays None)."""
+    return None if features is None else check_feature_indices(features, None, what).astype(np.int32)
 
 
 def _check_features_in_range(features, depth, where):
@@ -319,10 +321,22 @@ def _dot_cossim(x, y, cossim_pow=0):
 
 
 def _vector(vec, what="vec") -> np.ndarray:
-    vec = check_finite(np.asarray(vec, dtype=np.float32), what)
+    """A direction ``[k]``: finite numbers, not all zero (a zero direction has no cosine and
+    makes the objective 0 for every image)."""
+    vec = check_finite(_float_array(vec, what), what)
     if vec.ndim != 1 or vec.size == 0:
         raise ValueError(f"{what} must be a non-empty 1-D vector, got shape {vec.shape}")
+    if not np.any(vec):
+        raise ValueError(f"{what} is all zeros; expected a direction (a non-zero vector)")
     return vec
+
+
+def _float_array(values, what) -> np.ndarray:
+    """``values`` as float32, or a ValueError naming ``what`` (e.g. strings in a target)."""
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, got {values!r:.80}") from None
 
 
 def _check_depth(acts, vec, layer, what="direction vector"):
@@ -727,7 +741,7 @@ def significance(f, t, cossim_pow=1, tiny=1e-30):
 
 
 def _targets(t, k_expected, layer) -> np.ndarray:
-    t = check_finite(np.asarray(t, dtype=np.float32), "target")
+    t = check_finite(_float_array(t, "target"), "target")
     if t.ndim not in (1, 2) or 0 in t.shape:
         raise ValueError(f"target must be [k] or [B, k] with B, k >= 1, got shape {t.shape}")
     if k_expected is not None and t.shape[-1] != k_expected:
@@ -784,6 +798,7 @@ def feature_objective(layer, t, cossim_pow=1, aggregation=None, features=None, m
       rendered batch size.
     """
     variable = t if isinstance(t, tf.Variable) else None  # its value is checked now, read when run
+    check_cossim_pow(cossim_pow)
     feats = _feature_indices(features)
     k_expected = None
     if model is not None:

@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from .validation import check_finite
+from .validation import check_feature_indices, check_finite
 
 __all__ = [
     "as_rng",
@@ -262,13 +262,7 @@ def canonical_targets(k: int, features=None) -> np.ndarray:
     k = _check_k(k)
     if features is None:
         return np.eye(k)
-    idx = np.asarray(features)
-    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-        raise ValueError(f"features must be a 1-D sequence of ints, got {features!r}")
-    idx = idx.astype(np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= k):
-        bad = idx[(idx < 0) | (idx >= k)][0]
-        raise ValueError(f"feature index {bad} out of range; expected 0 <= index < k = {k}")
+    idx = check_feature_indices(features, k, allow_empty=True)
     out = np.zeros((idx.size, k))
     out[np.arange(idx.size), idx] = 1.0
     return out

@@ -178,6 +178,16 @@ def unit_activation(model, layer: str, feature: int, images, aggregation="max_po
     return np.concatenate(out)
 
 
+def _check_path_settings(top_k, n_natural: int) -> None:
+    """``top_k`` an integer >= 2, and ``n_natural`` natural images enough for it: the top
+    ``top_k`` and at least two more to draw the random comparison from."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 2:
+        raise ValueError(f"top_k must be an integer >= 2, got {top_k!r}")
+    if n_natural < top_k + 2:
+        raise ValueError(f"the path-similarity check with top_k = {top_k} needs at least {top_k + 2} natural "
+                         f"images (the top {top_k} and two or more random ones), got {n_natural}")
+
+
 def path_similarity(model, layer: str, feature: int, visualizations, natural, layers=None, top_k: int = TOP_K,
                     n_random: int = N_RANDOM, seed: int = 0, aggregation="max_pool_mean",
                     natural_activation=None, natural_profiles=None):
@@ -195,8 +205,8 @@ def path_similarity(model, layer: str, feature: int, visualizations, natural, la
     natural = np.asarray(natural, np.float32)
     if natural_activation is None:
         natural_activation = unit_activation(model, layer, feature, natural, aggregation)
+    _check_path_settings(top_k, len(natural))
     order = np.argsort(-natural_activation, kind="stable")
-    top_k = min(top_k, len(natural) - 1)
     top = order[:top_k]
     rest = order[top_k:]
     rng = np.random.default_rng(seed)
@@ -297,8 +307,10 @@ def trust_reports(model, layer: str, features, visualizations=None, images=None,
     if tuple(natural.shape[1:]) != tuple(model.image_shape):
         raise ValueError(f"natural images of shape {tuple(natural.shape[1:])}; the model takes "
                          f"{tuple(model.image_shape)}")
-    if len(natural) < 4:
-        raise ValueError(f"the path-similarity check needs at least 4 natural images, got {len(natural)}")
+    _check_path_settings(top_k, len(natural))
+    if not 0 <= min_path_score <= 1:
+        raise ValueError(f"min_path_score must be in [0, 1] (a percentile of random natural images), "
+                         f"got {min_path_score!r}")
     if visualizations is None:
         vis, params, param, setup, config = render_units(model, layer, features, config, seed)
         angles, verdicts, residuals = invert_units(model, layer, features, params=params, param=param,

@@ -26,7 +26,10 @@ def check_shape(arr, expected: tuple, what: str) -> np.ndarray:
 
 def check_increasing(values, what: str) -> tuple[int, ...]:
     """Positive, strictly increasing integers (e.g. render thresholds)."""
-    vals = tuple(int(v) for v in values)
+    try:
+        vals = tuple(int(v) for v in values)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of step counts, e.g. (512,), got {values!r}") from None
     if not vals or vals[0] < 0 or any(b <= a for a, b in zip(vals, vals[1:])):
         raise ValueError(f"{what} must be non-negative and strictly increasing, got {tuple(values)}")
     return vals
@@ -57,6 +60,40 @@ def check_index(value, what: str) -> int:
         raise ValueError(f"{what} must be an integer index >= 0, got {value} "
                          "(negative indices are refused: -1 would silently mean the last)")
     return int(value)
+
+
+def check_feature_indices(features, depth: int | None = None, what: str = "features",
+                          allow_empty: bool = False, distinct: bool = True) -> np.ndarray:
+    """``features`` as a 1-D int64 array ``[m]`` of channel indices in ``[0, depth)``
+    (``depth`` None: no upper bound known yet), non-empty unless ``allow_empty``, and
+    ``distinct``: a repeated index would count its feature twice in an objective and in a
+    solve, so it is refused there (a Jacobian may repeat rows: ``distinct=False``)."""
+    arr = np.asarray(features)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu") or (arr.size == 0 and not allow_empty):
+        raise ValueError(f"{what} must be a non-empty list of channel indices (integers >= 0), got {features!r}")
+    arr = arr.astype(np.int64)
+    negative = arr[arr < 0]
+    if negative.size:
+        raise ValueError(f"{what} must be channel indices >= 0, got {negative.tolist()} "
+                         "(negative indices are refused: -1 would silently mean the last)")
+    if depth is not None and arr.size and arr.max() >= depth:
+        raise ValueError(f"{what} {arr[arr >= depth].tolist()} out of range: the layer has {depth} channels "
+                         f"(valid: 0 to {depth - 1})")
+    values, counts = np.unique(arr, return_counts=True)
+    if distinct and (counts > 1).any():
+        raise ValueError(f"{what} repeat {values[counts > 1].tolist()}; expected distinct channel indices")
+    return arr
+
+
+def check_cossim_pow(cossim_pow) -> float:
+    """The cosine power ``p`` of the feature objective: a finite number >= 0."""
+    try:
+        p = float(cossim_pow)
+    except (TypeError, ValueError):
+        p = float("nan")
+    if isinstance(cossim_pow, bool) or not (np.isfinite(p) and p >= 0):
+        raise ValueError(f"cossim_pow must be a finite number >= 0 (0 drops the cosine term), got {cossim_pow!r}")
+    return p
 
 
 def check_in_range(index: int, size, what: str, where: str) -> int:

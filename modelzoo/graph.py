@@ -187,6 +187,24 @@ def check_ops(graph_def: tf.compat.v1.GraphDef, allow_ops: Iterable[str] = (), s
 # -- the model ------------------------------------------------------------------------------
 
 
+def upstream_ops(tensor: tf.Tensor) -> dict:
+    """``{name: op}`` of every op ``tensor`` is computed from, its own included (data inputs
+    only: control inputs carry no values)."""
+    seen, stack = {}, [tensor.op]
+    while stack:
+        op = stack.pop()
+        if op.name not in seen:
+            seen[op.name] = op
+            stack.extend(t.op for t in op.inputs)
+    return seen
+
+
+def _depends_on_placeholder(tensor: tf.Tensor, skip: str) -> bool:
+    """Whether ``tensor`` is computed from a Placeholder other than the op named ``skip`` (the
+    imported graph's own input node, which `input_map` replaces by the image placeholder)."""
+    return any(op.type == "Placeholder" and name != skip for name, op in upstream_ops(tensor).items())
+
+
 def _static_depth(tensor: tf.Tensor) -> int | None:
     shape = tensor.shape
     if shape.rank is None or shape.rank == 0 or shape[-1] is None:
@@ -403,6 +421,12 @@ class GraphModel(Model):
                 f"unknown layer {name!r} for model {self.name!r}: it is neither a declared "
                 f"layer ({', '.join(self.layer_names) or 'none'}) nor a tensor of the graph "
                 f"(see .tensor_names)"
+            )
+        if not _depends_on_placeholder(tensor, skip=f"{SCOPE}/{self.input_name}"):
+            raise KeyError(
+                f"layer {name!r} of model {self.name!r} is not computed from the input image (the input "
+                f"placeholder itself, a constant or a weight); expected a layer such as "
+                f"{', '.join(self.layer_names[:4]) or 'one of .tensor_names'}"
             )
         return LayerInfo(name, _static_depth(tensor) or 0, _tags_for(tensor))
 

@@ -171,6 +171,20 @@ CLI_CASES = [
     C("--images <4 channels>", "invert --images {d}/four.npy", "have 4 channels; expected 1 (greyscale) or 3 (RGB)"),
     C("--images <2-D array>", "invert --images {d}/flat.npy", "expected an image [H, W, C] or a batch [B, H, W, C]"),
     C("--images <no images>", "invert --images {d}/none.npy", "holds no images"),
+    # -- empty values, repeated features, options that would be ignored ----------------------
+    C("render --out ''", ["render", "--out", ""], "--out is empty ('')"),
+    C("render --layer ''", ["render", "--layer", "", "--out", "{o}"], "--layer is empty ('')"),
+    C("invert --images ''", ["invert", "--images", ""], "--images is empty"),
+    C("experiment --features 3 3", "experiment --features 3 3 --out {o}", "features repeat [3]; expected distinct"),
+    C("compare --features 1 2 1", "compare --permuted 0 --features 1 2 1 --out {o}", "--features repeat [1]"),
+    C("render --relu-beta without --smooth", "render --relu-beta 5 --out {o}",
+      "--relu-beta has no effect without --smooth"),
+    C("render --channel with --cossim-pow", "render --channel 3 --cossim-pow 2 --out {o}",
+      "--cossim-pow has no effect with --channel"),
+    C("render --transforms standard --converge", "render --transforms standard --converge 1e-3 --out {o}",
+      "--converge has no effect with --transforms standard"),
+    C("render --targets with --batch", "render --targets {d}/t5.npy --batch 4 --out {o}",
+      "--batch has no effect with --channel or --targets"),
     # -- what needs the model ------------------------------------------------------------------
     C("render --channel 32 (32 channels)", ["render", *MNIST, "--channel", "32", "--out", "{o}"],
       "--channel 32 is out of range: layer 'conv2' of mnist_small has 32 channels (valid: 0 to 31)", "model"),
@@ -192,7 +206,9 @@ CLI_CASES = [
     C("invert --trivial of the wrong length", ["invert", *MNIST, "--images", "{d}/grey28.png", "--trivial", "{d}/trivial_k5.npy"],
       "--trivial {d}/trivial_k5.npy has shape (5, 1); expected [32, r] with 1 <= r < 32", "model"),
     C("experiment --features 99", ["experiment", *MNIST, "--features", "99", "--out", "{o}"],
-      "features [99] out of range for layer 'conv2' with 32 channels", "model"),
+      "features of layer 'conv2' [99] out of range: the layer has 32 channels (valid: 0 to 31)", "model"),
+    C("render --layer input (the placeholder)", ["render", *MNIST, "--layer", "input", "--out", "{o}"],
+      "layer 'input' of model 'mnist_small' is not computed from the input image", "model"),
     C("compare networks of different inputs", ["compare", *MNIST, "--model-b", "inception_small", "--out", "{o}"],
       "the networks take different inputs", "model"),
 ]
@@ -412,8 +428,9 @@ def _render(small_model, objective, batch=1):
 def api_cases():
     """(id, call(small_model), fragment); small_model: conv2 has 6 channels, logits 4 classes,
     16x16x3 inputs."""
-    from lucid_ifv import ifv
+    from lucid_ifv import ifv, param
     from lucid_ifv import objectives as obj
+    from lucid_ifv.render import render_vis
 
     t6 = np.ones(6)
     return [
@@ -448,7 +465,34 @@ def api_cases():
         ("feature_objective features [0, 9]", lambda m: obj.feature_objective("conv2", np.ones(2), features=[0, 9], model=m),
          "features entry 9 is out of range: layer 'conv2' has 6 channels"),
         ("feature_objective features [-1]", lambda m: obj.feature_objective("conv2", np.ones(1), features=[-1]),
-         "features entry must be an integer index >= 0, got -1"),
+         "features must be channel indices >= 0, got [-1]"),
+        ("feature_objective features [3, 3]", lambda m: obj.feature_objective("conv2", np.ones(2), features=[3, 3]),
+         "features repeat [3]; expected distinct channel indices"),
+        ("feature_objective cossim_pow -2", lambda m: obj.feature_objective("conv2", t6, cossim_pow=-2),
+         "cossim_pow must be a finite number >= 0"),
+        ("feature_objective strings", lambda m: obj.feature_objective("conv2", ["a"] * 6), "target must be numbers"),
+        ("direction zeros", lambda m: obj.direction("conv2", np.zeros(6)), "vec is all zeros; expected a direction"),
+        ("invert cossim_pow -1", lambda m: ifv.invert(m, "conv2", _images(), cossim_pow=-1),
+         "cossim_pow must be a finite number >= 0"),
+        ("invert cossim_pow nan", lambda m: ifv.invert(m, "conv2", _images(), cossim_pow=float("nan")),
+         "cossim_pow must be a finite number >= 0"),
+        ("invert prior 'L2'", lambda m: ifv.invert(m, "conv2", _images(), prior="L2"),
+         "prior must be the FV's prior objective"),
+        ("invert expected_prior_weight -1", lambda m: ifv.invert(m, "conv2", _images(), prior=obj.params_L2(),
+                                                                 expected_prior_weight=-1.0),
+         "expected_prior_weight must be a positive number"),
+        ("invert a list of images", lambda m: ifv.invert(m, "conv2", [_images()[0], _images()[0]]),
+         "np.stack a list of images"),
+        ("invert features [1, 1]", lambda m: ifv.invert(m, "conv2", _images(), features=[1, 1]),
+         "features repeat [1]"),
+        ("render thresholds=5", lambda m: render_vis(m, "conv2:0", param.image(16), transforms=[], thresholds=5,
+                                                     progress=False), "thresholds must be a sequence of step counts"),
+        ("image batch=0", lambda m: param.image(16, batch=0), "batch must be an integer >= 1 or None"),
+        ("image h=0", lambda m: param.image(16, h=0), "h must be an integer >= 1 or None"),
+        ("image 16.5", lambda m: param.image(16.5), "positive integer sizes, got (1, 16.5, 16.5, 3)"),
+        ("image decay_power nan", lambda m: param.image(16, decay_power=float("nan")),
+         "decay_power must be a finite number"),
+        ("image sd -1", lambda m: param.image(16, sd=-1), "sd (the initial values' standard deviation) must be"),
         ("feature_objective features [0.5]", lambda m: obj.feature_objective("conv2", np.ones(1), features=[0.5]),
          "features must be a non-empty list of channel indices"),
         ("feature_objective features at render", lambda m: _render(m, obj.feature_objective("conv2", np.ones(1), features=[8])),
@@ -516,3 +560,13 @@ def test_invert_paper_method_ignores_the_prior_weight(bad_dir, capsys):
     rc, _ = run_in_process(["invert", *MNIST, "--param", "pixel", "--method", "paper", "--images",
                             str(bad_dir / "grey28.png")], capsys)
     assert rc == 0
+
+
+def test_an_objective_combines_only_with_objectives_callables_and_numbers():
+    from lucid_ifv import objectives as obj
+
+    with pytest.raises(TypeError, match="an Objective \\+ str 'x': expected an Objective, a callable"):
+        obj.channel("conv2", 0) + "x"
+    with pytest.raises(TypeError, match="an Objective \\* NoneType"):
+        obj.channel("conv2", 0) * None
+    assert callable(obj.channel("conv2", 0) + (lambda T: 0.0)) and callable(2 * obj.channel("conv2", 0) - 1)

@@ -60,7 +60,7 @@ def test_settings_guard_and_bad_config(small_model, tmp_path):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 2}), tmp_path, progress=False)
     with pytest.raises(KeyError, match="unknown layer"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "layer": "nope"}), tmp_path / "b", progress=False)
-    with pytest.raises(ValueError, match="features \\[9\\] out of range"):
+    with pytest.raises(ValueError, match="\\[9\\] out of range: the layer has 6 channels"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "features": [0, 9]}), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="no targets"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**{**CONFIG, "n_hoyer": 0, "n_canonical": 0}), tmp_path / "d", progress=False)

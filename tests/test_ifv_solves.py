@@ -273,7 +273,7 @@ def test_bad_arguments():
         run(P, "anchored", dead_tol="fixed")
     with pytest.raises(ValueError, match="expected_prior_weight needs a prior-aware method; got method 'paper'"):
         run(P, "paper", expected_prior_weight=1e-4)
-    with pytest.raises(ValueError, match=r"expected_prior_weight must be a positive number or 1 positive numbers"):
+    with pytest.raises(ValueError, match=r"expected_prior_weight must be a positive number, or an array of them \(the prior has one term: 1\)"):
         run(P, "anchored", expected_prior_weight=-1)
     full = ifv.gram_statistics(P["jac"], P["grads"])
     with pytest.raises(ValueError, match=r"J g \(4, 12, 1\) and g g \(4, 2, 2\) do not fit"):

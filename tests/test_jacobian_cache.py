@@ -180,7 +180,7 @@ def test_a_callable_aggregation_sets_the_number_of_features(small_model):
     f_ref, jac_ref = reference_jacobian(small_model, "conv2", par, values, aggregation=first_three)
     np.testing.assert_allclose(f, f_ref, rtol=1e-6)
     np.testing.assert_allclose(jac, jac_ref, rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="features must be channel indices"):
+    with pytest.raises(ValueError, match=r"features \[3\] out of range: the layer has 3 channels"):
         ifv.feature_jacobian(small_model, "conv2", values, par, aggregation=first_three, features=[3])
 
 

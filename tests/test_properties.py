@@ -249,7 +249,8 @@ def test_class_logit_and_feature_indices(label, features):
     else:
         assert _is_index(label, 7) and math.isclose(value, float(LOGITS.numpy()[:, label].sum()), rel_tol=1e-5,
                                                     abs_tol=1e-5)
-    valid = features is None or (len(features) > 0 and all(0 <= i < 7 for i in features))
+    valid = features is None or (len(features) > 0 and all(0 <= i < 7 for i in features)
+                                 and len(set(features)) == len(features))  # repeats: refused
     try:
         f = obj.feature_response(LOGITS, "identity", features).numpy()
     except ValueError as err:

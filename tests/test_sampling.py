@@ -126,7 +126,7 @@ def test_canonical_targets():
     np.testing.assert_array_equal(canonical_targets(4), np.eye(4))
     np.testing.assert_array_equal(canonical_targets(4, [2, 0]), np.eye(4)[[2, 0]])
     assert hoyer_sparseness(canonical_targets(6)).tolist() == [1.0] * 6
-    with pytest.raises(ValueError, match="feature index 4 out of range"):
+    with pytest.raises(ValueError, match=r"features \[4\] out of range: the layer has 4 channels"):
         canonical_targets(4, [1, 4])
     with pytest.raises(ValueError, match="k must be an int"):
         canonical_targets(0)

@@ -143,8 +143,12 @@ def test_report_refuses_bad_inputs(mnist):
     from lucid_ifv import trust
 
     model, images = mnist
-    with pytest.raises(ValueError, match="at least 4 natural images"):
-        trust.trust_report(model, LAYER, 3, images[0], images[:3])
+    with pytest.raises(ValueError, match="top_k = 16 needs at least 18 natural images"):
+        trust.trust_report(model, LAYER, 3, images[0], images[:10])  # not silently a top 9
+    with pytest.raises(ValueError, match=r"top_k = 8 needs at least 10 natural images .*, got 9"):
+        trust.path_similarity(model, LAYER, 3, images[:1], images[:9], top_k=8)
+    with pytest.raises(ValueError, match=r"min_path_score must be in \[0, 1\]"):
+        trust.trust_report(model, LAYER, 3, images[0], images, min_path_score=5)
     with pytest.raises(ValueError, match="shape"):
         trust.trust_report(model, LAYER, 3, images[0], np.zeros((10, 8, 8, 1), np.float32))
     with pytest.raises(ValueError, match="out of range"):
@@ -160,18 +164,21 @@ def _bad_cases(d: Path) -> list:
     (d / "bad.npy").write_bytes(b"not an array")
     np.save(d / "few.npy", np.zeros((2, 28, 28, 1), np.float32))
     np.save(d / "two.npy", np.zeros((2, 28, 28, 1), np.float32))
+    np.save(d / "nine.npy", np.zeros((9, 28, 28, 1), np.float32))
     return [
         (base, "--channel"),
         (base + ["--channel", "-1"], "--channel must be an integer >= 0"),
         (base + ["--channel", "0", "--top-k", "1"], "--top-k must be an integer >= 2"),
-        (base + ["--channel", "0", "--min-path-score", "nan"], "--min-path-score must be a finite number"),
+        (base + ["--channel", "0", "--min-path-score", "nan"], "--min-path-score must be in [0, 1]"),
+        (base + ["--channel", "0", "--min-path-score", "5"], "--min-path-score must be in [0, 1]"),
         (base + ["--channel", "0", "--max-angle", "120"], "--max-angle must be an angle"),
         (base + ["--channel", "0", "--max-activation-ratio", "0"], "--max-activation-ratio must be a number > 0"),
         (base + ["--channel", "0", "--max-activation-ratio", "nan"], "--max-activation-ratio must be a number > 0"),
         (base + ["--channel", "0", "--images", str(d / "missing")], "missing"),
         (base + ["--channel", "0", "--images", str(d / "empty")], "without PNG or JPEG files"),
         (base + ["--channel", "0", "--images", str(d / "bad.npy")], "bad.npy"),
-        (base + ["--channel", "0", "--images", str(d / "few.npy")], "at least 4 natural images"),
+        (base + ["--channel", "0", "--images", str(d / "few.npy")], "needs at least 18 natural images"),
+        (base + ["--channel", "0", "--top-k", "8", "--images", str(d / "nine.npy")], "--top-k 8 needs at least 10"),
         (base + ["--channel", "0", "--visualization", str(d / "two.npy")], "expected one"),
         (["trust", "--model", "nosuchmodel", "--channel", "0"], "unknown model"),
     ]

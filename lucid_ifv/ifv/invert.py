@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from lucid_ifv.ifv.jacobian import feature_jacobian, prior_gradients, resolve_realization
-from lucid_ifv.ifv.solve import (GramStatistics, InversionResult, _critical_basis, gram_statistics,
-                                 significance_matrix, solve)
+from lucid_ifv.ifv.solve import (GramStatistics, InversionResult, _critical_basis, check_solve_options,
+                                 gram_statistics, significance_matrix, solve)
 from lucid_ifv.param import Param
-from lucid_ifv.validation import check_finite
+from lucid_ifv.validation import check_cossim_pow, check_feature_indices, check_finite
 
 
 def jacobian_spectra(f, jac, cossim_pow: float = 1, with_significance: bool = False) -> list:
@@ -165,6 +165,12 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
       ``.describe(i)`` say how far to trust each answer).
     """
     _check_images(realization, model)
+    cossim_pow = check_cossim_pow(cossim_pow)
+    if prior is not None and not callable(prior):
+        raise ValueError(f"prior must be the FV's prior objective (e.g. objectives.params_L2()) or None, got {prior!r}")
+    check_solve_options(method, prior is not None, dead_tol, expected_prior_weight)
+    if features is not None:  # the solve needs each feature once
+        check_feature_indices(features)
     scales = _check_feature_scales(feature_scales, model, layer, features)
     if critical_space is not None:  # a wrong basis is refused before the Jacobian, not after
         _critical_basis(critical_space, len(features) if features is not None else model.layer(layer).depth)

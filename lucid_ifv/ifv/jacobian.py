@@ -42,7 +42,7 @@ from lucid_ifv.ifv.lean_gradients import lean_activation_gradients
 from lucid_ifv.param import Param, PixelParam, image_for_model
 from lucid_ifv.gradient_overrides import overridden_gradients
 from lucid_ifv.render import RenderResult, step_gradients
-from lucid_ifv.validation import check_finite
+from lucid_ifv.validation import check_feature_indices, check_finite
 
 #: Compiled Jacobian functions kept (least recently used evicted first).
 CACHE_SIZE = 8
@@ -106,7 +106,9 @@ def resolve_realization(model, realization, param: Param | None, wrt: str):
         )
     if isinstance(realization, (list, tuple)):  # parameter arrays
         if param is None:
-            raise ValueError("parameters were given without the parametrization (param=...) they belong to")
+            raise ValueError(f"a {type(realization).__name__} of {len(realization)} arrays is read as parameter arrays, "
+                             "which need their parametrization (param=...); for images pass one array "
+                             "[B, H, W, C] (np.stack a list of images)")
         if len(realization) != len(param.variables):
             raise ValueError(f"{len(realization)} parameter arrays for a parametrization with {len(param.variables)} variables")
         params = []
@@ -385,9 +387,7 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
     param, params = resolve_realization(model, realization, param, wrt)
     elements, depth = _forward_info(model, layer, param, aggregation)  # depth: the response's width
     if features is not None:
-        features = np.asarray(features, dtype=np.int64)
-        if features.ndim != 1 or features.size == 0 or features.min() < 0 or features.max() >= depth:
-            raise ValueError(f"features must be channel indices in [0, {depth}), got {features.tolist()}")
+        features = check_feature_indices(features, depth, distinct=False)  # rows may repeat here
     rows = np.arange(depth) if features is None else features
     k = rows.size
     z = _flatten(params, param.batch)

@@ -441,6 +441,15 @@ def resolve_method(method, with_prior: bool) -> str:
     return method
 
 
+def check_solve_options(method, with_prior: bool, dead_tol, expected_prior_weight) -> None:
+    """The solve's options, checked before any Jacobian is computed (`invert`); the number of
+    prior terms an ``expected_prior_weight`` array must match is checked by the solve."""
+    method = resolve_method(method, with_prior)
+    _check_dead_tol(dead_tol)
+    if expected_prior_weight is not None:
+        _check_expected(expected_prior_weight, np.size(expected_prior_weight), method)
+
+
 def _check_dead_tol(dead_tol):
     if isinstance(dead_tol, str) and dead_tol == "auto":
         return dead_tol
@@ -454,10 +463,15 @@ def _check_expected(expected, n: int, method: str):
         return None
     if method == "paper":
         raise ValueError("expected_prior_weight needs a prior-aware method; got method 'paper' (no weights estimated)")
-    values = np.asarray(expected, np.float64)
+    try:
+        values = np.asarray(expected, np.float64)
+    except (TypeError, ValueError):
+        values = np.full(n + 1, np.nan)  # refused below
     values = np.full(n, float(values)) if values.ndim == 0 else values
     if values.shape != (n,) or not np.all(np.isfinite(values)) or not np.all(values > 0):
-        raise ValueError(f"expected_prior_weight must be a positive number or {n} positive numbers; got {expected!r}")
+        each = "one per prior term" if n != 1 else "the prior has one term"
+        raise ValueError(f"expected_prior_weight must be a positive number, or an array of them ({each}: {n}); "
+                         f"got {expected!r}")
     return values.copy()
 
 

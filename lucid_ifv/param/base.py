@@ -56,6 +56,8 @@ from lucid_ifv.validation import check_finite, check_shape
 def normal_init(shape, sd, seed=None) -> np.ndarray:
     """float32 N(0, sd) values; ``seed`` None draws from NumPy's global state, as Lucid does."""
     sd = 0.01 if sd is None else float(sd)
+    if not (np.isfinite(sd) and sd >= 0):
+        raise ValueError(f"sd (the initial values' standard deviation) must be a finite number >= 0, got {sd!r}")
     if seed is None:
         values = np.random.normal(size=shape, scale=sd)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
@@ -21,6 +23,9 @@ def image(w, h=None, batch=None, sd=None, decorrelate=True, fft=True, alpha=Fals
     that RGB plus a sigmoid alpha channel (`ValidRGBAlphaParam`).
     ``seed`` makes the N(0, sd) initialization reproducible (None: NumPy's global state).
     """
+    for name, value in (("batch", batch), ("h", h), ("channels", channels)):
+        if value is not None and not (isinstance(value, numbers.Integral) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None (Lucid's default), got {value!r}")
     h = h or w
     shape = (batch or 1, h, w, channels or (4 if alpha else 3))
     raw = fft_image(shape, sd=sd, decay_power=decay_power, seed=seed) if fft else pixel_image(shape, sd=sd, seed=seed)

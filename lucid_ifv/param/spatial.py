@@ -8,6 +8,7 @@ parameters).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -18,10 +19,12 @@ from lucid_ifv.param.base import Param, normal_init, numpy_seed
 
 
 def _check_shape4(shape, what):
-    shape = tuple(int(d) for d in shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"{what} needs a shape [batch, height, width, channels] of positive sizes, got {shape}")
-    return shape
+    sizes = tuple(shape)
+    if (len(sizes) != 4 or not all(isinstance(d, numbers.Integral) or (isinstance(d, numbers.Real) and d == int(d))
+                                   for d in sizes) or min(sizes) < 1):
+        raise ValueError(f"{what} needs a shape [batch, height, width, channels] of positive integer sizes, "
+                         f"got {sizes}")
+    return tuple(int(d) for d in sizes)
 
 
 class PixelParam(Param):
@@ -69,6 +72,8 @@ def rfft2d_freqs(h: int, w: int) -> np.ndarray:
 def fft_scale(h: int, w: int, decay_power=1) -> np.ndarray:
     """Lucid's spectrum scale ``1 / max(freqs, 1 / max(w, h))^decay_power * sqrt(w h)``,
     float32 ``[h, fw]`` (``fw`` as `rfft2d_freqs`)."""
+    if not np.isfinite(float(decay_power)):
+        raise ValueError(f"decay_power must be a finite number, got {decay_power!r}")
     scale = 1.0 / np.maximum(rfft2d_freqs(h, w), 1.0 / max(w, h)) ** float(decay_power)
     return (scale * np.sqrt(w * h)).astype(np.float32)
 

@@ -6,9 +6,9 @@
 # (downloaded once into the cache; not reachable from the machine this was written on).
 #   bash experiments/gn4c.sh [runs-folder] [extra lucid-ifv experiment options...]
 # e.g. on a Dask cluster:  bash experiments/gn4c.sh runs --scheduler tcp://host:8786
-# Estimated cost (docs/results.md, "Issue 13: experiments on Dask"): ~12 min per realization
-# on one 2-core worker of this machine's speed (0.17 s per step, 112 s per Jacobian), i.e.
-# about 59 h on 1 worker, 7.5 h on 8 and 1.0 h on 64.
+# Estimated cost (docs/results.md, "Issue 13: experiments on Dask", the latest measurement):
+# ~8.5 min per realization on one 2-core worker of this machine's speed (0.133 s per step,
+# 44.3 s per Jacobian), i.e. about 42 h on 1 worker, 5.4 h on 8 and 0.71 h on 64.
 # The second run is the library's invertible variant (smooth surrogate, relative L2 prior
 # 1e-4, L-BFGS until stationary), the setting docs/results.md reports for the shipped models.
 # ECHO=1 prints the commands instead of running them.

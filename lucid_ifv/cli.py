@@ -192,7 +192,10 @@ def make_param(model, args, batch):
 
 # -- commands ----------------------------------------------------------------------------
 def _check_render_inputs(args, model, layer) -> None:
-    """--channel and --targets against the layer (the rest was checked before TensorFlow)."""
+    """--channel, --targets and --mask against the model (the rest was checked before TensorFlow)."""
+    from lucid_ifv.param.images import check_mask_for_model
+
+    check_mask_for_model(model, args.mask)
     k = model.layer(layer).depth
     if args.channel is not None and args.channel >= k:
         raise ValueError(f"--channel {args.channel} is out of range: layer {layer!r} of {model.name} has {k} "

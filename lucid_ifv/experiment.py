@@ -51,6 +51,7 @@ from lucid_ifv.atomic import write_atomic
 from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
+from lucid_ifv.param.images import check_mask_for_model
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
@@ -145,6 +146,7 @@ class ExperimentConfig:
 
         if self.geometry_mask not in MASK_MODES:
             raise ValueError(f"geometry_mask must be one of {MASK_MODES}, got {self.geometry_mask!r}")
+        check_mask_for_model(model, self.geometry_mask)
         if self.invert_8bit and getattr(model, "input_kind", "image") != "image":
             raise ValueError(f"invert_8bit applies to images; model {model.name!r} takes "
                              f"{model.input_kind} inputs, which no 8-bit file holds")

@@ -60,6 +60,13 @@ def grayscale_image_rgb(*args, **kwargs) -> GrayscaleRGBParam:
     return GrayscaleRGBParam(image(*args, channels=1, **kwargs))
 
 
+def check_mask_for_model(model, mask: str) -> None:
+    """A mask mode other than "continuous" only for a geometry-image model (its hit mask)."""
+    if mask != "continuous" and getattr(model, "input_kind", "image") != "geometry":
+        raise ValueError(f"mask={mask!r} is for geometry-image models (their hit mask); model "
+                         f"{getattr(model, 'name', model)!r} takes images (leave mask='continuous')")
+
+
 def image_for_model(model, batch=1, mask="continuous", **kwargs) -> Param:
     """The input parametrization for ``model``: `image` sized for ``model.image_shape`` (RGB
     models get Lucid's colour path), or for a model whose ``input_kind`` is "geometry"
@@ -70,6 +77,7 @@ def image_for_model(model, batch=1, mask="continuous", **kwargs) -> Param:
 
         kwargs.pop("decorrelate", None)
         return geometry_for_model(model, batch=batch, mask=mask, **kwargs)
+    check_mask_for_model(model, mask)
     h, w, c = model.image_shape
     channels = None if c == 3 else c
     if channels is not None:

@@ -53,6 +53,19 @@ def test_image_matches_lucid_composition(lucid_param):
     np.testing.assert_allclose(ours().numpy(), lucid_graph_eval(build, np.moveaxis(spectrum, 0, 1)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fft", [True, False])
+def test_image_maps_run_in_the_parameters_dtype(fft):
+    """Fourier and colour maps compute in float64 when given float64 parameters (the float64
+    probe, experiments/float64_probe.py, relies on it) and agree with the float32 map."""
+    ours = param.image(12, batch=2, fft=fft, decorrelate=True, seed=4)
+    raw = np.random.default_rng(5).normal(size=ours.variables[0].shape, scale=0.5)
+    wide = ours.forward([tf.constant(raw, tf.float64)])
+    narrow = ours.forward([tf.constant(raw, tf.float32)])
+    assert wide.dtype == tf.float64 and narrow.dtype == tf.float32
+    np.testing.assert_allclose(wide.numpy(), narrow.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(wide.numpy(), narrow.numpy().astype(np.float64))  # really computed in float64
+
+
 def test_lucid_constants():
     np.testing.assert_allclose(np.max(np.linalg.norm(param.COLOR_CORRELATION_SVD_SQRT, axis=0)), 0.4619524, rtol=1e-6)
     freqs = param.rfft2d_freqs(4, 5)

@@ -28,9 +28,9 @@ def _logit(values):
 
 
 def linear_decorrelate_color(t):
-    """Decorrelated colours -> RGB: ``t[..., 3] @ (C / max_norm)^T``."""
+    """Decorrelated colours -> RGB: ``t[..., 3] @ (C / max_norm)^T`` (in ``t``'s dtype)."""
     flat = tf.reshape(t, [-1, 3])
-    return tf.reshape(tf.matmul(flat, COLOR_CORRELATION_NORMALIZED.T), tf.shape(t))
+    return tf.reshape(tf.matmul(flat, tf.cast(COLOR_CORRELATION_NORMALIZED.T, flat.dtype)), tf.shape(t))
 
 
 @tf.custom_gradient

@@ -80,7 +80,10 @@ def fft_scale(h: int, w: int, decay_power=1) -> np.ndarray:
 
 def spectrum_to_image(z, scale, shape):
     """Lucid's Fourier map: spectrum ``z [B, 2, C, h, fw]`` (real, imaginary) -> image
-    ``irfft2d(scale * spectrum)`` transposed to ``[B, H, W, C]``, cropped to ``shape``, ``/ 4``."""
+    ``irfft2d(scale * spectrum)`` transposed to ``[B, H, W, C]``, cropped to ``shape``, ``/ 4``
+    (in ``z``'s dtype)."""
+    z = tf.convert_to_tensor(z)
+    scale = tf.cast(scale, z.dtype)
     spectrum = tf.complex(z[:, 0] * scale, z[:, 1] * scale)  # [B, C, h, fw]
     image = tf.transpose(tf.signal.irfft2d(spectrum), (0, 2, 3, 1))
     _, h, w, _ = shape

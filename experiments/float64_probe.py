@@ -1,0 +1,183 @@
+"""Is the tail on weakly live features float32's floor? Continue saved realizations in float64.
+
+For each sample of a smooth `lucid-ifv experiment` folder (frozen-graph models: the smooth
+surrogate's GraphDef is re-typed to float64), start from the saved parameters and run SciPy's
+L-BFGS on the run's own objective (`feature_objective(layer, t, p) - w params_L2`, the run's
+aggregation and absolute prior weight), with loss and gradient in float64, until the relative
+stationarity residual (`render.stationarity_residual`'s rule) is below ``--tol`` or
+``--max-steps``; then take the feature Jacobian in float64 and solve with the library's
+default (anchored) solve. Prints, per sample, the float32 run's angle on live features (from
+its saved Gram statistics) beside the float64 one; ``--save`` keeps the float64 Gram statistics.
+EVALUATION ONLY (it uses the true targets to score). A probe, not a library feature.
+
+    python experiments/float64_probe.py runs/inception_small_mixed3a_pixel_smooth_each --samples 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def float64_graph_def(graph_def):
+    """A copy of ``graph_def`` with every float32 type attribute and constant made float64."""
+    import tensorflow as tf
+
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        if node.op == "Const" and node.attr["dtype"].type == tf.float32.as_datatype_enum:
+            value = tf.make_ndarray(node.attr["value"].tensor).astype(np.float64)
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, tf.float64))
+        for key in node.attr:
+            if node.attr[key].type == tf.float32.as_datatype_enum:
+                node.attr[key].type = tf.float64.as_datatype_enum
+    return out
+
+
+class Float64Network:
+    """``images [B, H, W, C]`` float64 in [0, 1] -> the layer's activations, float64."""
+
+    def __init__(self, graph_model, layer: str):
+        import tensorflow as tf
+
+        from modelzoo.graph import SCOPE
+
+        graph_def = float64_graph_def(graph_model.graph_def)
+        lo, hi = graph_model.image_value_range
+        name = graph_model.input_name
+
+        def imported(images):
+            tf.compat.v1.import_graph_def(graph_def, input_map={f"{name}:0": lo + images * (hi - lo)}, name=SCOPE)
+
+        spec = tf.TensorSpec((None, *graph_model.image_shape), tf.float64)
+        wrapped = tf.compat.v1.wrap_function(imported, [spec])
+        tensor = layer if ":" in layer else f"{layer}:0"
+        self.function = wrapped.prune(wrapped.inputs[0], [wrapped.graph.get_tensor_by_name(f"{SCOPE}/{tensor}")])
+
+    def __call__(self, images):
+        return self.function(images)[0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--samples", type=int, nargs="*", help="sample indices (default: all)")
+    parser.add_argument("--tol", type=float, default=1e-9, help="relative stationarity residual to reach")
+    parser.add_argument("--max-steps", type=int, default=20000)
+    parser.add_argument("--save", type=Path, help="write the float64 realizations' Gram statistics here (.npz)")
+    parser.add_argument("--model", help="the model's file when the run's model name is not a shipped model")
+    args = parser.parse_args(argv)
+
+    import scipy.optimize
+    import tensorflow as tf
+
+    from lucid_ifv import experiment as ex
+    from lucid_ifv import ifv, objectives
+    from modelzoo import load_any
+
+    settings = ex.load_settings(args.run)
+    config = settings["config"]
+    data = ex.load_realizations(args.run)
+    p = config["cossim_pow"]
+    model = load_any(args.model or settings["model"])
+    if not hasattr(model, "graph_def"):
+        raise SystemExit(f"model {settings['model']!r} is not a frozen graph; this probe re-types GraphDefs only")
+    setup = ex.prepare_network(model, config["layer"], config["aggregation"], config["prior_weight"],
+                               prior_relative=config["prior_relative"], smooth=config["smooth"],
+                               relu_beta=config["relu_beta"], pool_temperature=config["pool_temperature"])
+    net = Float64Network(setup.model, config["layer"])
+    params_all = data["param_0"].astype(np.float64)
+    param = ex.realization_param(model, ex.ExperimentConfig(**config), 1, 0)  # its map, in float64 here
+    weight = setup.prior_weight
+
+    def response(z):
+        return setup.aggregation(net(param.forward([z])))
+
+    @tf.function(reduce_retracing=True)
+    def loss_and_grads(z, t):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(z)
+            feature_term = tf.reduce_sum(objectives.significance(response(z), t[None], p))
+            prior_term = weight * tf.reduce_sum(z * z)
+            loss = prior_term - feature_term
+        return loss, tape.gradient(loss, z), tape.gradient(feature_term, z), tape.gradient(prior_term, z)
+
+    @tf.function(reduce_retracing=True)
+    def jacobian(z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            f = response(z)[0]
+        return f, tape.jacobian(f, z)
+
+    float32 = ifv.solve_gram(data["response"], ifv.GramStatistics(data["jjt"], data["jg"], data["gg"]), p,
+                             method="anchored")
+    samples = args.samples if args.samples else list(range(len(params_all)))
+    print(f"# {args.run.name}: prior weight {weight:.3g} (absolute), tol {args.tol:g}, cap {args.max_steps}")
+    print("| sample | float32: residual, live angle, dead | float64: residual, steps, live angle, dead | float64 on float32's live features | overall angle, float32, float64 | seconds |")
+    print("|---|---|---|---|---|---|")
+    rows, saved = [], {key: [] for key in ("indices", "targets", "response", "jjt", "jg", "gg", "residual", "params")}
+    for i in samples:
+        start = time.perf_counter()
+        t = tf.constant(data["targets"][i], tf.float64)
+        z_shape = params_all[i : i + 1].shape
+
+        def fun(x):
+            z = tf.constant(x.reshape(z_shape))
+            loss, grad, _, _ = loss_and_grads(z, t)
+            return float(loss), grad.numpy().ravel()
+
+        def residual(x):
+            _, grad, g_f, g_p = loss_and_grads(tf.constant(x.reshape(z_shape)), t)
+            return float(tf.norm(grad) / tf.maximum(tf.norm(g_f), tf.norm(g_p)))
+
+        x = params_all[i].ravel().copy()
+        r0 = residual(x)
+        steps = 0
+        while residual(x) > args.tol and steps < args.max_steps:
+            chunk = min(500, args.max_steps - steps)
+            res = scipy.optimize.minimize(fun, x, jac=True, method="L-BFGS-B",
+                                          options=dict(maxiter=chunk, maxcor=20, ftol=0.0, gtol=0.0, maxls=40))
+            steps += res.nit
+            if res.nit == 0 or np.array_equal(res.x, x):
+                x = res.x
+                break
+            x = res.x
+        r1 = residual(x)
+        z = tf.constant(x.reshape(z_shape))
+        f, jac = jacobian(z)
+        jac = jac.numpy().reshape(len(f), -1)[None]
+        grads = (2 * x)[None, None]
+        stats = ifv.gram_statistics(jac, grads)
+        result = ifv.solve_gram(f.numpy()[None], stats, p, method="anchored")
+        for key, value in (("indices", i), ("targets", data["targets"][i]), ("response", f.numpy()), ("jjt", stats.jjt[0]),
+                           ("jg", stats.jg[0]), ("gg", stats.gg[0]), ("residual", r1), ("params", x.reshape(z_shape[1:]))):
+            saved[key].append(value)
+        target = data["targets"][i]
+        a64 = ex._angle_or_none(result.target[0], target * ~result.dead_features[0], p)
+        a32 = ex._angle_or_none(float32.target[i], target * ~float32.dead_features[i], p)
+        live32 = ~float32.dead_features[i]
+        a64_same = ex._angle_or_none(result.target[0] * live32, target * live32, p)
+        o32 = ex._angle_or_none(float32.target[i], target, p)
+        o64 = ex._angle_or_none(result.target[0], target, p)
+        rows.append((a32, a64, a64_same, o32, o64, float32.dead_features[i].sum(), result.dead_features[0].sum()))
+        print(f"| {i} | {r0:.1e}, {a32:.2f}, {int(float32.dead_features[i].sum())} | {r1:.1e}, {steps}, "
+              f"{a64:.2f}, {int(result.dead_features[0].sum())} | {a64_same:.2f} | {o32:.2f}, {o64:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
+    if args.save:
+        np.savez(args.save, **{key: np.asarray(value) for key, value in saved.items()})
+    a = np.asarray(rows, np.float64)
+    for j, what in enumerate(("float32, live", "float64, live", "float64 on float32's live features", "float32, overall", "float64, overall")):
+        print(f"{what}: median {np.median(a[:, j]):.2f}, p90 {np.percentile(a[:, j], 90):.2f} (n = {len(a)})")
+    print(f"dead features, median (max): float32 {np.median(a[:, 5]):.0f} ({a[:, 5].max():.0f}), "
+          f"float64 {np.median(a[:, 6]):.0f} ({a[:, 6].max():.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,8 @@ default (anchored) solve. Prints, per sample, the float32 run's angle on live fe
 its saved Gram statistics) beside the float64 one; ``--save`` keeps the float64 Gram statistics.
 EVALUATION ONLY (it uses the true targets to score). A probe, not a library feature.
 
-    python experiments/float64_probe.py runs/inception_small_mixed3a_pixel_smooth_each --samples 0 1 2
+    python experiments/float64_probe.py runs/inception_small_mixed3a_pixel_smooth_each --save f64/NAME.npz
+    python experiments/float64_probe.py --table f64/*.npz --runs runs   # pooled over seeds: NAME_seed1 joins NAME
 """
 
 from __future__ import annotations
@@ -65,16 +66,36 @@ class Float64Network:
         return self.function(images)[0]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--samples", type=int, nargs="*", help="sample indices (default: all)")
-    parser.add_argument("--tol", type=float, default=1e-9, help="relative stationarity residual to reach")
-    parser.add_argument("--max-steps", type=int, default=20000)
-    parser.add_argument("--save", type=Path, help="write the float64 realizations' Gram statistics here (.npz)")
-    parser.add_argument("--model", help="the model's file when the run's model name is not a shipped model")
-    args = parser.parse_args(argv)
+COLUMNS = ("live, float32", "live, float64", "float64 on float32's live features", "overall, float32",
+           "overall, float64", "dead, float32", "dead, float64")
 
+
+def compare(float32, i: int, float64, j: int, target, p) -> tuple:
+    """Sample ``i`` of the float32 solve against sample ``j`` of the float64 one: the `COLUMNS`
+    (angles in degrees on live features, each solve's own; the float64 answer on the float32
+    solve's live features; overall angles; dead counts)."""
+    from lucid_ifv import experiment as ex
+
+    live32 = ~float32.dead_features[i]
+    return (ex._angle_or_none(float32.target[i], target * live32, p),
+            ex._angle_or_none(float64.target[j], target * ~float64.dead_features[j], p),
+            ex._angle_or_none(float64.target[j] * live32, target * live32, p),
+            ex._angle_or_none(float32.target[i], target, p), ex._angle_or_none(float64.target[j], target, p),
+            int(float32.dead_features[i].sum()), int(float64.dead_features[j].sum()))
+
+
+def float32_solve(run: Path):
+    """The run's own (float32) realizations solved by the default anchored solve, and its ``p``."""
+    from lucid_ifv import experiment as ex
+    from lucid_ifv import ifv
+
+    p = ex.load_settings(run)["config"]["cossim_pow"]
+    data = ex.load_realizations(run)
+    return ifv.solve_gram(data["response"], ifv.GramStatistics(data["jjt"], data["jg"], data["gg"]), p,
+                          method="anchored"), data, p
+
+
+def probe(args) -> int:
     import scipy.optimize
     import tensorflow as tf
 
@@ -84,8 +105,7 @@ def main(argv=None) -> int:
 
     settings = ex.load_settings(args.run)
     config = settings["config"]
-    data = ex.load_realizations(args.run)
-    p = config["cossim_pow"]
+    float32, data, p = float32_solve(args.run)
     model = load_any(args.model or settings["model"])
     if not hasattr(model, "graph_def"):
         raise SystemExit(f"model {settings['model']!r} is not a frozen graph; this probe re-types GraphDefs only")
@@ -116,11 +136,10 @@ def main(argv=None) -> int:
             f = response(z)[0]
         return f, tape.jacobian(f, z)
 
-    float32 = ifv.solve_gram(data["response"], ifv.GramStatistics(data["jjt"], data["jg"], data["gg"]), p,
-                             method="anchored")
     samples = args.samples if args.samples else list(range(len(params_all)))
     print(f"# {args.run.name}: prior weight {weight:.3g} (absolute), tol {args.tol:g}, cap {args.max_steps}")
-    print("| sample | float32: residual, live angle, dead | float64: residual, steps, live angle, dead | float64 on float32's live features | overall angle, float32, float64 | seconds |")
+    print("| sample | float32: residual, live angle, dead | float64: residual, steps, live angle, dead "
+          "| float64 on float32's live features | overall angle, float32, float64 | seconds |")
     print("|---|---|---|---|---|---|")
     rows, saved = [], {key: [] for key in ("indices", "targets", "response", "jjt", "jg", "gg", "residual", "params")}
     for i in samples:
@@ -129,8 +148,7 @@ def main(argv=None) -> int:
         z_shape = params_all[i : i + 1].shape
 
         def fun(x):
-            z = tf.constant(x.reshape(z_shape))
-            loss, grad, _, _ = loss_and_grads(z, t)
+            loss, grad, _, _ = loss_and_grads(tf.constant(x.reshape(z_shape)), t)
             return float(loss), grad.numpy().ravel()
 
         def residual(x):
@@ -138,45 +156,88 @@ def main(argv=None) -> int:
             return float(tf.norm(grad) / tf.maximum(tf.norm(g_f), tf.norm(g_p)))
 
         x = params_all[i].ravel().copy()
-        r0 = residual(x)
+        r0 = r1 = residual(x)
         steps = 0
-        while residual(x) > args.tol and steps < args.max_steps:
-            chunk = min(500, args.max_steps - steps)
+        while r1 > args.tol and steps < args.max_steps:
             res = scipy.optimize.minimize(fun, x, jac=True, method="L-BFGS-B",
-                                          options=dict(maxiter=chunk, maxcor=20, ftol=0.0, gtol=0.0, maxls=40))
+                                          options=dict(maxiter=min(500, args.max_steps - steps), maxcor=20,
+                                                       ftol=0.0, gtol=0.0, maxls=40))
             steps += res.nit
-            if res.nit == 0 or np.array_equal(res.x, x):
-                x = res.x
+            stalled = res.nit == 0 or np.array_equal(res.x, x)
+            x, r1 = res.x, residual(res.x)
+            if stalled:
                 break
-            x = res.x
-        r1 = residual(x)
-        z = tf.constant(x.reshape(z_shape))
-        f, jac = jacobian(z)
-        jac = jac.numpy().reshape(len(f), -1)[None]
-        grads = (2 * x)[None, None]
-        stats = ifv.gram_statistics(jac, grads)
+        f, jac = jacobian(tf.constant(x.reshape(z_shape)))
+        stats = ifv.gram_statistics(jac.numpy().reshape(len(f), -1)[None], (2 * x)[None, None])
         result = ifv.solve_gram(f.numpy()[None], stats, p, method="anchored")
-        for key, value in (("indices", i), ("targets", data["targets"][i]), ("response", f.numpy()), ("jjt", stats.jjt[0]),
-                           ("jg", stats.jg[0]), ("gg", stats.gg[0]), ("residual", r1), ("params", x.reshape(z_shape[1:]))):
+        for key, value in (("indices", i), ("targets", data["targets"][i]), ("response", f.numpy()),
+                           ("jjt", stats.jjt[0]), ("jg", stats.jg[0]), ("gg", stats.gg[0]), ("residual", r1),
+                           ("params", x.reshape(z_shape[1:]))):
             saved[key].append(value)
-        target = data["targets"][i]
-        a64 = ex._angle_or_none(result.target[0], target * ~result.dead_features[0], p)
-        a32 = ex._angle_or_none(float32.target[i], target * ~float32.dead_features[i], p)
-        live32 = ~float32.dead_features[i]
-        a64_same = ex._angle_or_none(result.target[0] * live32, target * live32, p)
-        o32 = ex._angle_or_none(float32.target[i], target, p)
-        o64 = ex._angle_or_none(result.target[0], target, p)
-        rows.append((a32, a64, a64_same, o32, o64, float32.dead_features[i].sum(), result.dead_features[0].sum()))
-        print(f"| {i} | {r0:.1e}, {a32:.2f}, {int(float32.dead_features[i].sum())} | {r1:.1e}, {steps}, "
-              f"{a64:.2f}, {int(result.dead_features[0].sum())} | {a64_same:.2f} | {o32:.2f}, {o64:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
+        row = compare(float32, i, result, 0, data["targets"][i], p)
+        rows.append(row)
+        a32, a64, same, o32, o64, d32, d64 = row
+        print(f"| {i} | {r0:.1e}, {a32:.2f}, {d32} | {r1:.1e}, {steps}, {a64:.2f}, {d64} | {same:.2f} | "
+              f"{o32:.2f}, {o64:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
     if args.save:
         np.savez(args.save, **{key: np.asarray(value) for key, value in saved.items()})
     a = np.asarray(rows, np.float64)
-    for j, what in enumerate(("float32, live", "float64, live", "float64 on float32's live features", "float32, overall", "float64, overall")):
+    for j, what in enumerate(COLUMNS[:5]):
         print(f"{what}: median {np.median(a[:, j]):.2f}, p90 {np.percentile(a[:, j], 90):.2f} (n = {len(a)})")
     print(f"dead features, median (max): float32 {np.median(a[:, 5]):.0f} ({a[:, 5].max():.0f}), "
           f"float64 {np.median(a[:, 6]):.0f} ({a[:, 6].max():.0f})")
     return 0
+
+
+def table(files, runs: Path) -> int:
+    """One row per setting from saved probes (``NAME.npz`` of run ``runs/NAME``; ``NAME_seed1``
+    pooled with ``NAME``): median and p90 of each angle column, median dead counts, and whether
+    median <= 1 and p90 <= 5 deg on live features (issue 8's bounds) in float32 and float64."""
+    from lucid_ifv import ifv
+
+    pooled: dict[str, list] = {}
+    for file in sorted(files):
+        name = Path(file).stem
+        float32, _, p = float32_solve(runs / name)
+        saved = np.load(file)
+        float64 = ifv.solve_gram(saved["response"], ifv.GramStatistics(saved["jjt"], saved["jg"], saved["gg"]), p,
+                                 method="anchored")
+        rows = [compare(float32, int(i), float64, j, saved["targets"][j], p) for j, i in enumerate(saved["indices"])]
+        pooled.setdefault(name.removesuffix("_seed1"), []).extend(rows)
+
+    def cell(x):
+        return f"{np.median(x):.2f}, p90 {np.percentile(x, 90):.2f}"
+
+    def verdict(x):
+        return "met" if np.median(x) <= 1 and np.percentile(x, 90) <= 5 else "missed"
+
+    print("| setting | n | " + " | ".join(COLUMNS[:5]) + " | dead, float32 / float64 (median) "
+          "| median <= 1, p90 <= 5: float32 / float64 |")
+    print("|---" * 9 + "|")
+    for name, rows in pooled.items():
+        a = np.asarray(rows, np.float64)
+        print(f"| {name} | {len(a)} | " + " | ".join(cell(a[:, j]) for j in range(5))
+              + f" | {np.median(a[:, 5]):.0f} / {np.median(a[:, 6]):.0f} | {verdict(a[:, 0])} / {verdict(a[:, 1])} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, nargs="+", help="an experiment folder; with --table, saved .npz files")
+    parser.add_argument("--samples", type=int, nargs="*", help="sample indices (default: all)")
+    parser.add_argument("--tol", type=float, default=1e-9, help="relative stationarity residual to reach")
+    parser.add_argument("--max-steps", type=int, default=20000)
+    parser.add_argument("--save", type=Path, help="write the float64 realizations' Gram statistics here (.npz)")
+    parser.add_argument("--model", help="the model's file when the run's model name is not a shipped model")
+    parser.add_argument("--table", action="store_true", help="tabulate saved .npz files instead of probing")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="with --table: where the runs are")
+    args = parser.parse_args(argv)
+    if args.table:
+        return table(args.run, args.runs)
+    if len(args.run) != 1:
+        parser.error(f"probe one run at a time; got {len(args.run)}")
+    args.run = args.run[0]
+    return probe(args)
 
 
 if __name__ == "__main__":

@@ -76,12 +76,28 @@ def compare(float32, i: int, float64, j: int, target, p) -> tuple:
     solve's live features; overall angles; dead counts)."""
     from lucid_ifv import experiment as ex
 
+    def angle(a, b):  # NaN where the target has no mass on the features compared
+        value = ex._angle_or_none(a, b, p)
+        return np.nan if value is None else value
+
     live32 = ~float32.dead_features[i]
-    return (ex._angle_or_none(float32.target[i], target * live32, p),
-            ex._angle_or_none(float64.target[j], target * ~float64.dead_features[j], p),
-            ex._angle_or_none(float64.target[j] * live32, target * live32, p),
-            ex._angle_or_none(float32.target[i], target, p), ex._angle_or_none(float64.target[j], target, p),
-            int(float32.dead_features[i].sum()), int(float64.dead_features[j].sum()))
+    return (angle(float32.target[i], target * live32), angle(float64.target[j], target * ~float64.dead_features[j]),
+            angle(float64.target[j] * live32, target * live32), angle(float32.target[i], target),
+            angle(float64.target[j], target), int(float32.dead_features[i].sum()), int(float64.dead_features[j].sum()))
+
+
+def summary(x) -> str:
+    """``"median, p90 P90"`` of the finite values of ``x``."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return f"{np.median(x):.2f}, p90 {np.percentile(x, 90):.2f}" if x.size else "-"
+
+
+def meets(x) -> str:
+    """Issue 8's bounds on the finite values of ``x``: median <= 1 and p90 <= 5 deg."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return "met" if x.size and np.median(x) <= 1 and np.percentile(x, 90) <= 5 else "missed"
 
 
 def float32_solve(run: Path):
@@ -177,13 +193,13 @@ def probe(args) -> int:
         row = compare(float32, i, result, 0, data["targets"][i], p)
         rows.append(row)
         a32, a64, same, o32, o64, d32, d64 = row
-        print(f"| {i} | {r0:.1e}, {a32:.2f}, {d32} | {r1:.1e}, {steps}, {a64:.2f}, {d64} | {same:.2f} | "
+        print(f"| {i} | {r0:.1e}, {a32:.2f}, {d32} | {r1:.1e}, {steps}, {a64:.2f}, {d64} | {same:.2f} | "  # nan: no target mass there
               f"{o32:.2f}, {o64:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
     if args.save:
         np.savez(args.save, **{key: np.asarray(value) for key, value in saved.items()})
     a = np.asarray(rows, np.float64)
     for j, what in enumerate(COLUMNS[:5]):
-        print(f"{what}: median {np.median(a[:, j]):.2f}, p90 {np.percentile(a[:, j], 90):.2f} (n = {len(a)})")
+        print(f"{what}: median {summary(a[:, j])} (n = {np.isfinite(a[:, j]).sum()})")
     print(f"dead features, median (max): float32 {np.median(a[:, 5]):.0f} ({a[:, 5].max():.0f}), "
           f"float64 {np.median(a[:, 6]):.0f} ({a[:, 6].max():.0f})")
     return 0
@@ -191,8 +207,9 @@ def probe(args) -> int:
 
 def table(files, runs: Path) -> int:
     """One row per setting from saved probes (``NAME.npz`` of run ``runs/NAME``; ``NAME_seed1``
-    pooled with ``NAME``): median and p90 of each angle column, median dead counts, and whether
-    median <= 1 and p90 <= 5 deg on live features (issue 8's bounds) in float32 and float64."""
+    pooled with ``NAME``): median and p90 of each angle column (over the samples where it is
+    defined), median dead counts, and whether median <= 1 and p90 <= 5 deg on live features
+    (issue 8's bounds) in float32 and float64."""
     from lucid_ifv import ifv
 
     pooled: dict[str, list] = {}
@@ -205,19 +222,13 @@ def table(files, runs: Path) -> int:
         rows = [compare(float32, int(i), float64, j, saved["targets"][j], p) for j, i in enumerate(saved["indices"])]
         pooled.setdefault(name.removesuffix("_seed1"), []).extend(rows)
 
-    def cell(x):
-        return f"{np.median(x):.2f}, p90 {np.percentile(x, 90):.2f}"
-
-    def verdict(x):
-        return "met" if np.median(x) <= 1 and np.percentile(x, 90) <= 5 else "missed"
-
     print("| setting | n | " + " | ".join(COLUMNS[:5]) + " | dead, float32 / float64 (median) "
           "| median <= 1, p90 <= 5: float32 / float64 |")
     print("|---" * 9 + "|")
     for name, rows in pooled.items():
         a = np.asarray(rows, np.float64)
-        print(f"| {name} | {len(a)} | " + " | ".join(cell(a[:, j]) for j in range(5))
-              + f" | {np.median(a[:, 5]):.0f} / {np.median(a[:, 6]):.0f} | {verdict(a[:, 0])} / {verdict(a[:, 1])} |")
+        print(f"| {name} | {len(a)} | " + " | ".join(summary(a[:, j]) for j in range(5))
+              + f" | {np.median(a[:, 5]):.0f} / {np.median(a[:, 6]):.0f} | {meets(a[:, 0])} / {meets(a[:, 1])} |")
     return 0
 
 

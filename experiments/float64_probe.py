@@ -208,9 +208,9 @@ def probe(args) -> int:
 def table(files, runs: Path) -> int:
     """One row per setting from saved probes (``NAME.npz`` of run ``runs/NAME``; ``NAME_seed1``
     pooled with ``NAME``): median and p90 of each angle column (over the samples where it is
-    defined), median dead counts, and whether median <= 1 and p90 <= 5 deg on live features
+    defined), median dead counts, the feature-response baseline, and whether median <= 1 and p90 <= 5 deg on live features
     (issue 8's bounds) in float32 and float64."""
-    from lucid_ifv import ifv
+    from lucid_ifv import ifv, metrics
 
     pooled: dict[str, list] = {}
     for file in sorted(files):
@@ -219,16 +219,19 @@ def table(files, runs: Path) -> int:
         saved = np.load(file)
         float64 = ifv.solve_gram(saved["response"], ifv.GramStatistics(saved["jjt"], saved["jg"], saved["gg"]), p,
                                  method="anchored")
-        rows = [compare(float32, int(i), float64, j, saved["targets"][j], p) for j, i in enumerate(saved["indices"])]
+        rows = [compare(float32, int(i), float64, j, saved["targets"][j], p)
+                + (metrics.objective_angle_deg(saved["response"][j], saved["targets"][j], p),)
+                for j, i in enumerate(saved["indices"])]
         pooled.setdefault(name.removesuffix("_seed1"), []).extend(rows)
 
     print("| setting | n | " + " | ".join(COLUMNS[:5]) + " | dead, float32 / float64 (median) "
-          "| median <= 1, p90 <= 5: float32 / float64 |")
-    print("|---" * 9 + "|")
+          "| feature response f (float64 realization) | median <= 1, p90 <= 5: float32 / float64 |")
+    print("|---" * 10 + "|")
     for name, rows in pooled.items():
         a = np.asarray(rows, np.float64)
         print(f"| {name} | {len(a)} | " + " | ".join(summary(a[:, j]) for j in range(5))
-              + f" | {np.median(a[:, 5]):.0f} / {np.median(a[:, 6]):.0f} | {meets(a[:, 0])} / {meets(a[:, 1])} |")
+              + f" | {np.median(a[:, 5]):.0f} / {np.median(a[:, 6]):.0f} | {summary(a[:, 7])}"
+              f" | {meets(a[:, 0])} / {meets(a[:, 1])} |")
     return 0
 
 

@@ -44,6 +44,8 @@ def describe(settings: dict, with_seed: bool = True) -> str:
     joint = "" if c.get("per_sample_lbfgs", True) else ", joint L-BFGS"  # (load_settings: False before it existed)
     conv = (f", conv. {c['converge']:g} (cap {c.get('max_lbfgs_steps', '?')}{joint})" if c.get("converge")
             else f", {c['lbfgs_steps']} L-BFGS")
+    if c.get("float64_converge"):
+        conv += f", then float64 to {c['float64_converge']:g}"
     warmup = f", warm-up {c['warmup_steps']}" if c.get("warmup_steps") else ""
     seed = f", seed {c['seed']}" if with_seed and c.get("seed", 0) else ""
     return f"{settings['model']} `{c['layer']}` {net}, {par}, p={c['cossim_pow']:g}{agg}, prior {prior}{conv}{warmup}{seed}"

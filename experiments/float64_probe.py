@@ -8,7 +8,9 @@ stationarity residual (`render.stationarity_residual`'s rule) is below ``--tol``
 ``--max-steps``; then take the feature Jacobian in float64 and solve with the library's
 default (anchored) solve. Prints, per sample, the float32 run's angle on live features (from
 its saved Gram statistics) beside the float64 one; ``--save`` keeps the float64 Gram statistics.
-EVALUATION ONLY (it uses the true targets to score). A probe, not a library feature.
+EVALUATION ONLY (it uses the true targets to score). The library path is `lucid_ifv.precision`
+(`lucid-ifv experiment --float64-converge TOL`); this probe, written first, produced the
+table of docs/results.md "Is the tail float32's floor?" and is kept as it ran.
 
     python experiments/float64_probe.py runs/inception_small_mixed3a_pixel_smooth_each --save f64/NAME.npz
     python experiments/float64_probe.py --table f64/*.npz --runs runs   # pooled over seeds: NAME_seed1 joins NAME
@@ -26,28 +28,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def float64_graph_def(graph_def):
-    """A copy of ``graph_def`` with every float32 type attribute and constant made float64."""
-    import tensorflow as tf
-
-    out = tf.compat.v1.GraphDef()
-    out.CopyFrom(graph_def)
-    for node in out.node:
-        if node.op == "Const" and node.attr["dtype"].type == tf.float32.as_datatype_enum:
-            value = tf.make_ndarray(node.attr["value"].tensor).astype(np.float64)
-            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, tf.float64))
-        for key in node.attr:
-            if node.attr[key].type == tf.float32.as_datatype_enum:
-                node.attr[key].type = tf.float64.as_datatype_enum
-    return out
-
-
 class Float64Network:
     """``images [B, H, W, C]`` float64 in [0, 1] -> the layer's activations, float64."""
 
     def __init__(self, graph_model, layer: str):
         import tensorflow as tf
 
+        from lucid_ifv.precision import float64_graph_def
         from modelzoo.graph import SCOPE
 
         graph_def = float64_graph_def(graph_model.graph_def)

@@ -413,7 +413,7 @@ def _experiment(args) -> int:
         invert_8bit=args.invert_8bit, smooth=args.smooth, relu_beta=args.relu_beta,
         relu_beta_relative=args.relu_beta_relative, pool_temperature=args.pool_temperature,
         converge=args.converge, max_lbfgs_steps=args.max_lbfgs, per_sample_lbfgs=not args.joint_lbfgs,
-        warmup_steps=args.warmup,
+        warmup_steps=args.warmup, float64_converge=args.float64_converge,
     )
     out = Path(args.out)
     client = None
@@ -713,7 +713,7 @@ INT_MINIMUM = {"adam": 1, "lbfgs": 0, "max_lbfgs": 1, "seed": 0, "batch": 1, "ch
                "n_canonical": 0, "warmup": 0, "batch_size": 1, "reoptimize": 0, "n": 1, "permuted": 0,
                "retries": 0, "top": 1}
 FLOAT_MINIMUM = {"decay_power": (0, False), "cossim_pow": (0, False), "prior": (0, False), "relu_beta": (0, True),
-                 "pool_temperature": (0, True), "converge": (0, True), "eps_lo": (0, True), "eps_hi": (0, True),
+                 "pool_temperature": (0, True), "converge": (0, True), "float64_converge": (0, True), "eps_lo": (0, True), "eps_hi": (0, True),
                  "max_angle": (0, True), "tol": (0, False)}  # (minimum, strictly above it)
 # `experiment` names its settings as settings.json and ExperimentConfig do
 SETTING_NAMES = {"adam": "adam_steps", "lbfgs": "lbfgs_steps", "max_lbfgs": "max_lbfgs_steps",
@@ -785,6 +785,9 @@ def check_numbers(args) -> None:
     if values.get("converge") is not None and values.get("lbfgs") is not None and args.max_lbfgs < args.lbfgs:
         raise ValueError(f"{_label(args, 'max_lbfgs')} must be >= {_label(args, 'lbfgs')} when converging, got "
                          f"{args.max_lbfgs} and {args.lbfgs}")
+    if values.get("float64_converge") is not None and (values.get("converge") is None or values.get("joint_lbfgs")):
+        raise ValueError(f"{_label(args, 'float64_converge')} continues converged realizations, each sample alone: it "
+                         f"needs {_label(args, 'converge')} and not {_label(args, 'joint_lbfgs')}")
     features = values.get("features")
     if features is not None:
         check_feature_indices(features, None, _label(args, "features"))
@@ -1055,6 +1058,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
     p.add_argument("--invert-8bit", action="store_true",
                    help="also invert each realization after 8-bit quantization, as a PNG would store it")
+    p.add_argument("--float64-converge", type=float, default=None, metavar="TOL",
+                   help="after --converge, continue each sample on float64 copies of the network and parametrization "
+                        "until its residual is below TOL (e.g. 1e-8; at most --max-lbfgs steps), and invert in "
+                        "float64 (docs/ifv.md, 'Precision'; frozen graphs and Keras models)")
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, metavar="N",
                          help="run the batches on a local Dask cluster of N processes (needs lucid-ifv[dask])")

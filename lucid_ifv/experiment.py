@@ -52,6 +52,7 @@ from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
 from lucid_ifv.param.images import check_mask_for_model
+from lucid_ifv.precision import Float64Param, float64_model
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
@@ -124,6 +125,7 @@ class ExperimentConfig:
     converge: float | None = None  # continue L-BFGS until each sample's relative residual <= this
     max_lbfgs_steps: int = 10000  # step cap of the convergence phase
     per_sample_lbfgs: bool = True  # converge each sample alone (`render.converge_each_sample`); False: the batch jointly
+    float64_converge: float | None = None  # then continue each sample in float64 to this residual, invert in float64
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
     invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
@@ -157,9 +159,13 @@ class ExperimentConfig:
                              f"{self.relu_beta} and {self.pool_temperature}")
         if self.relu_beta_relative and not self.smooth:
             raise ValueError("relu_beta_relative=True needs smooth=True (it sets the surrogate's softplus)")
-        if self.converge is not None and not (_is_number(self.converge) and np.isfinite(self.converge)
-                                              and self.converge > 0):
-            raise ValueError(f"converge must be a relative tolerance > 0 or None, got {self.converge!r}")
+        for name in ("converge", "float64_converge"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a relative tolerance > 0 or None, got {value!r}")
+        if self.float64_converge is not None and not (self.converge is not None and self.per_sample_lbfgs):
+            raise ValueError(f"float64_converge={self.float64_converge} continues converged realizations: it needs "
+                             f"converge (got {self.converge}) and per-sample L-BFGS (per_sample_lbfgs=True)")
 
     def feature_count(self, model) -> int:
         return len(self.features) if self.features is not None else model.layer(self.layer).depth
@@ -197,12 +203,16 @@ class Setup:
 
 
 def prepare(model, config: ExperimentConfig) -> Setup:
-    """`Setup` of ``config`` for ``model`` (checks the config first)."""
+    """`Setup` of ``config`` for ``model`` (checks the config first; with ``float64_converge``
+    builds the network's float64 copy now, so a network that has none fails before any work)."""
     config.validate(model)
-    return prepare_network(model, config.layer, config.aggregation, config.prior_weight,
-                           prior_relative=config.prior_relative, features=config.features, smooth=config.smooth,
-                           relu_beta=config.relu_beta, pool_temperature=config.pool_temperature,
-                           relu_beta_relative=config.relu_beta_relative)
+    setup = prepare_network(model, config.layer, config.aggregation, config.prior_weight,
+                            prior_relative=config.prior_relative, features=config.features, smooth=config.smooth,
+                            relu_beta=config.relu_beta, pool_temperature=config.pool_temperature,
+                            relu_beta_relative=config.relu_beta_relative)
+    if config.float64_converge is not None:
+        float64_model(setup.model)  # cached: run_batch gets the same copy
+    return setup
 
 
 def prepare_network(model, layer: str, aggregation: str, prior_weight: float, *, prior_relative: bool = True,
@@ -276,6 +286,18 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
     return converge_each_sample(setup.model, objective_of, rendered,
                                 realization_param(setup.model, config, 1, seed), config.converge,
                                 config.max_lbfgs_steps, config.lbfgs_steps, seed=seed, render=_render, progress=False)
+
+
+def continue_in_float64(setup: Setup, config: ExperimentConfig, targets, rendered, seed: int):
+    """Continue converged realizations (``rendered``, float32) on the float64 copies of the
+    network and parametrization (`lucid_ifv.precision`), each sample alone, until its
+    stationarity residual is <= ``config.float64_converge`` (at most ``max_lbfgs_steps``
+    L-BFGS iterations); `RenderResult` whose ``param`` is the float64 parametrization."""
+    objective_of = per_sample_objectives(lambda target: fv_objective(config, setup, target), targets)
+    rendered = dataclasses.replace(rendered, param=Float64Param(rendered.param))
+    return converge_each_sample(float64_model(setup.model), objective_of, rendered,
+                                Float64Param(realization_param(setup.model, config, 1, seed)), config.float64_converge,
+                                config.max_lbfgs_steps, seed=seed, render=_render, progress=False)
 
 
 def reoptimize_ssim(setup, config, param, params, objectives_by_name):
@@ -370,13 +392,20 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     param = realization_param(setup.model, config, len(targets), batch_seed)
     started = time.perf_counter()
     rendered = realize(setup, config, targets, param, batch_seed)
+    residual_float32 = rendered.residual
+    network = setup.model  # what the Jacobian is taken on: the float64 copy after a float64 continuation
+    if config.float64_converge is not None:
+        rendered = continue_in_float64(setup, config, targets, rendered, batch_seed)
+        network = float64_model(setup.model)
     fv_time = time.perf_counter() - started
     images = rendered.final
     _checkpoint("jacobian")
     started = time.perf_counter()
-    f, jac = ifv.feature_jacobian(setup.model, config.layer, rendered.params, param, setup.aggregation, config.features)
+    f, jac = ifv.feature_jacobian(network, config.layer, rendered.params, rendered.param, setup.aggregation,
+                                  config.features)
     jac_time = time.perf_counter() - started
-    grads = ifv.prior_gradients(setup.model, obj.params_L2(), rendered.params, param) if setup.prior_weight else None
+    grads = (ifv.prior_gradients(network, obj.params_L2(), rendered.params, rendered.param) if setup.prior_weight
+             else None)
     started = time.perf_counter()
     stats = ifv.gram_statistics(jac, grads)
     results = {method: ifv.solve_gram(f, stats, config.cossim_pow, method=method,
@@ -405,6 +434,8 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
             "saturated_fraction": float(saturated[i].mean()),
             "unsaturated_pixels": int((~saturated[i]).sum()),
             "render_residual": None if rendered.residual is None else float(rendered.residual[i]),
+            "render_residual_float32": (float(residual_float32[i]) if config.float64_converge is not None
+                                        and residual_float32 is not None else None),
             "lbfgs_grad_norm": None if rendered.lbfgs is None else rendered.lbfgs["grad_norm"],
             "target": targets[i].tolist(), "response": f[i].tolist(),
             "seconds_fv": fv_time / len(targets), "seconds_jacobian": jac_time / len(targets),

@@ -91,9 +91,10 @@ def copy_weights(source, target) -> None:
             clone.set_weights(layer.get_weights())
 
 
-def rebuild(keras_model, replace: Callable):
+def rebuild(keras_model, replace: Callable, input_tensors=None):
     """A clone of `keras_model` with ``replace(layer)`` (a new layer, or None: keep) applied
-    to every non-model layer, weights copied.
+    to every non-model layer, weights copied; ``input_tensors`` as Keras' ``clone_model``'s
+    (default: new inputs like the model's).
 
     Returns:
       (the new Keras model, the replaced layers' paths ``"outer/inner/layer"``).
@@ -108,6 +109,6 @@ def rebuild(keras_model, replace: Callable):
         replaced.append(paths.get(id(layer), layer.name))
         return new
 
-    rebuilt = keras.models.clone_model(keras_model, clone_function=clone, recursive=True)
+    rebuilt = keras.models.clone_model(keras_model, input_tensors=input_tensors, clone_function=clone, recursive=True)
     copy_weights(keras_model, rebuilt)
     return rebuilt, replaced

@@ -64,6 +64,9 @@ class Model:
     #: `lucid_ifv.param.geometry`; ``image_value_range`` is then (0, 1), the identity).
     #: `lucid_ifv.param.image_for_model` picks the parametrization by it.
     input_kind: str = "image"
+    #: The dtype the network computes in (images are converted to it): float32, or float64 for
+    #: a `lucid_ifv.precision.float64_model` copy.
+    dtype: tf.DType = tf.float32
 
     # -- metadata -----------------------------------------------------------------
     @property
@@ -93,11 +96,13 @@ class Model:
         return lo + images * (hi - lo)
 
     def check_images(self, images) -> tf.Tensor:
-        """Validate a batch of images `[B, H, W, C]` (shape, finite values); float32 tensor.
+        """Validate a batch of images `[B, H, W, C]` (shape, finite values); a tensor of ``dtype``.
 
         H and W must equal ``image_shape``'s unless ``fixed_input_size`` is False.
         """
-        images = tf.convert_to_tensor(images, dtype=tf.float32)
+        if isinstance(images, tf.Tensor) and images.dtype.is_floating and images.dtype.size < self.dtype.size:
+            images = tf.cast(images, self.dtype)  # widening is exact (a float64 model given float32 images)
+        images = tf.convert_to_tensor(images, dtype=self.dtype)
         expected = tuple(self.image_shape)
         if self.fixed_input_size:
             fits = images.shape.rank == 4 and tuple(images.shape[1:]) == expected
@@ -230,6 +235,8 @@ class KerasModel(Model):
         if not np.isfinite([lo, hi]).all() or not lo < hi:
             raise ValueError(f"image_value_range must be finite with lo < hi, got {(lo, hi)}")
         self.keras_model = model
+        input_dtype = tf.dtypes.as_dtype(model.inputs[0].dtype)
+        self.dtype = input_dtype if input_dtype in (tf.float32, tf.float64) else tf.float32  # float64: `precision`
         self.name = name or model.name
         self.image_shape = tuple(int(d) for d in input_shape)
         self.image_value_range = (lo, hi)

@@ -149,6 +149,6 @@ def redirected_model(model: Model) -> Model | None:
         result = None if not has_relu else GraphModel(
             graph_model.graph_def, dataclasses.replace(graph_model.metadata),
             allow_ops=graph_model.allow_ops, source=graph_model.source,
-            any_size=not graph_model.fixed_input_size, gradient_overrides=GRADIENT_OVERRIDES)
+            any_size=not graph_model.fixed_input_size, gradient_overrides=GRADIENT_OVERRIDES, dtype=graph_model.dtype)
     model._redirected = result
     return result

@@ -46,7 +46,8 @@ CHECK_EVERY = 20  # L-BFGS iterations between stationarity checks when convergin
 READ_EVERY = 10
 # Loss changes below SMALL_CHANGE * |loss| reach SciPy as the trapezoid rule of the gradients
 # along the step: float32 losses resolve only ~1e-7 |loss|, which stalls the line search
-# ("ABNORMAL") short of stationarity, while float32 gradients stay accurate.
+# ("ABNORMAL") short of stationarity, while float32 gradients stay accurate (float64 renders,
+# `lucid_ifv.precision`, converging to ~1e-8 meet the same wall later; the rule serves both).
 SMALL_CHANGE = 1e-4
 
 
@@ -442,7 +443,7 @@ def _gradient_norms_fn(forward, objective, variables) -> Callable:
         return total_norm, tf.stack(term_norms)
 
     def run(arrays):
-        total, terms_ = norms(*[np.asarray(a, np.float32) for a in arrays])
+        total, terms_ = norms(*[np.asarray(a, v.dtype.as_numpy_dtype) for a, v in zip(arrays, variables)])
         return total.numpy().astype(np.float64), terms_.numpy().astype(np.float64)
 
     return run
@@ -686,8 +687,8 @@ def _stationary_message(nit: int, note: str = "") -> str:
 
 
 def _loss_and_grad_fn(evaluate, variables, batch: int) -> Callable:
-    """Compiled ``flat [D] float32 -> (-objective, its gradient [D])`` for parameters shaped
-    like ``variables`` (``evaluate(params)``: the objective summed over the ``batch`` images;
+    """Compiled ``flat [D] -> (-objective, its gradient [D])`` (in the variables' dtype) for
+    parameters shaped like ``variables`` (``evaluate(params)``: the objective summed over the ``batch`` images;
     traced with `step_gradients`)."""
     shapes = [tuple(v.shape) for v in variables]
     sizes = [int(np.prod(s)) for s in shapes]
@@ -718,9 +719,10 @@ def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None
     """
     max_steps = steps if stop is None else max_steps
     last = {"nfev": 0}
+    dtype = variables[0].dtype
 
     def fun(x):
-        loss, grad = loss_and_grad(tf.constant(x, tf.float32))
+        loss, grad = loss_and_grad(tf.constant(x, dtype))
         loss, grad = float(loss), grad.numpy().astype(np.float64)
         value = loss
         if "x" in last:  # a small change: trapezoid rule of the gradients along the step
@@ -770,7 +772,7 @@ def _lbfgs(loss_and_grad, variables, steps, options, result, progress, stop=None
     finally:
         bar.close()
         for var, part in zip(variables, _split(state["x"], variables)):
-            var.assign(part.astype(np.float32))
+            var.assign(part.astype(var.dtype.as_numpy_dtype))
     fun(state["x"])
     return {"nit": state["nit"], "nfev": last["nfev"], "message": message, "objective": -last["loss"],
             "grad_norm": float(np.linalg.norm(last["grad"])), "restarts": restarts}

@@ -306,8 +306,10 @@ class GraphModel(Model):
 
     def __init__(self, graph_def: tf.compat.v1.GraphDef, metadata: Metadata, *,
                  allow_ops: Iterable[str] = (), source: str = "<GraphDef>",
-                 any_size: bool = True, gradient_overrides: dict[str, str] | None = None):
+                 any_size: bool = True, gradient_overrides: dict[str, str] | None = None,
+                 dtype: tf.DType = tf.float32):
         check_ops(graph_def, allow_ops, source)
+        self.dtype = tf.dtypes.as_dtype(dtype)
         self.allow_ops = tuple(sorted(_as_set(allow_ops)))
         self.source = source
         self.fixed_input_size = not any_size
@@ -324,7 +326,7 @@ class GraphModel(Model):
             node.device = ""
         add_pre_relu_concats(self.graph_def, [d.name for d in metadata.layers])
         self._check_input_node()
-        spec = tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")
+        spec = tf.TensorSpec((None, *self.image_shape), self.dtype, name="images")
         self._function = tf.compat.v1.wrap_function(self._import, [spec])
         self._graph = self._function.graph
         self._pruned: dict[tuple[str, ...], object] = {}
@@ -351,10 +353,10 @@ class GraphModel(Model):
         if node.op != "Placeholder":
             return
         dtype = tf.dtypes.as_dtype(node.attr["dtype"].type)
-        if dtype != tf.float32:
+        if dtype != self.dtype:
             raise ValueError(
                 f"{self.source}: input {self.input_name!r} is a {dtype.name} Placeholder; expected "
-                f"float32 (point input_name at the float tensor the graph computes from it)"
+                f"{self.dtype.name} (point input_name at the float tensor the graph computes from it)"
             )
         shape = node.attr["shape"].shape
         if not shape.unknown_rank and shape.dim:
@@ -442,7 +444,7 @@ class GraphModel(Model):
             function = self._function
             if not native:
                 if self._any_size_function is None:
-                    spec = tf.TensorSpec((None, None, None, self.image_shape[-1]), tf.float32, name="images")
+                    spec = tf.TensorSpec((None, None, None, self.image_shape[-1]), self.dtype, name="images")
                     self._any_size_function = tf.compat.v1.wrap_function(self._import, [spec])
                 function = self._any_size_function
             fetches = [function.graph.get_tensor_by_name(f"{SCOPE}/{t}") for t in tensor_names]

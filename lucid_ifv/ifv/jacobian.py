@@ -2,8 +2,9 @@
 
 For a realization with parameters ``z`` (``[B, D]`` flattened per sample), the feature
 response is ``f = h(z)`` (``[B, k]``) and its Jacobian ``J = dh/dz`` (``[B, k, D]``); a prior
-term ``R`` contributes ``grad_z R`` (``[B, D]``). Everything here runs in float32, the
-network's own precision; the solves (`lucid_ifv.ifv.solve`) take it from there in float64.
+term ``R`` contributes ``grad_z R`` (``[B, D]``). Everything here runs in the parametrization's
+dtype: float32, the network's own precision, or float64 for the float64 copies of
+`lucid_ifv.precision`; the solves (`lucid_ifv.ifv.solve`) take it from there in float64.
 
 The Jacobian is computed ``c`` rows at a time by one compiled function ``(z, rows) -> (f,
 J[rows])``: a forward pass, then ``c`` backward passes vectorized by ``pfor`` (each with the
@@ -74,9 +75,15 @@ def cache_info() -> dict:
 
 
 # -- inputs ------------------------------------------------------------------------------
-def _flatten(params: Sequence[np.ndarray], batch: int) -> np.ndarray:
-    """Parameter arrays ``[B, ...]`` -> ``[B, D]`` float32."""
-    return np.concatenate([np.asarray(p, np.float32).reshape(batch, -1) for p in params], axis=1)
+def _dtype(param: Param) -> tf.DType:
+    """The dtype the realization is computed in: its parametrization's (float32, or float64 for
+    `lucid_ifv.precision.Float64Param`)."""
+    return param.variables[0].dtype if param.variables else tf.float32
+
+
+def _flatten(params: Sequence[np.ndarray], batch: int, dtype: tf.DType = tf.float32) -> np.ndarray:
+    """Parameter arrays ``[B, ...]`` -> ``[B, D]`` in ``dtype``."""
+    return np.concatenate([np.asarray(p, dtype.as_numpy_dtype).reshape(batch, -1) for p in params], axis=1)
 
 
 def _unflatten(z, param: Param):
@@ -113,7 +120,7 @@ def resolve_realization(model, realization, param: Param | None, wrt: str):
             raise ValueError(f"{len(realization)} parameter arrays for a parametrization with {len(param.variables)} variables")
         params = []
         for value, var in zip(realization, param.variables):
-            value = check_finite(np.asarray(value, np.float32), "parameters")
+            value = check_finite(np.asarray(value, var.dtype.as_numpy_dtype), "parameters")
             if value.shape != tuple(var.shape):
                 raise ValueError(f"parameter array of shape {value.shape}, expected {tuple(var.shape)}")
             params.append(value)
@@ -164,7 +171,7 @@ def _aggregation_key(aggregation):
 
 
 def _structure_key(model, layer, param, aggregation, dim):
-    return (id(model), layer, _param_key(param), _aggregation_key(aggregation), param.batch, int(dim), "float32")
+    return (id(model), layer, _param_key(param), _aggregation_key(aggregation), param.batch, int(dim), _dtype(param).name)
 
 
 def _cache_key(model, layer, param, aggregation, chunk, dim, kind="pfor"):
@@ -233,7 +240,7 @@ def _tiled_fn(model, layer, param, aggregation, chunk, dim):
     if entry is not None:
         return entry.fn
     batch = param.batch
-    spec = [tf.TensorSpec([batch, dim], tf.float32), tf.TensorSpec([chunk], tf.int32)]
+    spec = [tf.TensorSpec([batch, dim], _dtype(param)), tf.TensorSpec([chunk], tf.int32)]
 
     @tf.function(input_signature=spec, autograph=False)
     def response_and_jacobian(z, rows):
@@ -261,7 +268,7 @@ def _jacobian_fn(model, layer, param, aggregation, chunk, dim):
     entry = _cached(key)
     if entry is not None:
         return entry.fn
-    spec = [tf.TensorSpec([param.batch, dim], tf.float32), tf.TensorSpec([chunk], tf.int32)]
+    spec = [tf.TensorSpec([param.batch, dim], _dtype(param)), tf.TensorSpec([chunk], tf.int32)]
 
     @tf.function(input_signature=spec, autograph=False)
     def response_and_jacobian(z, rows):
@@ -381,7 +388,8 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
       chunk: features per vectorized Jacobian block (default `default_chunk`: blocks whose
         backward pass fits `BLOCK_BUDGET`); bounds memory, the result does not depend on it.
     Returns:
-      ``(f, J)``: float32 arrays ``[B, k]`` and ``[B, k, D]`` (D parameters per sample).
+      ``(f, J)``: arrays ``[B, k]`` and ``[B, k, D]`` (D parameters per sample), float32, or
+      float64 for a float64 model and parametrization (`lucid_ifv.precision`).
     """
     model.layer(layer)
     param, params = resolve_realization(model, realization, param, wrt)
@@ -390,7 +398,7 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
         features = check_feature_indices(features, depth, distinct=False)  # rows may repeat here
     rows = np.arange(depth) if features is None else features
     k = rows.size
-    z = _flatten(params, param.batch)
+    z = _flatten(params, param.batch, _dtype(param))
     batch, dim = z.shape
     if chunk is None:
         chunk = default_chunk(k, batch, dim, elements)
@@ -403,7 +411,7 @@ def feature_jacobian(model, layer: str, realization, param: Param | None = None,
     padded = np.full(-(-k // chunk) * chunk, -1, np.int32)  # -1: a zero cotangent row
     padded[:k] = rows
     z = tf.constant(z)
-    jac = np.empty((batch, k, dim), np.float32)
+    jac = np.empty((batch, k, dim), z.dtype.as_numpy_dtype)
     f = None
     for start in range(0, k, chunk):
         f_all, g = fn(z, tf.constant(padded[start:start + chunk]))
@@ -425,7 +433,7 @@ def prior_gradients(model, prior, realization, param: Param | None = None, wrt: 
     if not terms:
         raise ValueError("prior is an empty list; pass None for the paper's solve")
     param, params = resolve_realization(model, realization, param, wrt)
-    z = tf.constant(_flatten(params, param.batch))
+    z = tf.constant(_flatten(params, param.batch, _dtype(param)))
     grads = []
     for term in terms:
         with tf.GradientTape() as tape:
@@ -433,7 +441,7 @@ def prior_gradients(model, prior, realization, param: Param | None = None, wrt: 
             ps = _unflatten(z, param)
             value = tf.reduce_sum(term(_lazy_T(model, param.forward(ps), ps)))
         g = tape.gradient(value, z)
-        grads.append(np.zeros(z.shape, np.float32) if g is None else g.numpy())
+        grads.append(np.zeros(z.shape, z.dtype.as_numpy_dtype) if g is None else g.numpy())
     return np.stack(grads, axis=1)
 
 

@@ -128,7 +128,7 @@ class Param:
         return self.forward(self.variables if params is None else list(params))
 
     def params_from_image(self, images) -> list[np.ndarray]:
-        """Parameter values (float32, one array per variable) that reproduce ``images``.
+        """Parameter values (one array per variable, in its dtype) that reproduce ``images``.
 
         Args:
           images: ``[B, H, W, C]`` with B, H, W, C equal to this parametrization's shape
@@ -139,7 +139,7 @@ class Param:
             images = images[None]
         check_shape(images, self.shape, "images")
         check_finite(images, "images")
-        return [np.asarray(p, dtype=np.float32) for p in self.inverse(images)]
+        return [np.asarray(p, dtype=v.dtype.as_numpy_dtype) for p, v in zip(self.inverse(images), self.variables)]
 
     def assign(self, params: Sequence) -> None:
         """Set the variables to ``params`` (arrays shaped like the variables)."""
@@ -147,7 +147,7 @@ class Param:
         if len(params) != len(self.variables):
             raise ValueError(f"{len(params)} parameter arrays for {len(self.variables)} variables")
         for var, value in zip(self.variables, params):
-            value = check_finite(np.asarray(value, dtype=np.float32), "parameters")
+            value = check_finite(np.asarray(value, dtype=var.dtype.as_numpy_dtype), "parameters")
             check_shape(value, tuple(var.shape), f"parameter for variable {var.name}")
             var.assign(value)
 

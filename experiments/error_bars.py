@@ -35,10 +35,11 @@ def sweep(run: Path, tolerances=TOLERANCES) -> dict:
     from lucid_ifv import experiment as ex
     from lucid_ifv import ifv, metrics
 
-    p = ex.load_settings(run)["config"]["cossim_pow"]
+    config = ex.load_settings(run)["config"]
+    p = config["cossim_pow"]
     data = ex.load_realizations(run)
     targets = np.asarray(data["targets"], np.float64)
-    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
+    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"), ex.equation_precision(config))
     result = ifv.solve_gram(data["response"], stats, p, method="anchored")
     live = ~result.dead_features
     unit = np.where(live, targets, 0.0)

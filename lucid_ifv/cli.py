@@ -234,6 +234,11 @@ def cmd_render(args) -> int:
     if each:
         result = converge_each_sample(model, per_sample_objectives(objective_for, targets), result,
                                       make_param(model, args, 1), args.converge, args.max_lbfgs, args.lbfgs, seed=args.seed)
+    if args.float64_converge is not None:
+        from lucid_ifv.precision import converge_in_float64
+
+        result = converge_in_float64(model, per_sample_objectives(objective_for, targets), result,
+                                     make_param(model, args, 1), args.float64_converge, args.max_lbfgs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "realization.npz", images=result.final, targets=targets,
@@ -287,6 +292,10 @@ def cmd_invert(args) -> int:
         args, lambda m, name: _check_invert_inputs(args, m, name, checked))
     images = checked["images"]
     param = make_param(model, args, len(images))
+    if getattr(args, "float64", False):
+        from lucid_ifv.precision import Float64Param, float64_model
+
+        model, param = float64_model(model), Float64Param(param)
     prior = obj.params_L2() if prior_weight else None
     method = None if args.method == "auto" else args.method
     trivial = args.trivial_basis
@@ -750,7 +759,7 @@ def check_not_ignored(args) -> None:
         if args.channel is not None or args.targets:
             refuse(("batch",), "with --channel or --targets (they give the batch)")
         if args.transforms == "standard":
-            refuse(("lbfgs", "converge", "joint_lbfgs", "max_lbfgs"),
+            refuse(("lbfgs", "converge", "joint_lbfgs", "max_lbfgs", "float64_converge"),
                    "with --transforms standard (random transforms: Adam only; L-BFGS needs a fixed objective)")
 
 
@@ -1025,6 +1034,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="number of Hoyer targets when neither is given")
     p.add_argument("--transforms", choices=["none", "standard"], default="none",
                    help="Lucid's standard transforms (Adam only) or none (default)")
+    p.add_argument("--float64-converge", type=float, default=None, metavar="TOL",
+                   help="after --converge, continue each sample on float64 copies of the network and parametrization "
+                        "until its residual is below TOL (e.g. 1e-8; at most --max-lbfgs steps); the .npz keeps the "
+                        "float64 parameters and images (invert them with --float64; docs/ifv.md, 'Precision')")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_render)
 
@@ -1034,6 +1047,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trivial", metavar="FILE.npy",
                    help="trivial directions [k, r] (`critical --save`): solve and judge in their complement, the "
                         "critical space (paper Sec. 2.2, 3.5)")
+    p.add_argument("--float64", action="store_true",
+                   help="invert on float64 copies of the network and parametrization (for renders made with "
+                        "--float64-converge: float32 would round their stationarity away; docs/ifv.md, 'Precision')")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("which-channel", help="which channel (or direction) a visualization of the ReLU network was "

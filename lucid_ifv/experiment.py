@@ -52,7 +52,7 @@ from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
 from lucid_ifv.param.images import check_mask_for_model
-from lucid_ifv.precision import Float64Param, float64_model
+from lucid_ifv.precision import converge_in_float64, float64_model
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
@@ -289,15 +289,12 @@ def realize(setup: Setup, config: ExperimentConfig, targets, param, seed: int):
 
 
 def continue_in_float64(setup: Setup, config: ExperimentConfig, targets, rendered, seed: int):
-    """Continue converged realizations (``rendered``, float32) on the float64 copies of the
-    network and parametrization (`lucid_ifv.precision`), each sample alone, until its
-    stationarity residual is <= ``config.float64_converge`` (at most ``max_lbfgs_steps``
-    L-BFGS iterations); `RenderResult` whose ``param`` is the float64 parametrization."""
+    """`precision.converge_in_float64` of converged realizations (``rendered``, float32) to
+    ``config.float64_converge`` (at most ``max_lbfgs_steps`` L-BFGS iterations)."""
     objective_of = per_sample_objectives(lambda target: fv_objective(config, setup, target), targets)
-    rendered = dataclasses.replace(rendered, param=Float64Param(rendered.param))
-    return converge_each_sample(float64_model(setup.model), objective_of, rendered,
-                                Float64Param(realization_param(setup.model, config, 1, seed)), config.float64_converge,
-                                config.max_lbfgs_steps, seed=seed, render=_render, progress=False)
+    return converge_in_float64(setup.model, objective_of, rendered, realization_param(setup.model, config, 1, seed),
+                               config.float64_converge, config.max_lbfgs_steps, seed=seed, render=_render,
+                               progress=False)
 
 
 def reoptimize_ssim(setup, config, param, params, objectives_by_name):
@@ -407,7 +404,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
     grads = (ifv.prior_gradients(network, obj.params_L2(), rendered.params, rendered.param) if setup.prior_weight
              else None)
     started = time.perf_counter()
-    stats = ifv.gram_statistics(jac, grads)
+    stats = ifv.gram_statistics(jac, grads, equation_precision(config))
     results = {method: ifv.solve_gram(f, stats, config.cossim_pow, method=method,
                                       expected_prior_weight=None if method == "paper" else setup.prior_weight)
                for method in solves_for(config)}
@@ -882,6 +879,16 @@ def load_realizations(out_dir) -> dict:
     return {key: value[order] for key, value in merged.items()}
 
 
+def equation_precision(config) -> float:
+    """The relative rounding of a run's saved Gram statistics (`ifv.GramStatistics.precision`):
+    float64's when ``config`` (an `ExperimentConfig` or a saved config dict) continued its
+    realizations in float64 (``float64_converge``), else float32's."""
+    from lucid_ifv.ifv import diagnostics
+
+    value = config.get("float64_converge") if isinstance(config, dict) else config.float64_converge
+    return diagnostics.EQUATION_PRECISION if value is None else diagnostics.EQUATION_PRECISION_FLOAT64
+
+
 def resolve_records(out_dir, rule=None) -> list:
     """An experiment's records with every solve's fields recomputed from the saved Gram
     statistics by today's solves and verdict ``rule`` (`ifv.VerdictRule`; default the
@@ -892,7 +899,8 @@ def resolve_records(out_dir, rule=None) -> list:
     data = load_realizations(out_dir)
     keep = np.isin(data["indices"], list(records))
     indices, f, targets = data["indices"][keep], data["response"][keep], data["targets"][keep]
-    stats = ifv.GramStatistics(data["jjt"][keep], *(data[key][keep] if key in data else None for key in ("jg", "gg")))
+    stats = ifv.GramStatistics(data["jjt"][keep], *(data[key][keep] if key in data else None for key in ("jg", "gg")),
+                               precision=equation_precision(config))
     expected = records[int(indices[0])].get("prior_weight_abs")  # absent in older records:
     if expected is None and not config.prior_relative:
         expected = config.prior_weight
@@ -950,7 +958,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     settings = load_settings(out_dir)["config"]
     data = load_realizations(out_dir)
     f, targets, p = data["response"], data["targets"], settings["cossim_pow"]
-    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
+    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"), equation_precision(settings))
     spectra = ifv.jacobian_spectra(f, stats)
     candidates = critical_space.enumerate_trivial_spaces(spectra, eps_lo, eps_hi, max_angle_deg)
     k = f.shape[1]

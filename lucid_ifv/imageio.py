@@ -193,15 +193,18 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def read_image_file(path) -> np.ndarray:
-    """One file's images ``[B, H, W, C]`` float32, checked (finite, in [0, 1], C = 1 or 3).
+    """One file's images ``[B, H, W, C]`` float32 (float64 when a ``.npy``/``.npz`` holds float64,
+    e.g. a render's with ``--float64-converge``), checked (finite, in [0, 1], C = 1 or 3).
 
     PNG (any suffix but ``.npy``/``.npz``): one image, see the module doc; ``.npy``: an
     ``[H, W, C]`` or ``[B, H, W, C]`` array; ``.npz``: its ``images`` entry (as `render`
     writes it). No model is needed: the CLI calls this before loading one.
     """
     path = Path(path)
+    dtype = np.float32
     if path.suffix in (".npy", ".npz"):
         arr = load_array(path, "images" if path.suffix == ".npz" else None, "image file")
+        dtype = np.float64 if arr.dtype == np.float64 else np.float32
         with np.errstate(invalid="ignore", over="ignore"):  # what does not fit is refused below as non-finite
             arr = arr.astype(np.float64)
     else:
@@ -223,7 +226,7 @@ def read_image_file(path) -> np.ndarray:
     lo, hi = float(arr.min()), float(arr.max())
     if lo < 0 or hi > 1:
         raise ValueError(f"{path}: image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}]")
-    return arr.astype(np.float32)
+    return arr.astype(dtype)
 
 
 def to_channels(images, channels: int | None, source) -> np.ndarray:

@@ -15,10 +15,10 @@ float32's floor?"). These copies compute the same functions in float64:
 Everything that takes a model and a parametrization then runs in float64 on them:
 `render.render_vis` (Adam, L-BFGS, ``converge``, the stationarity residual),
 `render.converge_each_sample`, `ifv.feature_jacobian`, `ifv.prior_gradients`, `ifv.invert`.
-The experiment runner uses them for ``float64_converge`` (`lucid-ifv experiment
---float64-converge TOL`): the float32 realization, converged to ``converge``, is continued in
-float64 to ``TOL`` and inverted in float64 (docs/ifv.md, "Precision"). About twice the time
-per step of float32 on a CPU.
+`converge_in_float64` continues converged float32 renders that way, sample by sample; the
+experiment runner (``float64_converge``, `lucid-ifv experiment --float64-converge TOL`) and
+`lucid-ifv render --float64-converge TOL` use it, and `lucid-ifv invert --float64` inverts in
+float64 (docs/ifv.md, "Precision"). About twice the time per step of float32 on a CPU.
 """
 
 from __future__ import annotations
@@ -151,3 +151,24 @@ class Float64Param(Param):
 
     def __repr__(self):
         return f"Float64Param({self.inner!r})"
+
+
+def converge_in_float64(model: Model, objective_of, rendered, single: Param, converge: float, max_lbfgs_steps: int,
+                        **options):
+    """Continue a float32 render on the float64 copies, each sample alone, until its
+    stationarity residual is <= ``converge`` (at most ``max_lbfgs_steps`` L-BFGS iterations).
+
+    Args:
+      model: the (float32) model ``rendered`` was made with.
+      objective_of, single, options: as in `render.converge_each_sample` (``single``: a
+        float32 batch-1 parametrization like ``rendered.param``; ``options`` go on to it).
+      rendered: a `RenderResult` (usually converged in float32 already).
+    Returns:
+      The `RenderResult` of `render.converge_each_sample`; its ``param`` is the float64 copy
+      (`Float64Param`) of ``rendered.param``, ``params`` are float64.
+    """
+    from lucid_ifv.render import converge_each_sample
+
+    rendered = dataclasses.replace(rendered, param=Float64Param(rendered.param))
+    return converge_each_sample(float64_model(model), objective_of, rendered, Float64Param(single), converge,
+                                max_lbfgs_steps, **options)

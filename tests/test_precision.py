@@ -1,6 +1,7 @@
 """Float64 copies of networks and parametrizations (`lucid_ifv.precision`): the same functions
 in float64, rendered, converged and inverted in float64, through the experiment runner too."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -117,6 +118,11 @@ def test_float64_render_converges_past_float32_and_inverts_to_the_target(mnist_s
     live = ~answer.dead_features[0]
     assert live[[3, 7, 19]].all()
     assert metrics.objective_angle_deg(answer.target[0], target[0] * live, 1) < 1e-2
+    # its error bars are floored at float64's rounding, not float32's: at a residual of ~1e-8 that matters
+    grads = ifv.prior_gradients(float64_model(model), obj.params_L2(), refined.params, param64)
+    floored32 = ifv.solve(f, jac, 1, prior_grads=grads, method="anchored")
+    assert np.nanmax(answer.sensitivity / floored32.sensitivity) <= 1 + 1e-9
+    assert np.nanmin(answer.sensitivity / floored32.sensitivity) < 0.5
 
 
 def test_experiment_continues_in_float64_and_records_both_residuals(tmp_path):
@@ -129,6 +135,8 @@ def test_experiment_continues_in_float64_and_records_both_residuals(tmp_path):
         assert record["render_residual"] <= 1e-7 < record["render_residual_float32"] <= 1e-2
     saved = ex.load_realizations(tmp_path)
     assert saved["param_0"].dtype == np.float64
+    assert ex.equation_precision(config) == np.finfo(np.float64).eps
+    assert ex.equation_precision(dataclasses.replace(config, float64_converge=None)) == np.finfo(np.float32).eps
     assert json.loads((tmp_path / "settings.json").read_text())["config"]["float64_converge"] == 1e-7
 
 
@@ -141,3 +149,29 @@ def test_experiment_refuses_bad_float64_settings(changes, message):
     config = ex.ExperimentConfig(layer="conv2", **changes)
     with pytest.raises(ValueError, match=message):
         config.validate(load_shipped("mnist_small"))
+
+
+def test_cli_render_float64_then_invert_float64(tmp_path, capsys):
+    from lucid_ifv.cli import main
+
+    out = tmp_path / "r"
+    args = ["--model", "mnist_small", "--smooth", "--param", "pixel", "--no-decorrelate"]
+    assert main(["render", *args, "--batch", "1", "--adam", "60", "--lbfgs", "0", "--converge", "1e-2",
+                 "--max-lbfgs", "1500", "--float64-converge", "1e-7", "--out", str(out)]) == 0
+    saved = np.load(out / "realization.npz")
+    assert saved["images"].dtype == saved["param_0"].dtype == np.float64
+    residuals = []
+    for extra in (["--float64"], []):
+        capsys.readouterr()
+        assert main(["invert", *args, "--images", str(out / "realization.npz"), *extra]) == 0
+        line = json.loads(next(s for s in capsys.readouterr().out.splitlines() if s.startswith("{")))
+        assert line["verdict"] == "identified"
+        residuals.append(line["residual"])
+    assert residuals[0] < 1e-7 and residuals[0] < residuals[1] / 10  # float32 rounds the stationarity away
+
+
+def test_cli_refuses_float64_converge_without_converge(capsys):
+    from lucid_ifv.cli import main
+
+    assert main(["render", "--model", "mnist_small", "--smooth", "--float64-converge", "1e-8", "--out", "x"]) != 0
+    assert "--float64-converge continues converged realizations" in capsys.readouterr().err

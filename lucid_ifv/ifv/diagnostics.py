@@ -35,7 +35,9 @@ DEAD_NOISE_FACTOR = 1.0  # rows below this many times the relative noise level a
 DEAD_MAX_TOL = 0.1  # the noise rule never drops rows above this (beyond, the verdict fails anyway)
 NULL_RTOL = 1e-3  # singular values of the equilibrated matrix <= NULL_RTOL * largest are near-null
 DETERMINED_TOL = 0.05  # a unit-target entry the residual can move by more than this is undetermined
-EQUATION_PRECISION = float(np.finfo(np.float32).eps)  # Jacobians and gradients are float32: never known better
+EQUATION_PRECISION = float(np.finfo(np.float32).eps)  # float32 Jacobians and gradients: never known better
+#: The floor of float64 Jacobians and gradients (`lucid_ifv.precision`; `GramStatistics.precision`).
+EQUATION_PRECISION_FLOAT64 = float(np.finfo(np.float64).eps)
 
 VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
 
@@ -127,7 +129,8 @@ def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol
     return u[:, sv > 1e-8 * sv.max()] if sv.max() > 0 else np.zeros((d, 0))
 
 
-def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndarray, basis: np.ndarray,
+                            precision: float = EQUATION_PRECISION) -> np.ndarray:
     """How far each entry of the unit answer ``t* = B v / |B v|`` can move when the
     stationarity equation is off by as much as its own residual: a per-feature error bar.
 
@@ -137,7 +140,8 @@ def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndar
     the answer ``x = (v; mu) / mu_1``, entry ``j`` of ``B v`` moves by at most
     ``|e| sqrt(b_j N_vv^-1 b_j^T)`` (``b_j``: row ``j`` of ``B``; ``N_vv^-1``: the target block of
     ``N^-1``). Divided by ``|B v|`` this is in units of the unit target. The equation is never
-    known better than float32 (``EQUATION_PRECISION`` times ``|g_1|``), however small ``e``. Unlike a row-norm
+    known better than its Jacobians' rounding (``precision`` times ``|g_1|``: `EQUATION_PRECISION`
+    for float32 ones, `EQUATION_PRECISION_FLOAT64` for float64 ones), however small ``e``. Unlike a row-norm
     rule it also sees features whose rows are nearly collinear with others'. Directions
     ``N`` cannot resolve at all (eigenvalues below ``m eps`` of the largest) count as
     resolved only to that floor, so their entries get very large values, not small ones.
@@ -154,7 +158,7 @@ def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndar
     if not (mu.size and mu[0] != 0 and answer_norm > 0):
         return np.full(k, np.inf)
     x = np.concatenate([v, mu]) / mu[0]
-    residual = max(np.sqrt(max(float(x @ gram @ x), 0.0)), EQUATION_PRECISION * np.sqrt(max(gram[d, d], 0.0)))
+    residual = max(np.sqrt(max(float(x @ gram @ x), 0.0)), precision * np.sqrt(max(gram[d, d], 0.0)))
     free = np.r_[np.arange(d), d + 1 + np.arange(mu.size - 1)]
     normal = gram[np.ix_(free, free)]
     scale = 1.0 / np.sqrt(np.clip(np.diagonal(normal), np.finfo(float).tiny, None))

@@ -196,8 +196,10 @@ def invert(model, layer: str, realization, param: Param | None = None, cossim_po
         f, jac = _in_units(f, jac, scales)
         return solve_expected(f, jac, cossim_pow, grads, critical_space=critical_space, dead_tol=dead_tol,
                               method=method, expected_prior_weight=expected_prior_weight)
-    f, jac = _in_units(*feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk), scales)
-    return solve(f, jac, cossim_pow, critical_space, grads, dead_tol, method, expected_prior_weight)
+    f, jac = feature_jacobian(model, layer, params, param, aggregation, features, chunk=chunk)
+    precision = float(np.finfo(jac.dtype).eps)  # float32's, or float64's on `lucid_ifv.precision` copies
+    f, jac = _in_units(f, jac, scales)
+    return solve(f, jac, cossim_pow, critical_space, grads, dead_tol, method, expected_prior_weight, precision)
 
 
 def _check_feature_scales(feature_scales, model, layer: str, features) -> np.ndarray | None:

@@ -128,7 +128,8 @@ def resolve_realization(model, realization, param: Param | None, wrt: str):
             images = param(params).numpy()
             return PixelParam(images.shape, init_val=images), [images]
         return param, params
-    images = check_finite(np.asarray(realization, np.float32), "images")
+    dtype = tf.float32 if param is None else _dtype(param)
+    images = check_finite(np.asarray(realization, dtype.as_numpy_dtype), "images")
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.image_shape):

@@ -236,6 +236,9 @@ class GramStatistics:
       jjt: ``J J^T`` ``[B, k, k]``.
       jg: ``J g_j`` ``[B, k, n]`` for the n prior terms (None without a prior).
       gg: ``g_i . g_j`` ``[B, n, n]`` (None without a prior).
+      precision: the relative rounding of the Jacobians and gradients they come from (the
+        error bars' floor, `diagnostics.coefficient_sensitivity`): float32's epsilon, or
+        float64's for Jacobians taken in float64 (`lucid_ifv.precision`).
     These are small (k x k per sample) and suffice for every solve, with any critical
     space, so experiments store them and re-solve offline (`solve_gram`).
     """
@@ -243,10 +246,13 @@ class GramStatistics:
     jjt: np.ndarray
     jg: np.ndarray | None = None
     gg: np.ndarray | None = None
+    precision: float = dg.EQUATION_PRECISION
 
 
-def gram_statistics(jac, prior_grads=None) -> GramStatistics:
-    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``.
+def gram_statistics(jac, prior_grads=None, precision: float = dg.EQUATION_PRECISION) -> GramStatistics:
+    """`GramStatistics` of Jacobians ``[B, k, D]`` and prior gradients ``[B, n, D]``, computed
+    with relative rounding ``precision`` (`GramStatistics.precision`; the arrays' dtype does
+    not tell: float32 Jacobians are often widened before they get here).
 
     One sample at a time, each product a BLAS matrix product in float64: the float32
     Jacobian is widened one sample at a time (a ``[k, D]`` float64 copy, not the batch's),
@@ -273,7 +279,7 @@ def gram_statistics(jac, prior_grads=None) -> GramStatistics:
             g = np.asarray(grads[b], np.float64)
             jg[b] = j @ g.T
             gg[b] = g @ g.T
-    return GramStatistics(jjt, jg, gg)
+    return GramStatistics(jjt, jg, gg, precision)
 
 
 # -- critical bases ------------------------------------------------------------------------
@@ -495,7 +501,7 @@ def _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol):
     return dead, tol, eq, spectrum
 
 
-def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_pow):
+def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_pow, precision):
     """One sample -> dict of its fields (NaN where nothing is left to solve)."""
     k, d = basis.shape
     n = 0 if jg is None else jg.shape[1]
@@ -523,7 +529,8 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)),
                unidentifiable=eq.basis @ dg.unidentifiable_directions(eq.gram, eq.d, v))
     if n:
-        out["sensitivity"] = np.where(dead, np.nan, dg.coefficient_sensitivity(eq.gram, eq.d, v, mu, eq.basis))
+        out["sensitivity"] = np.where(dead, np.nan, dg.coefficient_sensitivity(eq.gram, eq.d, v, mu, eq.basis,
+                                                                                  precision))
     return out
 
 
@@ -571,7 +578,7 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
     elif np.shape(row_norms) != f.shape:
         raise ValueError(f"row_norms {np.shape(row_norms)} do not match the responses {f.shape}: expected [B, k]")
     samples = [_solve_sample(f[b], A[b], jjt[b], None if jg is None else jg[b], None if gg is None else gg[b],
-                             basis, row_norms[b], method, dead_tol, cossim_pow) for b in range(batch)]
+                             basis, row_norms[b], method, dead_tol, cossim_pow, stats.precision) for b in range(batch)]
     field = lambda name: np.array([s[name] for s in samples])  # noqa: E731
     spectra = field("spectrum")
     weights = None if method == "paper" else field("weights")
@@ -590,7 +597,8 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
 
 
 def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, dead_tol="auto",
-          method: str | None = None, expected_prior_weight=None) -> InversionResult:
+          method: str | None = None, expected_prior_weight=None, precision: float = dg.EQUATION_PRECISION
+          ) -> InversionResult:
     """The closed-form solve on precomputed responses and Jacobians.
 
     Args:
@@ -607,6 +615,7 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, 
         ``"paper"``, ``"prior_aware"``, ``"anchored"`` or ``"nonneg"`` (module docstring).
       expected_prior_weight: the FV's ``lam`` (a number, or one per prior term) if known:
         an estimate far below it sets ``weight_warning`` (the solve fit noise).
+      precision: the relative rounding of ``jac`` and ``prior_grads`` (`GramStatistics.precision`).
     Returns:
       `InversionResult`.
     """
@@ -614,5 +623,5 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, 
     jac = np.asarray(jac)
     if f.ndim != 2 or jac.ndim != 3 or jac.shape[:2] != f.shape:
         raise ValueError(f"responses {f.shape} and Jacobians {jac.shape} do not match: expected [B, k] and [B, k, D]")
-    return solve_gram(f, gram_statistics(jac, prior_grads), cossim_pow, critical_space, dead_tol, method,
+    return solve_gram(f, gram_statistics(jac, prior_grads, precision), cossim_pow, critical_space, dead_tol, method,
                       expected_prior_weight)

@@ -102,9 +102,9 @@ def default_solve_and_identified(settings: dict, records: list) -> tuple[str, st
 
 
 def stationary_renders(settings: dict, records: list) -> str:
-    """"<m> of <n>": renders whose stationarity residual reached the run's ``converge``
-    ('-' for runs without one)."""
-    tol = settings["config"].get("converge")
+    """"<m> of <n>": renders whose stationarity residual reached the run's ``converge`` (its
+    ``float64_converge`` for runs continued in float64; '-' for runs without one)."""
+    tol = settings["config"].get("float64_converge") or settings["config"].get("converge")
     residuals = [r.get("render_residual") for r in records]
     if tol is None or any(x is None for x in residuals):
         return "-"

@@ -43,6 +43,7 @@ floorless_prior1e2=("${floorless[@]}" --prior 1e-2)  # DenseNet's softmax: a pri
 each=(--smooth --converge 1e-3 --max-lbfgs 4000)
 each_seed1=("${each[@]}" --seed 1)  # 30 more targets per setting (another draw): the tails' uncertainty at n = 60
 each_f64=("${each[@]}" --float64-converge 1e-8)  # then each sample in float64 to 1e-8, inverted in float64 (lucid_ifv.precision)
+each_f64_seed1=("${each_f64[@]}" --seed 1)
 
 # name model layer param mode
 ALL="
@@ -139,6 +140,11 @@ inception_small_mixed4a_pixel_smooth_each_f64 inception_small mixed4a pixel each
 inception_small_mixed3b_fft_smooth_each_f64 inception_small mixed3b fft each_f64
 mnist_small_conv2_fft_smooth_each_f64 mnist_small conv2 fft each_f64
 densenet_small_logits_fft_smooth_each_f64 densenet_small logits fft each_f64
+inception_small_mixed4a_fft_smooth_each_f64_seed1 inception_small mixed4a fft each_f64_seed1
+inception_small_mixed3a_pixel_smooth_each_f64_seed1 inception_small mixed3a pixel each_f64_seed1
+inception_small_mixed3a_fft_smooth_each_f64_seed1 inception_small mixed3a fft each_f64_seed1
+densenet_small_softmax_fft_smooth_each_f64_seed1 densenet_small softmax fft each_f64_seed1
+inception_small_mixed4a_pixel_smooth_each_f64_seed1 inception_small mixed4a pixel each_f64_seed1
 "
 
 echo "$ALL" | while read -r name model layer param mode; do
@@ -152,6 +158,7 @@ echo "$ALL" | while read -r name model layer param mode; do
     each) extra=("${each[@]}") ;;
     each_seed1) extra=("${each_seed1[@]}") ;;
     each_f64) extra=("${each_f64[@]}") ;;
+    each_f64_seed1) extra=("${each_f64_seed1[@]}") ;;
     each_relu) extra=("${relu[@]}") ;;  # the plain ReLU runs with each sample's L-BFGS alone (at most 300 steps)
     *) extra=("${relu[@]}") ;;
   esac

@@ -18,7 +18,7 @@ Everything that takes a model and a parametrization then runs in float64 on them
 `converge_in_float64` continues converged float32 renders that way, sample by sample; the
 experiment runner (``float64_converge``, `lucid-ifv experiment --float64-converge TOL`) and
 `lucid-ifv render --float64-converge TOL` use it, and `lucid-ifv invert --float64` inverts in
-float64 (docs/ifv.md, "Precision"). About twice the time per step of float32 on a CPU.
+float64 (docs/ifv.md, "Precision"). Cost against float32: `benchmarks/ab_float64.py`.
 """
 
 from __future__ import annotations

@@ -149,6 +149,7 @@ inception_small_mixed3b_pixel_smooth_each_f64 inception_small mixed3b pixel each
 mnist_small_conv2_pixel_smooth_each_f64 mnist_small conv2 pixel each_f64
 photos_cnn_conv2d_3_pixel_smooth_each_f64 photos_cnn conv2d_3 pixel each_f64
 densenet_small_logits_pixel_smooth_each_f64 densenet_small logits pixel each_f64
+densenet_small_softmax_pixel_smooth_each_f64 densenet_small softmax pixel each_f64
 "
 
 echo "$ALL" | while read -r name model layer param mode; do

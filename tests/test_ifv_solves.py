@@ -12,6 +12,7 @@ import pytest
 
 from lucid_ifv import ifv, metrics
 from lucid_ifv import objectives as obj
+from lucid_ifv.ifv import diagnostics as dg
 from lucid_ifv import param
 from lucid_ifv.render import render_vis
 
@@ -443,6 +444,44 @@ def test_sensitivity_shrinks_with_the_noise_and_is_nan_where_undefined():
     paper = run(problem(7, paper=True), "paper")
     assert paper.sensitivity is None and not paper.determined().any()
     assert np.all(np.isnan(paper.angles_determined(problem(7, paper=True)["t"], 1)))
+
+
+def test_gram_norm_is_exact_above_its_resolution_and_never_zero():
+    """|H x| from H^T H: exact for a sizeable residual; at an (almost) exact solution the
+    quadratic form cancels to rounding, and the residual is its resolution, not 0."""
+    rng = np.random.default_rng(21)
+    H = rng.normal(size=(3000, 6))
+    x = rng.normal(size=6)
+    assert dg.gram_norm(H.T @ H, x) == pytest.approx(np.linalg.norm(H @ x), rel=1e-9)
+    v = rng.normal(size=5)
+    g = H[:, :5] @ v  # H x = 0 up to rounding for x = (v; -1)
+    H[:, 5] = g
+    exact = np.concatenate([v, [-1.0]])
+    gram = H.T @ H
+    resolution = np.sqrt(6 * np.finfo(np.float64).eps * np.abs(exact) @ np.abs(gram) @ np.abs(exact))
+    assert dg.gram_norm(gram, exact) >= resolution > np.linalg.norm(H @ exact)
+    assert dg.gram_norm(gram, exact) < 1e-6 * np.linalg.norm(g)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float64_error_bars_cover_a_pair_the_gram_cannot_split(seed):
+    """Two features collinear to 1e-7, an exactly consistent float64 equation: the normal
+    equations cannot split the pair (their answer is off by ~0.01-0.03 there), so the error
+    bars must cover that and the verdict must not claim the answer. With the residual taken
+    as x^T G x alone, it cancelled to 0, the bars to 0, and the verdict said "identified"."""
+    rng = np.random.default_rng(seed)
+    J = rng.normal(size=(6, 400))
+    J[3] = J[0] + 1e-7 * rng.normal(size=400)
+    target = np.abs(rng.normal(size=6)) + 0.2
+    g = J.T @ target / 1e-3
+    f = np.abs(rng.normal(size=(1, 6))) + 0.1
+    result = ifv.solve(f, J[None], 0, prior_grads=g[None, None], method="anchored",
+                       precision=dg.EQUATION_PRECISION_FLOAT64)
+    error = np.abs(result.target[0] - target / np.linalg.norm(target))
+    assert result.residual[0] > 0
+    assert np.all(error[[0, 3]] <= result.sensitivity[0, [0, 3]])
+    assert not result.determined()[0, [0, 3]].any()
+    assert result.verdicts()[0] != "identified"
 
 
 # -- the answer in features of unit gradient --------------------------------------------------

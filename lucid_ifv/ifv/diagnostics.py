@@ -72,6 +72,22 @@ def dead_features(row_norms: np.ndarray, tol: float) -> np.ndarray:
     return row_norms <= tol * max(float(row_norms.max()), np.finfo(float).tiny)
 
 
+def gram_norm(gram: np.ndarray, x: np.ndarray) -> float:
+    """``|H x|`` from the Gram matrix ``G = H^T H`` ``[m, m]`` and ``x`` ``[m]``: ``sqrt(x^T G x)``,
+    but never below what that quadratic form resolves.
+
+    In float64 ``x^T G x`` is off by up to ``m eps |x|^T |G| |x|`` (the rounding bound of inner
+    products; ``eps`` float64's), and for a small residual its terms cancel: at a relative
+    residual near 1e-8 the computed value is rounding, often <= 0. Such a residual is not
+    measured; it is reported as this resolution, ``sqrt(m eps |x|^T |G| |x|)``, not as 0
+    (which made the float64 mode's error bars vanish and its verdicts overconfident).
+    """
+    x = np.asarray(x, np.float64)
+    value = float(x @ gram @ x)
+    resolution = gram.shape[0] * np.finfo(np.float64).eps * float(np.abs(x) @ np.abs(gram) @ np.abs(x))
+    return float(np.sqrt(max(value, resolution)))
+
+
 def stationarity_residual(gram: np.ndarray, v: np.ndarray, mu: np.ndarray, p_norm: float) -> float:
     """Relative residual of ``x = (v; mu)`` in ``H x = 0`` (Gram ``[d + n, d + n]``).
 
@@ -79,8 +95,7 @@ def stationarity_residual(gram: np.ndarray, v: np.ndarray, mu: np.ndarray, p_nor
     ``J^T A B v = 0``). Without (the paper's solve): ``|J^T A B v| / (|J^T A B|_2 |v|)`` with
     ``p_norm = |J^T A B|_2``.
     """
-    x = np.concatenate([v, mu])
-    error = np.sqrt(max(float(x @ gram @ x), 0.0))
+    error = gram_norm(gram, np.concatenate([v, mu]))
     d = v.size
     scale = p_norm * np.linalg.norm(v) if mu.size == 0 else np.sqrt(max(float(v @ gram[:d, :d] @ v), 0.0))
     return error / scale if scale > 0 else np.inf
@@ -158,7 +173,7 @@ def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndar
     if not (mu.size and mu[0] != 0 and answer_norm > 0):
         return np.full(k, np.inf)
     x = np.concatenate([v, mu]) / mu[0]
-    residual = max(np.sqrt(max(float(x @ gram @ x), 0.0)), precision * np.sqrt(max(gram[d, d], 0.0)))
+    residual = max(gram_norm(gram, x), precision * np.sqrt(max(gram[d, d], 0.0)))
     free = np.r_[np.arange(d), d + 1 + np.arange(mu.size - 1)]
     normal = gram[np.ix_(free, free)]
     scale = 1.0 / np.sqrt(np.clip(np.diagonal(normal), np.finfo(float).tiny, None))

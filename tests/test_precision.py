@@ -118,11 +118,13 @@ def test_float64_render_converges_past_float32_and_inverts_to_the_target(mnist_s
     live = ~answer.dead_features[0]
     assert live[[3, 7, 19]].all()
     assert metrics.objective_angle_deg(answer.target[0], target[0] * live, 1) < 1e-2
-    # its error bars are floored at float64's rounding, not float32's: at a residual of ~1e-8 that matters
+    # its error bars are floored at float64's rounding (never above float32's floor), but here what binds
+    # is the Gram statistics' resolution (`diagnostics.gram_norm`): the equation's residual, ~1e-8 at this
+    # render, is reported as that resolution (~1e-7), not below it
     grads = ifv.prior_gradients(float64_model(model), obj.params_L2(), refined.params, param64)
     floored32 = ifv.solve(f, jac, 1, prior_grads=grads, method="anchored")
     assert np.nanmax(answer.sensitivity / floored32.sensitivity) <= 1 + 1e-9
-    assert np.nanmin(answer.sensitivity / floored32.sensitivity) < 0.5
+    assert refined.residual[0] <= 1e-8 < answer.residual[0] < 1e-6
 
 
 def test_experiment_continues_in_float64_and_records_both_residuals(tmp_path):
@@ -167,7 +169,9 @@ def test_cli_render_float64_then_invert_float64(tmp_path, capsys):
         line = json.loads(next(s for s in capsys.readouterr().out.splitlines() if s.startswith("{")))
         assert line["verdict"] == "identified"
         residuals.append(line["residual"])
-    assert residuals[0] < 1e-7 and residuals[0] < residuals[1] / 10  # float32 rounds the stationarity away
+    # both near the Gram statistics' resolution of the residual (~1e-7, `diagnostics.gram_norm`): it hides
+    # how much closer to stationary the float64 inversion's equation is
+    assert max(residuals) < 1e-6
 
 
 def test_cli_refuses_float64_converge_without_converge(capsys):

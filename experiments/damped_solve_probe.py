@@ -20,11 +20,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def anchored_system(eq):
+    """Normal equations ``Q^T Q y = Q^T g_1`` of the anchored least squares (``Q = [J^T A B | -g_2 ...]``,
+    ``y = (v; mu_2 ...)``), read off the Gram matrix of one sample's `_Equation`."""
+    free = np.r_[np.arange(eq.d), eq.d + 1 + np.arange(eq.n - 1)]
+    return eq.gram[np.ix_(free, free)], -eq.gram[free, eq.d]
+
+
 def damped_solve(eq, growth: float):
     """``(v, mu)`` of one sample's `_Equation`: the anchored least squares damped toward 0 in
     the target coordinates until its squared residual is ``growth`` times the anchored one's."""
     S = importlib.import_module("lucid_ifv.ifv.solve")
-    normal, rhs = S._anchored_system(eq)
+    normal, rhs = anchored_system(eq)
     v, mu = S._solve_anchored(eq)
     anchored = np.r_[v, mu[1:]]  # the unknowns of the anchored least squares
     g11 = eq.gram[eq.d, eq.d]
@@ -61,7 +68,7 @@ def main(argv=None) -> int:
             p = ex.load_settings(run)["config"]["cossim_pow"]
             data = ex.load_realizations(run)
             targets = np.asarray(data["targets"], np.float64)
-            stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
+            stats = ex.saved_statistics(data, ex.equation_precision(ex.load_settings(run)["config"]))
             print(Path(run).name)
             for method in ("anchored", "nonneg", "damped"):
                 r = ifv.solve_gram(data["response"], stats, p, method=method)

@@ -39,7 +39,7 @@ def sweep(run: Path, tolerances=TOLERANCES) -> dict:
     p = config["cossim_pow"]
     data = ex.load_realizations(run)
     targets = np.asarray(data["targets"], np.float64)
-    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"), ex.equation_precision(config))
+    stats = ex.saved_statistics(data, ex.equation_precision(config))
     result = ifv.solve_gram(data["response"], stats, p, method="anchored")
     live = ~result.dead_features
     unit = np.where(live, targets, 0.0)

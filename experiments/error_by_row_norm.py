@@ -27,10 +27,11 @@ def split_errors(run: Path, weak: float) -> list:
     from lucid_ifv import experiment as ex
     from lucid_ifv import ifv, metrics
 
-    p = json.loads((run / "settings.json").read_text())["config"]["cossim_pow"]
+    config = json.loads((run / "settings.json").read_text())["config"]
+    p = config["cossim_pow"]
     data = ex.load_realizations(run)
     f, targets = data["response"], data["targets"]
-    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"))
+    stats = ex.saved_statistics(data, ex.equation_precision(config))
     result = ifv.solve_gram(f, stats, p, method="anchored")
     rows = np.sqrt(np.einsum("bkk->bk", np.asarray(data["jjt"], np.float64)))
     out = []

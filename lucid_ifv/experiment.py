@@ -452,7 +452,7 @@ def run_batch(model, config: ExperimentConfig, targets, batch_seed: int, setup: 
         for name, values in ssim.items():
             rec[f"ssim_{name}"] = float(values[i])
         records.append(rec)
-    arrays = {"images": images, "targets": targets, "response": f, "jjt": stats.jjt}
+    arrays = {"images": images, "targets": targets, "response": f, "jjt": stats.jjt, "root": stats.root}
     if grads is not None:
         arrays.update(jg=stats.jg, gg=stats.gg)
     for j, p in enumerate(rendered.params):
@@ -867,6 +867,15 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(rows + notes)
 
 
+def saved_statistics(data: dict, precision: float, keep=None) -> ifv.GramStatistics:
+    """The `ifv.GramStatistics` in an experiment's realizations (`load_realizations`), of the
+    samples ``keep`` (a mask or indices; default all); without ``root`` when saved before it was kept."""
+    def saved(key):
+        return None if key not in data else data[key] if keep is None else data[key][keep]
+
+    return ifv.GramStatistics(saved("jjt"), saved("jg"), saved("gg"), precision, saved("root"))
+
+
 def load_realizations(out_dir) -> dict:
     """All saved batches of an experiment folder, concatenated in sample order."""
     files = sorted(Path(out_dir, "realizations").glob("batch_*.npz"))
@@ -899,8 +908,7 @@ def resolve_records(out_dir, rule=None) -> list:
     data = load_realizations(out_dir)
     keep = np.isin(data["indices"], list(records))
     indices, f, targets = data["indices"][keep], data["response"][keep], data["targets"][keep]
-    stats = ifv.GramStatistics(data["jjt"][keep], *(data[key][keep] if key in data else None for key in ("jg", "gg")),
-                               precision=equation_precision(config))
+    stats = saved_statistics(data, equation_precision(config), keep)
     expected = records[int(indices[0])].get("prior_weight_abs")  # absent in older records:
     if expected is None and not config.prior_relative:
         expected = config.prior_weight
@@ -958,7 +966,7 @@ def critical_space_analysis(out_dir, eps_lo: float = 1e-6, eps_hi: float = 0.5, 
     settings = load_settings(out_dir)["config"]
     data = load_realizations(out_dir)
     f, targets, p = data["response"], data["targets"], settings["cossim_pow"]
-    stats = ifv.GramStatistics(data["jjt"], data.get("jg"), data.get("gg"), equation_precision(settings))
+    stats = saved_statistics(data, equation_precision(settings))
     spectra = ifv.jacobian_spectra(f, stats)
     candidates = critical_space.enumerate_trivial_spaces(spectra, eps_lo, eps_hi, max_angle_deg)
     k = f.shape[1]

@@ -7,6 +7,8 @@ tiny-but-nonzero rows, a non-negative unit target t, and prior gradients built s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -114,7 +116,8 @@ def test_default_method_is_todays():
     np.testing.assert_array_equal(run(P, None).target, run(P, "anchored").target)
     paper = ifv.solve(P["f"], P["jac"], P["p"])
     assert paper.solve_method == "paper"
-    np.testing.assert_array_equal(paper.target, run(P, "paper").target)  # the paper's solve ignores g
+    # the paper's solve ignores g (the same up to rounding: with g, R of [J^T | g] factors J^T's columns)
+    np.testing.assert_allclose(paper.target, run(P, "paper").target, atol=1e-12)
 
 
 # -- the auto dead-feature tolerance -------------------------------------------------------
@@ -463,25 +466,68 @@ def test_gram_norm_is_exact_above_its_resolution_and_never_zero():
     assert dg.gram_norm(gram, exact) < 1e-6 * np.linalg.norm(g)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_float64_error_bars_cover_a_pair_the_gram_cannot_split(seed):
-    """Two features collinear to 1e-7, an exactly consistent float64 equation: the normal
-    equations cannot split the pair (their answer is off by ~0.01-0.03 there), so the error
-    bars must cover that and the verdict must not claim the answer. With the residual taken
-    as x^T G x alone, it cancelled to 0, the bars to 0, and the verdict said "identified"."""
+def _collinear_pair(seed):
+    """Two features collinear to 1e-7, an exactly consistent float64 equation (p = 0)."""
     rng = np.random.default_rng(seed)
     J = rng.normal(size=(6, 400))
     J[3] = J[0] + 1e-7 * rng.normal(size=400)
     target = np.abs(rng.normal(size=6)) + 0.2
     g = J.T @ target / 1e-3
     f = np.abs(rng.normal(size=(1, 6))) + 0.1
-    result = ifv.solve(f, J[None], 0, prior_grads=g[None, None], method="anchored",
-                       precision=dg.EQUATION_PRECISION_FLOAT64)
-    error = np.abs(result.target[0] - target / np.linalg.norm(target))
+    stats = ifv.gram_statistics(J[None], g[None, None], dg.EQUATION_PRECISION_FLOAT64)
+    return f, stats, target / np.linalg.norm(target)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float64_error_bars_cover_a_pair_the_gram_cannot_split(seed):
+    """Solved from the Gram matrices alone (statistics stored without the QR factor), the
+    normal equations cannot split the pair (their answer is off by ~0.01-0.03 there), so the
+    error bars must cover that and the verdict must not claim the answer. With the residual
+    taken as x^T G x alone, it cancelled to 0, the bars to 0, and the verdict said "identified"."""
+    f, stats, target = _collinear_pair(seed)
+    result = ifv.solve_gram(f, dataclasses.replace(stats, root=None), 0, method="anchored")
+    error = np.abs(result.target[0] - target)
     assert result.residual[0] > 0
+    assert error[[0, 3]].max() > 1e-3  # the Gram cannot split the pair
     assert np.all(error[[0, 3]] <= result.sensitivity[0, [0, 3]])
     assert not result.determined()[0, [0, 3]].any()
     assert result.verdicts()[0] != "identified"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_qr_factor_splits_the_pair_and_says_so(seed):
+    """The same equation through the QR factor of [J^T | g] (`GramStatistics.root`): the pair is
+    resolved to ~1e-7 / 1e-16 of its split, the error bars still cover the error, and now
+    they are small: every feature determined, the answer "identified"."""
+    f, stats, target = _collinear_pair(seed)
+    result = ifv.solve_gram(f, stats, 0, method="anchored")
+    error = np.abs(result.target[0] - target)
+    assert error.max() < 1e-6
+    # each bar bounds its entry of B v / |B v| before the normalization; that moves entry j by
+    # at most |t_j| |delta| / |B v| more, |delta| <= the norm of the bars
+    bars = result.sensitivity[0]
+    assert np.all(error <= bars + np.abs(target) * np.linalg.norm(bars))
+    assert result.sensitivity[0].max() < dg.DETERMINED_TOL
+    assert result.determined()[0].all() and result.verdicts()[0] == "identified"
+
+
+def test_the_qr_factor_resolves_the_residual_the_gram_cannot():
+    """At an exact solution |H x| from the factor is rounding-small (~1e-16 |g|), where the
+    Gram's quadratic form resolves only ~1e-8 |g| (`gram_norm`)."""
+    rng = np.random.default_rng(21)
+    H = rng.normal(size=(3000, 6))
+    v = rng.normal(size=5)
+    H[:, 5] = H[:, :5] @ v
+    exact = np.concatenate([v, [-1.0]])
+    factor = dg.Factor(np.linalg.qr(H, mode="r"))
+    from_gram = dg.Factor.of_gram(H.T @ H)
+    assert factor.norm(exact) < 1e-13 * np.linalg.norm(H[:, 5])
+    assert from_gram.norm(exact) > 1e-9 * np.linalg.norm(H[:, 5])
+    x = rng.normal(size=6)  # a sizeable residual: both exact
+    assert factor.norm(x) == pytest.approx(np.linalg.norm(H @ x), rel=1e-12)
+    assert from_gram.norm(x) == pytest.approx(np.linalg.norm(H @ x), rel=1e-9)
+    np.testing.assert_allclose(dg.equilibrated_spectrum(factor)[1:], dg.equilibrated_spectrum(H.T @ H)[1:], rtol=1e-9)
+    assert dg.equilibrated_spectrum(factor)[0] < 1e-14 < 1e-9 < dg.equilibrated_spectrum(H.T @ H)[0] + 1e-9
 
 
 # -- the answer in features of unit gradient --------------------------------------------------
@@ -507,3 +553,50 @@ def test_gradient_scaled_target_needs_row_norms():
     result.row_norms = None
     with pytest.raises(ValueError, match="row norms"):
         result.gradient_scaled_target()
+
+
+# -- dead features above the noise stay in the equation ---------------------------------------
+def _weak_feature_system(seed):
+    """An exact float64 equation (p = 0): feature 4's row is 3e-7 of the largest (below the
+    dead floor 1e-6, far above this equation's noise) and nearly parallel to feature 3's
+    (1e-5 of the largest); the target weighs both."""
+    rng = np.random.default_rng(seed)
+    J = rng.normal(size=(6, 300))
+    J[3] *= 1e-5
+    J[4] = 3e-2 * (J[3] + 0.05 * 1e-5 * rng.normal(size=300))
+    target = np.array([0.5, 0.3, 0.4, 0.4, 0.5, 0.3])
+    g = J.T @ target / 1e-3
+    f = np.abs(rng.normal(size=(1, 6))) + 0.1
+    return f, ifv.gram_statistics(J[None], g[None, None], dg.EQUATION_PRECISION_FLOAT64), target
+
+
+@pytest.mark.parametrize("method", ("anchored", "nonneg"))
+@pytest.mark.parametrize("seed", range(3))
+def test_a_dead_feature_above_the_noise_stays_an_unknown(method, seed):
+    """Feature 4 is dead (its weight is not reported), but its share of the gradient is real:
+    removed from the equation, it is forced onto feature 3 (off by ~1 deg on the live
+    features); kept as an unknown, the live weights are exact."""
+    f, stats, target = _weak_feature_system(seed)
+    kept = ifv.solve_gram(f, stats, 0, method=method)
+    removed = ifv.solve_gram(f, stats, 0, method=method, dead_unknowns=False)
+    assert kept.dead_features[0].tolist() == removed.dead_features[0].tolist() == [False] * 4 + [True, False]
+    assert kept.target[0, 4] == removed.target[0, 4] == 0.0
+    live = target * ~kept.dead_features[0]
+    assert angle(kept.target[0], live) < 1e-4
+    assert angle(removed.target[0], live) > 0.1
+    assert kept.residual[0] < 1e-9 < removed.residual[0]
+
+
+def test_dead_features_below_the_noise_leave_the_equation():
+    """Where the noise rule sets the dead line (a noisy equation), every dead feature is at or
+    below the noise and leaves the equation, as before: the answer does not depend on
+    ``dead_unknowns``; and the eigenvector solves never keep dead unknowns."""
+    P = problem(3, noise=3e-2, tiny=1e-3)
+    for method in ("anchored", "nonneg"):
+        kept, removed = run(P, method), run(P, method, dead_unknowns=False)
+        assert (kept.dead_tol > dg.DEAD_FLOOR).all() and kept.dead_features[:, N_DEAD:N_DEAD + N_TINY].all()
+        np.testing.assert_array_equal(kept.target, removed.target)
+    f, stats, _ = _weak_feature_system(0)
+    a = ifv.solve_gram(f, stats, 0, method="prior_aware")
+    b = ifv.solve_gram(f, stats, 0, method="prior_aware", dead_unknowns=False)
+    np.testing.assert_array_equal(a.target, b.target)

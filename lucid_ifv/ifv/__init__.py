@@ -47,7 +47,6 @@ from lucid_ifv.ifv.solve import (
     InversionResult,
     SampleInversion,
     _critical_basis,
-    _eigh_psd,
     _restrict,
     gram_statistics,
     resolve_method,

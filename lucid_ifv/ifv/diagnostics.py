@@ -2,8 +2,12 @@
 
 One sample's stationarity equation (see `lucid_ifv.ifv.solve`) is ``H x = 0`` with
 ``H = [J^T A B | -g_1 ... -g_n]`` (``[D, d + n]``; ``n = 0`` for the paper's solve) and
-``x = (v; mu)``. Everything here works on the Gram matrix ``H^T H`` (``[d + n, d + n]``) and
-on the stored fields of an `InversionResult`, so experiments can recompute it offline.
+``x = (v; mu)``. Everything here works on a `Factor` of ``H``: any ``R`` with ``R^T R = H^T H``
+(``[r, d + n]``), and on the stored fields of an `InversionResult`, so experiments can
+recompute it offline. A factor from a QR decomposition of the Jacobians (`GramStatistics.root`)
+resolves ``|H x|`` and the small singular values of ``H`` to float64's rounding; one made from the
+Gram matrix ``H^T H`` alone (statistics stored before the root was kept) only to its square
+root, ~1e-7 of the largest (`Factor.of_gram`, `gram_norm`).
 
 The *equilibrated* stationarity matrix scales every column of ``H`` to unit norm (zero
 columns stay zero). Its singular values do not depend on the units of the prior
@@ -42,18 +46,83 @@ EQUATION_PRECISION_FLOAT64 = float(np.finfo(np.float64).eps)
 VERDICTS = ("identified", "ambiguous", "not stationary", "no signal")
 
 
-# -- spectra and residuals -----------------------------------------------------------------
-def _equilibration(gram: np.ndarray) -> np.ndarray:
+# -- factors of the stationarity matrix -----------------------------------------------------
+def _equilibration(column_norms: np.ndarray) -> np.ndarray:
     """``[m]`` column scales that give ``H`` unit-norm columns (zero columns stay zero)."""
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    return np.where(column_norms > 0, 1.0 / np.where(column_norms > 0, column_norms, 1.0), 1.0)
 
 
-def equilibrated_spectrum(gram: np.ndarray) -> np.ndarray:
-    """Ascending singular values of ``H`` with unit-norm columns, from ``H^T H`` ``[m, m]`` -> ``[m]``."""
-    scale = _equilibration(gram)
-    values = np.linalg.eigvalsh(gram * scale[:, None] * scale[None, :])
-    return np.sqrt(np.clip(values, 0.0, None))
+@dataclasses.dataclass(frozen=True)
+class Factor:
+    """``R`` ``[r, m]`` with ``R^T R = H^T H`` for one sample's stationarity matrix ``H``
+    (``[D, m]``), and the Gram matrix it came from, if it did.
+
+    Every diagnostic and solve works on ``R`` (least squares and singular values of ``R`` are
+    those of ``H``) and so never squares ``H``'s condition number, except where ``R`` is made
+    from ``H^T H`` (``gram`` set): then it carries the Gram's rounding, and ``norm`` and
+    ``rcond`` say so.
+    """
+
+    matrix: np.ndarray  # [r, m]
+    gram: np.ndarray | None = None  # [m, m]: the H^T H it was made from (None: from H itself)
+
+    @classmethod
+    def of_gram(cls, gram: np.ndarray) -> "Factor":
+        """The factor ``Lambda^1/2 V^T S^-1`` of ``H^T H`` ``[m, m]`` from the eigenvectors of its
+        equilibrated form ``S H^T H S = V Lambda V^T``: ``R S`` has exactly the equilibrated
+        eigenvalues' square roots as singular values (what the Gram resolves)."""
+        scale = _equilibration(np.sqrt(np.clip(np.diag(gram), 0.0, None)))
+        values, vectors = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
+        return cls((np.sqrt(np.clip(values, 0.0, None))[:, None] * vectors.T) / scale[None, :], gram)
+
+    @property
+    def m(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def rcond(self) -> float:
+        """Relative singular value of ``H`` (equilibrated) below which a direction is not
+        resolved: ``sqrt(m eps)`` from a Gram matrix, ``m eps`` from ``H`` itself."""
+        eps = np.finfo(np.float64).eps
+        return float(np.sqrt(self.m * eps) if self.gram is not None else max(self.matrix.shape) * eps)
+
+    def column_norms(self) -> np.ndarray:
+        """``[m]`` column norms of ``H``."""
+        return np.linalg.norm(self.matrix, axis=0)
+
+    def norm(self, x: np.ndarray) -> float:
+        """``|H x|`` for ``x`` ``[m]``, never below what the factor resolves (`gram_norm` for a
+        factor of a Gram matrix; the rounding bound ``m eps sum_i |x_i| |h_i|`` otherwise)."""
+        if self.gram is not None:
+            return gram_norm(self.gram, x)
+        x = np.asarray(x, np.float64)
+        resolution = self.m * np.finfo(np.float64).eps * float(np.abs(x) @ self.column_norms())
+        return float(max(np.linalg.norm(self.matrix @ x), resolution))
+
+    def columns(self, index) -> "Factor":
+        """The factor of ``H[:, index]``."""
+        gram = None if self.gram is None else self.gram[np.ix_(index, index)]
+        return Factor(self.matrix[:, index], gram)
+
+    def equilibrated_svd(self):
+        """``(sigma, V, scale)``: ascending singular values ``[m]`` (zeros where ``r < m``) and right
+        singular vectors ``V`` ``[m, m]`` (columns, same order) of ``R S``, ``S = diag(scale)``
+        the unit-column scaling."""
+        scale = _equilibration(self.column_norms())
+        _, sigma, vt = np.linalg.svd(self.matrix * scale[None, :], full_matrices=True)
+        sigma = np.concatenate([sigma, np.zeros(self.m - sigma.size)])
+        return sigma[::-1], vt[::-1].T, scale
+
+
+def as_factor(equation) -> Factor:
+    """A `Factor` as it is, or a Gram matrix ``H^T H`` ``[m, m]`` as `Factor.of_gram` of it."""
+    return equation if isinstance(equation, Factor) else Factor.of_gram(np.asarray(equation, np.float64))
+
+
+# -- spectra and residuals -----------------------------------------------------------------
+def equilibrated_spectrum(equation) -> np.ndarray:
+    """Ascending singular values of ``H`` with unit-norm columns, from a `Factor` (or ``H^T H``) -> ``[m]``."""
+    return as_factor(equation).equilibrated_svd()[0]
 
 
 def noise_level(spectrum: np.ndarray) -> float:
@@ -88,16 +157,17 @@ def gram_norm(gram: np.ndarray, x: np.ndarray) -> float:
     return float(np.sqrt(max(value, resolution)))
 
 
-def stationarity_residual(gram: np.ndarray, v: np.ndarray, mu: np.ndarray, p_norm: float) -> float:
-    """Relative residual of ``x = (v; mu)`` in ``H x = 0`` (Gram ``[d + n, d + n]``).
+def stationarity_residual(equation, v: np.ndarray, mu: np.ndarray, p_norm: float) -> float:
+    """Relative residual of ``x = (v; mu)`` in ``H x = 0`` (a `Factor` of ``H``, ``m = d + n``, or ``H^T H``).
 
     With a prior (``n > 0``): ``|J^T A B v - g mu| / |J^T A B v|``, scale-free (``inf`` when
     ``J^T A B v = 0``). Without (the paper's solve): ``|J^T A B v| / (|J^T A B|_2 |v|)`` with
     ``p_norm = |J^T A B|_2``.
     """
-    error = gram_norm(gram, np.concatenate([v, mu]))
+    factor = as_factor(equation)
+    error = factor.norm(np.concatenate([v, mu]))
     d = v.size
-    scale = p_norm * np.linalg.norm(v) if mu.size == 0 else np.sqrt(max(float(v @ gram[:d, :d] @ v), 0.0))
+    scale = p_norm * np.linalg.norm(v) if mu.size == 0 else float(np.linalg.norm(factor.matrix[:, :d] @ v))
     return error / scale if scale > 0 else np.inf
 
 
@@ -109,7 +179,7 @@ def null_space_dim(spectra: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
     return np.sum(spectra <= rtol * top, axis=-1)
 
 
-def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
+def unidentifiable_directions(equation, d: int, answer: np.ndarray, rtol: float = NULL_RTOL) -> np.ndarray:
     """The target directions one realization cannot tell apart: a per-sample trivial space.
 
     Every ``x = (v; mu)`` in the near-null space of the equilibrated stationarity matrix
@@ -121,17 +191,16 @@ def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol
     undetermined among the live ones (the paper's critical space, Sec. 2.2, per sample).
 
     Args:
-      gram: ``H^T H`` ``[m, m]`` of one sample (``m = d + n``).
+      equation: a `Factor` of one sample's ``H`` (or ``H^T H`` ``[m, m]``; ``m = d + n``).
       d: the number of target coordinates (the first ``d`` columns).
       answer: the solve's ``v`` ``[d]``.
     Returns:
       ``[d, r]`` orthonormal columns (``r = 0``: the answer is determined).
     """
-    scale = _equilibration(gram)
-    values, vectors = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
-    singular = np.sqrt(np.clip(values, 0.0, None))
+    factor = as_factor(equation)
+    singular, vectors, scale = factor.equilibrated_svd()
     near = vectors[:, singular <= rtol * singular[-1]] * scale[:, None]  # back to the unscaled x
-    if gram.shape[0] > d:  # combinations with no prior component
+    if factor.m > d:  # combinations with no prior component
         _, sv, vt = np.linalg.svd(near[d:], full_matrices=True)
         rank = int(np.sum(sv > 1e-12 * max(float(sv.max(initial=0.0)), np.finfo(float).tiny)))
         directions = near[:d] @ vt[rank:].T
@@ -144,7 +213,7 @@ def unidentifiable_directions(gram: np.ndarray, d: int, answer: np.ndarray, rtol
     return u[:, sv > 1e-8 * sv.max()] if sv.max() > 0 else np.zeros((d, 0))
 
 
-def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndarray, basis: np.ndarray,
+def coefficient_sensitivity(equation, d: int, v: np.ndarray, mu: np.ndarray, basis: np.ndarray,
                             precision: float = EQUATION_PRECISION) -> np.ndarray:
     """How far each entry of the unit answer ``t* = B v / |B v|`` can move when the
     stationarity equation is off by as much as its own residual: a per-feature error bar.
@@ -158,11 +227,13 @@ def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndar
     known better than its Jacobians' rounding (``precision`` times ``|g_1|``: `EQUATION_PRECISION`
     for float32 ones, `EQUATION_PRECISION_FLOAT64` for float64 ones), however small ``e``. Unlike a row-norm
     rule it also sees features whose rows are nearly collinear with others'. Directions
-    ``N`` cannot resolve at all (eigenvalues below ``m eps`` of the largest) count as
-    resolved only to that floor, so their entries get very large values, not small ones.
+    the factor cannot resolve at all (equilibrated singular values below `Factor.rcond` of the
+    largest) count as resolved only to that floor, so their entries get very large values,
+    not small ones.
 
     Args:
-      gram: ``H^T H`` ``[m, m]`` of one sample (``m = d + n``, ``n >= 1`` prior columns).
+      equation: a `Factor` of one sample's ``H`` (or ``H^T H`` ``[m, m]``; ``m = d + n``, ``n >= 1``
+        prior columns).
       d: the number of target coordinates; v ``[d]``, mu ``[n]``: the answer.
       basis: ``B`` ``[k, d]`` (the live features' columns of the identity, or a critical space).
     Returns:
@@ -172,15 +243,14 @@ def coefficient_sensitivity(gram: np.ndarray, d: int, v: np.ndarray, mu: np.ndar
     answer_norm = np.linalg.norm(basis @ v)
     if not (mu.size and mu[0] != 0 and answer_norm > 0):
         return np.full(k, np.inf)
+    factor = as_factor(equation)
     x = np.concatenate([v, mu]) / mu[0]
-    residual = max(gram_norm(gram, x), precision * np.sqrt(max(gram[d, d], 0.0)))
-    free = np.r_[np.arange(d), d + 1 + np.arange(mu.size - 1)]
-    normal = gram[np.ix_(free, free)]
-    scale = 1.0 / np.sqrt(np.clip(np.diagonal(normal), np.finfo(float).tiny, None))
-    values, vectors = np.linalg.eigh(normal * scale[:, None] * scale[None, :])
-    values = np.maximum(values, normal.shape[0] * np.finfo(float).eps * max(values[-1], np.finfo(float).tiny))
-    coords = basis @ (vectors[:d] * scale[:d, None])  # [k, free]: how each eigen-direction moves B v
-    spread = np.sqrt(np.einsum("ij,j,ij->i", coords, 1.0 / values, coords))
+    residual = max(factor.norm(x), precision * factor.column_norms()[d])
+    free = factor.columns(np.r_[np.arange(d), d + 1 + np.arange(mu.size - 1)])
+    singular, vectors, scale = free.equilibrated_svd()
+    singular = np.maximum(singular, free.rcond * max(singular[-1], np.finfo(float).tiny))
+    coords = basis @ (vectors[:d] * scale[:d, None])  # [k, free]: how each singular direction moves B v
+    spread = np.sqrt(np.einsum("ij,j,ij->i", coords, 1.0 / singular**2, coords))
     return residual * spread / (answer_norm / abs(mu[0]))
 
 

@@ -15,9 +15,7 @@ critical space, ``t = B v / |v|``, this is the homogeneous linear equation
   ``(v, mu_2 ...)`` (least squares). ``lam`` only scales ``v``, so the answer cannot
   collapse onto a trivial one (``v -> 0``).
 - ``"nonneg"``: ``"anchored"`` with ``v >= 0`` (NNLS; for non-negative target families, in
-  feature coordinates only). With the Gram matrix ``Q^T Q = L L`` of the least-squares
-  design ``Q`` and ``b = Q^T g_1``, ``|Q y - g_1|^2 = |L y - L^+ b|^2 + const`` (``L`` the
-  symmetric PSD square root, pseudo-inverted on its range: rank deficiency is fine).
+  feature coordinates only), on the factor ``R`` of ``H`` below: ``|H x| = |R x|`` for every ``x``.
   For an odd ``p`` the objective is even in ``t`` (`metrics.sign_symmetric`): a render of a
   non-negative ``t`` may end with ``<f, t> < 0`` (on layers whose features can be negative,
   e.g. logits), so that ``v = s t / lam <= 0``. There both ``v >= 0`` and ``v <= 0`` are
@@ -25,10 +23,13 @@ critical space, ``t = B v / |v|``, this is the homogeneous linear equation
   ``s`` to have the sign of ``<f, t>``; on non-negative responses only ``v >= 0`` qualifies):
   the answer ``B v / |v|`` is sign-definite (``t`` and ``-t`` are the same objective).
 
-Everything needs only ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g`` ``[n, n]`` per sample
-(`GramStatistics`), in float64: ``M`` squares the singular values of ``J^T A B``, so float32
-would lose the small ones that tell the solution and its reliability apart. Dead features
-and the diagnostics are `lucid_ifv.ifv.diagnostics`.
+Everything needs only a small factor of ``[J^T | g]`` per sample (`GramStatistics`): the
+triangular ``R`` ``[k + n, k + n]`` of its QR decomposition, in float64, from which
+``H = [J^T | g] diag(A B, -I)`` has the factor ``R diag(A B, -I)`` (``[k + n, d + n]``, the same
+least squares and singular values as ``H``). Statistics stored before ``R`` was kept have only
+the Gram matrices ``J J^T``, ``J g``, ``g^T g``; solved from them, every small singular value is
+squared, and the float64 mode's answers and residuals are resolved only to ~1e-7
+(`diagnostics.Factor.of_gram`). Dead features and the diagnostics are `lucid_ifv.ifv.diagnostics`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from lucid_ifv.validation import check_finite
 
 METHODS = ("paper", "prior_aware", "anchored", "nonneg")
 PRIOR_METHODS = ("prior_aware", "anchored", "nonneg")
+#: Methods that keep dead features in the equation as unknowns (reported as 0): with the first
+#: prior weight anchored nothing can collapse onto them (the eigenvector solves would).
+DEAD_UNKNOWN_METHODS = ("anchored", "nonneg")
 DEFAULT_METHOD_WITH_PRIOR = "anchored"  # method=None / "auto" with a prior (without one: "paper")
 
 
@@ -239,6 +243,10 @@ class GramStatistics:
       precision: the relative rounding of the Jacobians and gradients they come from (the
         error bars' floor, `diagnostics.coefficient_sensitivity`): float32's epsilon, or
         float64's for Jacobians taken in float64 (`lucid_ifv.precision`).
+      root: the triangular factor ``R`` ``[B, r, k + n]`` of the QR decomposition of
+        ``[J^T | g]`` (``R^T R`` is the Gram matrix above; ``r = min(D, k + n)``), or None
+        (statistics stored without it: the solve then factors the Gram matrix, and resolves
+        small singular values only to its square root).
     These are small (k x k per sample) and suffice for every solve, with any critical
     space, so experiments store them and re-solve offline (`solve_gram`).
     """
@@ -247,6 +255,7 @@ class GramStatistics:
     jg: np.ndarray | None = None
     gg: np.ndarray | None = None
     precision: float = dg.EQUATION_PRECISION
+    root: np.ndarray | None = None
 
 
 def gram_statistics(jac, prior_grads=None, precision: float = dg.EQUATION_PRECISION) -> GramStatistics:
@@ -254,10 +263,10 @@ def gram_statistics(jac, prior_grads=None, precision: float = dg.EQUATION_PRECIS
     with relative rounding ``precision`` (`GramStatistics.precision`; the arrays' dtype does
     not tell: float32 Jacobians are often widened before they get here).
 
-    One sample at a time, each product a BLAS matrix product in float64: the float32
-    Jacobian is widened one sample at a time (a ``[k, D]`` float64 copy, not the batch's),
-    and the products of float32 values are exact in float64, so the small eigenvalues of
-    ``J J^T`` that the solve needs keep their digits (float32 products would not).
+    One sample at a time, in float64: the float32 Jacobian is widened one sample at a time
+    (a ``[k, D]`` float64 copy, not the batch's); the products of float32 values are exact in
+    float64, and the QR factor ``R`` (`GramStatistics.root`) keeps the small singular values of
+    ``[J^T | g]`` to float64's rounding, which the Gram matrices square.
     """
     jac = check_finite(np.asarray(jac), "Jacobians")
     if jac.ndim != 3:
@@ -267,19 +276,24 @@ def gram_statistics(jac, prior_grads=None, precision: float = dg.EQUATION_PRECIS
         grads = check_finite(np.asarray(prior_grads), "prior gradients")
         if grads.ndim != 3 or grads.shape[0] != jac.shape[0] or grads.shape[2] != jac.shape[2]:
             raise ValueError(f"prior gradients of shape {grads.shape}; expected [{jac.shape[0]}, n_terms, {jac.shape[2]}]")
-    batch, k, _ = jac.shape
+    batch, k, dim = jac.shape
+    n = 0 if grads is None else grads.shape[1]
     jjt = np.empty((batch, k, k))
+    root = np.empty((batch, min(dim, k + n), k + n))
     jg = gg = None
     if grads is not None:
-        jg, gg = np.empty((batch, k, grads.shape[1])), np.empty((batch, grads.shape[1], grads.shape[1]))
+        jg, gg = np.empty((batch, k, n)), np.empty((batch, n, n))
     for b in range(batch):
         j = np.asarray(jac[b], np.float64)
         jjt[b] = j @ j.T
+        columns = j.T
         if grads is not None:
             g = np.asarray(grads[b], np.float64)
             jg[b] = j @ g.T
             gg[b] = g @ g.T
-    return GramStatistics(jjt, jg, gg, precision)
+            columns = np.concatenate([columns, g.T], axis=1)
+        root[b] = np.linalg.qr(columns, mode="r")
+    return GramStatistics(jjt, jg, gg, precision, root)
 
 
 # -- critical bases ------------------------------------------------------------------------
@@ -304,42 +318,39 @@ def _is_coordinate_basis(basis: np.ndarray) -> bool:
     return bool(np.all(ones | np.isclose(basis, 0.0, atol=1e-12)) and np.all(ones.sum(axis=0) == 1))
 
 
-def _restrict(basis: np.ndarray, dead: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of ``{B u : (B u)_j = 0 for dead j}`` (a coordinate basis stays one)."""
+def _split(basis: np.ndarray, dead: np.ndarray):
+    """Orthonormal bases ``(live, rest)``: ``live`` of ``{B u : (B u)_j = 0 for dead j}`` and
+    ``rest`` of its orthogonal complement in the span of ``B`` (coordinate bases stay ones)."""
     if not dead.any():
-        return basis
+        return basis, basis[:, :0]
     if _is_coordinate_basis(basis):
-        return basis[:, ~dead[np.argmax(basis, axis=0)]]
+        on_dead = dead[np.argmax(basis, axis=0)]
+        return basis[:, ~on_dead], basis[:, on_dead]
     rows = basis[dead]  # [n_dead, d]
     _, s, vt = np.linalg.svd(rows, full_matrices=True)
     rank = int(np.sum(s > 1e-10))
-    return basis @ vt[rank:].T
+    return basis @ vt[rank:].T, basis @ vt[:rank].T
 
 
-# -- linear algebra on PSD Gram matrices ---------------------------------------------------
-def _eigh_psd(gram: np.ndarray):
-    """Ascending eigenvalues (clipped at 0) and eigenvectors of a symmetric PSD matrix."""
-    values, vectors = np.linalg.eigh(gram)
-    return np.clip(values, 0.0, None), vectors
-
-
-def _psd_sqrt(gram: np.ndarray):
-    """Symmetric square root ``L`` (``L L = gram``) and its pseudo-inverse ``L^+``; eigenvalues
-    below ``m * eps * lambda_max`` count as zero (rank deficiency is fine)."""
-    values, vectors = _eigh_psd(gram)
-    keep = values > gram.shape[0] * np.finfo(float).eps * max(values[-1], np.finfo(float).tiny)
-    root = np.sqrt(values)
-    inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
-    return (vectors * root) @ vectors.T, (vectors * inv_root) @ vectors.T
+def _restrict(basis: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of ``{B u : (B u)_j = 0 for dead j}`` (a coordinate basis stays one)."""
+    return _split(basis, dead)[0]
 
 
 # -- one sample's stationarity equation and the methods ------------------------------------
+def _right_singular(matrix: np.ndarray):
+    """Ascending singular values ``[m]`` (zeros where ``matrix`` ``[r, m]`` has ``r < m``) and the
+    right singular vectors ``[m, m]`` (columns, same order)."""
+    _, sigma, vt = np.linalg.svd(matrix, full_matrices=True)
+    return np.concatenate([sigma, np.zeros(matrix.shape[1] - sigma.size)])[::-1], vt[::-1].T
+
+
 @dataclasses.dataclass
 class _Equation:
-    """``H = [J^T A B | -g]`` (``[D, d + n]``) of one sample, held as its Gram matrix ``H^T H``."""
+    """``H = [J^T A B | -g]`` (``[D, d + n]``) of one sample, held as a `diagnostics.Factor`."""
 
     basis: np.ndarray  # [k, d]
-    gram: np.ndarray  # [d + n, d + n]
+    factor: dg.Factor  # R [r, d + n], R^T R = H^T H
 
     @property
     def d(self) -> int:
@@ -347,23 +358,41 @@ class _Equation:
 
     @property
     def n(self) -> int:
-        return self.gram.shape[0] - self.d
+        return self.factor.m - self.d
+
+    @property
+    def gram(self) -> np.ndarray:
+        """``H^T H`` ``[d + n, d + n]``."""
+        return self.factor.gram if self.factor.gram is not None else self.factor.matrix.T @ self.factor.matrix
 
     @functools.cached_property
     def eig_m(self):
         """Eigenvalues (ascending) and eigenvectors of ``M = B^T A J J^T A B`` (shared by the
-        paper's solve and the ``singular_values`` field)."""
-        return _eigh_psd(self.gram[: self.d, : self.d])
+        paper's solve and the ``singular_values`` field): squared singular values of ``J^T A B``."""
+        sigma, vectors = _right_singular(self.factor.matrix[:, : self.d])
+        return sigma**2, vectors
+
+    def anchored_design(self):
+        """``(Q, b)`` of ``min |Q y - b|``, ``Q = R[:, free]`` (``y = (v; mu_2 ...)``), ``b = -R[:, d]``:
+        the anchored least squares ``mu_1 = 1``, on the factor."""
+        free = np.r_[np.arange(self.d), self.d + 1 + np.arange(self.n - 1)]
+        return self.factor.columns(free), -self.factor.matrix[:, self.d]
 
 
-def _equation(A, jjt, jg, gg, basis) -> _Equation:
-    """From one sample's ``A`` ``[k, k]``, ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g``."""
+def _equation(A, jjt, jg, gg, basis, root=None) -> _Equation:
+    """From one sample's ``A`` ``[k, k]`` and its `GramStatistics`: ``root`` ``[r, k + n]`` if kept
+    (the factor is then ``R diag(A B, -I)``), else ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g``
+    (the factor of the Gram matrix, `diagnostics.Factor.of_gram`); ``jg`` None: no prior columns."""
     C = A @ basis
+    k = C.shape[0]
+    if root is not None:
+        matrix = root[:, :k] @ C
+        return _Equation(basis, dg.Factor(matrix if jg is None else np.concatenate([matrix, -root[:, k:]], axis=1)))
     M = C.T @ jjt @ C
     if jg is None:
-        return _Equation(basis, M)
+        return _Equation(basis, dg.Factor.of_gram(M))
     cross = -C.T @ jg
-    return _Equation(basis, np.block([[M, cross], [cross.T, gg]]))
+    return _Equation(basis, dg.Factor.of_gram(np.block([[M, cross], [cross.T, gg]])))
 
 
 def _solve_paper(eq: _Equation):
@@ -371,16 +400,9 @@ def _solve_paper(eq: _Equation):
 
 
 def _solve_prior_aware(eq: _Equation):
-    x = _eigh_psd(eq.gram)[1][:, 0]
+    x = _right_singular(eq.factor.matrix)[1][:, 0]
     v, mu = x[: eq.d], x[eq.d:]
     return (-v, -mu) if mu.sum() < 0 else (v, mu)
-
-
-def _anchored_system(eq: _Equation):
-    """Normal equations ``Q^T Q y = Q^T g_1`` of ``min |Q y - g_1|``, ``Q = [J^T A B | -g_2 ...]``,
-    ``y = (v; mu_2 ...)``: both read off the Gram matrix of ``H = [J^T A B | -g_1 | -g_2 ...]``."""
-    free = np.r_[np.arange(eq.d), eq.d + 1 + np.arange(eq.n - 1)]
-    return eq.gram[np.ix_(free, free)], -eq.gram[free, eq.d]
 
 
 def _anchored_solution(eq: _Equation, y: np.ndarray):
@@ -388,9 +410,12 @@ def _anchored_solution(eq: _Equation, y: np.ndarray):
 
 
 def _solve_anchored(eq: _Equation):
-    normal, rhs = _anchored_system(eq)
-    inv_root = _psd_sqrt(normal)[1]
-    return _anchored_solution(eq, inv_root @ (inv_root @ rhs))
+    """Least squares on unit-norm columns; directions below the factor's `~diagnostics.Factor.rcond`
+    are left out (rank deficiency is fine)."""
+    design, goal = eq.anchored_design()
+    scale = 1.0 / np.where(design.column_norms() > 0, design.column_norms(), 1.0)
+    y = np.linalg.lstsq(design.matrix * scale, goal, rcond=design.rcond)[0]
+    return _anchored_solution(eq, y * scale)
 
 
 def _nnls(design: np.ndarray, goal: np.ndarray):
@@ -409,14 +434,13 @@ def _solve_nonneg(eq: _Equation, response=None):
     for a sign-symmetric objective: module docstring) ``v <= 0`` is solved too, and the better
     fit among the answers with ``<f, v> > 0`` (a positive prior weight) is kept; ``v >= 0``
     when neither has one."""
-    normal, rhs = _anchored_system(eq)
-    root, inv_root = _psd_sqrt(normal)
-    goal = inv_root @ rhs
-    other = root[:, eq.d:]  # other prior weights: any sign, as w+ - w-
-    m = root.shape[1]
+    design, goal = eq.anchored_design()
+    design = design.matrix
+    other = design[:, eq.d:]  # other prior weights: any sign, as w+ - w-
+    m = design.shape[1]
     fits = []  # (misfit, v, mu) for v >= 0, then v <= 0
     for sign in (1.0,) if response is None else (1.0, -1.0):
-        y, misfit = _nnls(np.concatenate([sign * root[:, : eq.d], other, -other], axis=1), goal)
+        y, misfit = _nnls(np.concatenate([sign * design[:, : eq.d], other, -other], axis=1), goal)
         fits.append((misfit, sign * y[: eq.d], y[eq.d: m] - y[m:]))
     admissible = [fit for fit in fits if response is None or float(response @ fit[1]) > 0]
     _, v, mu = min(admissible, key=lambda fit: fit[0]) if admissible else fits[0]
@@ -481,13 +505,13 @@ def _check_expected(expected, n: int, method: str):
     return values.copy()
 
 
-def _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol):
+def _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol):
     """Dead features (`diagnostics`) and the equation without them -> (dead, tol, eq, spectrum);
     eq and spectrum are None when no critical direction is left."""
 
     def without(dead):
-        eq = _equation(A, jjt, jg, gg, _restrict(basis, dead))
-        return (eq, dg.equilibrated_spectrum(eq.gram)) if eq.d else (None, None)
+        eq = _equation(A, jjt, jg, gg, _restrict(basis, dead), root)
+        return (eq, dg.equilibrated_spectrum(eq.factor)) if eq.d else (None, None)
 
     tol = dg.DEAD_FLOOR if dead_tol == "auto" else dead_tol
     dead = dg.dead_features(row_norms, tol)
@@ -501,14 +525,20 @@ def _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol):
     return dead, tol, eq, spectrum
 
 
-def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_pow, precision):
-    """One sample -> dict of its fields (NaN where nothing is left to solve)."""
+def _solve_sample(f, A, jjt, jg, gg, root, basis, row_norms, method, dead_tol, cossim_pow, precision,
+                  dead_unknowns=True):
+    """One sample -> dict of its fields (NaN where nothing is left to solve).
+
+    The dead-feature rule, the spectrum and the unidentifiable directions read the equation
+    of the live features. With ``dead_unknowns`` (methods in `DEAD_UNKNOWN_METHODS`), dead
+    features whose rows are above the noise level (dead by the floor `diagnostics.DEAD_FLOOR`
+    or a given ``dead_tol``, not by the noise) stay in the equation as unknowns, reported as 0."""
     k, d = basis.shape
     n = 0 if jg is None else jg.shape[1]
     out = dict(target=np.full(k, np.nan), sv=np.full(d, np.nan), vectors=np.full((k, d), np.nan),
                residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan,
                unidentifiable=np.zeros((k, 0)), sensitivity=np.full(k, np.nan))
-    dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, basis, row_norms, dead_tol)
+    dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol)
     out.update(dead=dead, tol=tol)
     if eq is None:
         return out
@@ -516,34 +546,44 @@ def _solve_sample(f, A, jjt, jg, gg, basis, row_norms, method, dead_tol, cossim_
     out["sv"][: eq.d] = np.sqrt(values)
     out["vectors"][:, : eq.d] = eq.basis @ vectors
     out["spectrum"][: spectrum.size] = spectrum
-    v, mu = _solver(method, f, eq.basis, cossim_pow)(eq)
+    solved, d = eq, eq.d
+    above_noise = dead & ~dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum), floor=0.0))
+    if dead_unknowns and method in DEAD_UNKNOWN_METHODS and above_noise.any():
+        live, unknown = _split(_restrict(basis, dead & ~above_noise), dead)
+        solved, d = _equation(A, jjt, jg, gg, np.concatenate([live, unknown], axis=1), root), live.shape[1]
+    v_all, mu = _solver(method, f, solved.basis, cossim_pow)(solved)
+    v = v_all[:d]
     norm = np.linalg.norm(v)
-    out["residual"] = dg.stationarity_residual(eq.gram, v, mu, np.sqrt(values[-1]))
+    out["residual"] = dg.stationarity_residual(solved.factor, v_all, mu, np.sqrt(values[-1]))
     if not norm > 0:  # e.g. NNLS: no non-negative target explains the prior gradient
         return out
-    target = eq.basis @ v / norm
+    target = solved.basis[:, :d] @ v / norm
     if method == "paper" and f @ target < 0:
         target = -target
     s = (max(f @ target, 0.0) / np.linalg.norm(f)) ** cossim_pow
     below_noise = dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum))) & ~dead
     out.update(target=target, weights=mu * s / norm, noise_mass=float(np.sum(target[below_noise] ** 2)),
-               unidentifiable=eq.basis @ dg.unidentifiable_directions(eq.gram, eq.d, v))
+               unidentifiable=eq.basis @ dg.unidentifiable_directions(eq.factor, eq.d, eq.basis.T @ target))
     if n:
-        out["sensitivity"] = np.where(dead, np.nan, dg.coefficient_sensitivity(eq.gram, eq.d, v, mu, eq.basis,
-                                                                                  precision))
+        reported = np.concatenate([solved.basis[:, :d], np.zeros((k, solved.d - d))], axis=1)  # the answer's live part
+        out["sensitivity"] = np.where(dead, np.nan, dg.coefficient_sensitivity(solved.factor, solved.d, v_all, mu,
+                                                                                  reported, precision))
     return out
 
 
 def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=None, dead_tol="auto",
-               method: str | None = None, expected_prior_weight=None, row_norms=None) -> InversionResult:
+               method: str | None = None, expected_prior_weight=None, row_norms=None,
+               dead_unknowns: bool = True) -> InversionResult:
     """`solve` from `GramStatistics` (no Jacobian needed): see `solve` for the arguments.
     ``row_norms`` ``[B, k]``: the Jacobian row norms the dead-feature rule reads (default: the
     square roots of ``diag(J J^T)``; the transformation-robust solve passes its mean Jacobian's).
 
-    Per sample: dead features leave the critical basis (``B_b``), the chosen method solves
-    the stationarity equation ``[J^T A B_b | -g] (v; mu) = 0`` through its Gram matrix
-    ``[[B^T A JJ^T A B, -B^T A Jg], [., gg]]``, and the diagnostics are read off the same
-    matrix. The prior blocks are ignored by ``method="paper"``.
+    Per sample: dead features leave the critical basis (``B_b``; with ``dead_unknowns``, the
+    methods `DEAD_UNKNOWN_METHODS` keep them as unknowns reported as 0), the chosen method solves
+    the stationarity equation ``[J^T A B_b | -g] (v; mu) = 0`` through a factor of it (from
+    ``stats.root``, or from its Gram matrix ``[[B^T A JJ^T A B, -B^T A Jg], [., gg]]`` when the
+    statistics have no root), and the diagnostics are read off the same factor. The prior
+    columns are ignored by ``method="paper"``.
     """
     f = check_finite(np.asarray(f, np.float64), "feature responses")
     jjt = check_finite(np.asarray(stats.jjt, np.float64), "J J^T")
@@ -566,6 +606,14 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
         if jg.shape != (batch, k, n) or gg.shape != (batch, n, n) or n < 1:
             raise ValueError(f"J g {jg.shape} and g g {gg.shape} do not fit {batch} samples of {k} features: "
                              "expected [B, k, n] and [B, n, n]")
+    root = None
+    if stats.root is not None:
+        root = check_finite(np.asarray(stats.root, np.float64), "QR factor R")
+        m = k + (0 if stats.jg is None else np.shape(stats.jg)[-1])
+        if root.ndim != 3 or root.shape[0] != batch or root.shape[2] != m:
+            raise ValueError(f"QR factor R of shape {root.shape} does not fit {batch} samples of {m} columns: "
+                             f"expected [{batch}, r, {m}]")
+        root = root[:, :, :k] if jg is None else root  # the paper's solve: J^T's columns only
     expected = _check_expected(expected_prior_weight, 0 if jg is None else jg.shape[-1], method)
     dead_tol = _check_dead_tol(dead_tol)
     basis = _critical_basis(critical_space, k)
@@ -578,7 +626,8 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
     elif np.shape(row_norms) != f.shape:
         raise ValueError(f"row_norms {np.shape(row_norms)} do not match the responses {f.shape}: expected [B, k]")
     samples = [_solve_sample(f[b], A[b], jjt[b], None if jg is None else jg[b], None if gg is None else gg[b],
-                             basis, row_norms[b], method, dead_tol, cossim_pow, stats.precision) for b in range(batch)]
+                             None if root is None else root[b], basis, row_norms[b], method, dead_tol, cossim_pow,
+                             stats.precision, dead_unknowns) for b in range(batch)]
     field = lambda name: np.array([s[name] for s in samples])  # noqa: E731
     spectra = field("spectrum")
     weights = None if method == "paper" else field("weights")
@@ -597,8 +646,8 @@ def solve_gram(f, stats: GramStatistics, cossim_pow: float = 1, critical_space=N
 
 
 def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, dead_tol="auto",
-          method: str | None = None, expected_prior_weight=None, precision: float = dg.EQUATION_PRECISION
-          ) -> InversionResult:
+          method: str | None = None, expected_prior_weight=None, precision: float = dg.EQUATION_PRECISION,
+          dead_unknowns: bool = True) -> InversionResult:
     """The closed-form solve on precomputed responses and Jacobians.
 
     Args:
@@ -609,13 +658,18 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, 
       prior_grads: ``[B, n, D]`` gradients of the FV's prior terms, or None.
       dead_tol: ``"auto"`` (default): a feature is dead when its Jacobian row norm is below
         the noise level of the stationarity equation (`diagnostics`); a number: below
-        ``dead_tol`` times the largest row norm of its sample. Dead features leave that
-        sample's solve (their target entry is 0).
+        ``dead_tol`` times the largest row norm of its sample. A dead feature's target entry
+        is not identifiable: it is reported as 0.
       method: ``None`` / ``"auto"`` (``"prior_aware"`` with a prior, ``"paper"`` without),
         ``"paper"``, ``"prior_aware"``, ``"anchored"`` or ``"nonneg"`` (module docstring).
       expected_prior_weight: the FV's ``lam`` (a number, or one per prior term) if known:
         an estimate far below it sets ``weight_warning`` (the solve fit noise).
       precision: the relative rounding of ``jac`` and ``prior_grads`` (`GramStatistics.precision`).
+      dead_unknowns: ``"anchored"`` and ``"nonneg"`` (`DEAD_UNKNOWN_METHODS`) keep the dead
+        features in the equation as unknowns, so that the gradient share of the target's
+        weight on them is not forced onto the live features (True, default since 2026-12-06);
+        False: dead features leave the equation (as in the eigenvector solves, where they
+        would be trivial answers).
     Returns:
       `InversionResult`.
     """
@@ -624,4 +678,4 @@ def solve(f, jac, cossim_pow: float = 1, critical_space=None, prior_grads=None, 
     if f.ndim != 2 or jac.ndim != 3 or jac.shape[:2] != f.shape:
         raise ValueError(f"responses {f.shape} and Jacobians {jac.shape} do not match: expected [B, k] and [B, k, D]")
     return solve_gram(f, gram_statistics(jac, prior_grads, precision), cossim_pow, critical_space, dead_tol, method,
-                      expected_prior_weight)
+                      expected_prior_weight, dead_unknowns=dead_unknowns)

@@ -55,7 +55,8 @@ def _equilibration(column_norms: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class Factor:
     """``R`` ``[r, m]`` with ``R^T R = H^T H`` for one sample's stationarity matrix ``H``
-    (``[D, m]``), and the Gram matrix it came from, if it did.
+    (``[D, m]``), the Gram matrix it came from, if it did, and the relative rounding of ``H``'s
+    own entries (``precision``: float32's epsilon for float32 Jacobians, `GramStatistics.precision`).
 
     Every diagnostic and solve works on ``R`` (least squares and singular values of ``R`` are
     those of ``H``) and so never squares ``H``'s condition number, except where ``R`` is made
@@ -65,15 +66,16 @@ class Factor:
 
     matrix: np.ndarray  # [r, m]
     gram: np.ndarray | None = None  # [m, m]: the H^T H it was made from (None: from H itself)
+    precision: float = 0.0
 
     @classmethod
-    def of_gram(cls, gram: np.ndarray) -> "Factor":
+    def of_gram(cls, gram: np.ndarray, precision: float = 0.0) -> "Factor":
         """The factor ``Lambda^1/2 V^T S^-1`` of ``H^T H`` ``[m, m]`` from the eigenvectors of its
         equilibrated form ``S H^T H S = V Lambda V^T``: ``R S`` has exactly the equilibrated
         eigenvalues' square roots as singular values (what the Gram resolves)."""
         scale = _equilibration(np.sqrt(np.clip(np.diag(gram), 0.0, None)))
         values, vectors = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
-        return cls((np.sqrt(np.clip(values, 0.0, None))[:, None] * vectors.T) / scale[None, :], gram)
+        return cls((np.sqrt(np.clip(values, 0.0, None))[:, None] * vectors.T) / scale[None, :], gram, precision)
 
     @property
     def m(self) -> int:
@@ -81,8 +83,8 @@ class Factor:
 
     @property
     def rcond(self) -> float:
-        """Relative singular value of ``H`` (equilibrated) below which a direction is not
-        resolved: ``sqrt(m eps)`` from a Gram matrix, ``m eps`` from ``H`` itself."""
+        """Relative singular value of ``H`` (equilibrated) below which the factor does not
+        resolve a direction: ``sqrt(m eps)`` from a Gram matrix, ``m eps`` from ``H`` itself."""
         eps = np.finfo(np.float64).eps
         return float(np.sqrt(self.m * eps) if self.gram is not None else max(self.matrix.shape) * eps)
 
@@ -102,7 +104,7 @@ class Factor:
     def columns(self, index) -> "Factor":
         """The factor of ``H[:, index]``."""
         gram = None if self.gram is None else self.gram[np.ix_(index, index)]
-        return Factor(self.matrix[:, index], gram)
+        return Factor(self.matrix[:, index], gram, self.precision)
 
     def equilibrated_svd(self):
         """``(sigma, V, scale)``: ascending singular values ``[m]`` (zeros where ``r < m``) and right

@@ -379,20 +379,22 @@ class _Equation:
         return self.factor.columns(free), -self.factor.matrix[:, self.d]
 
 
-def _equation(A, jjt, jg, gg, basis, root=None) -> _Equation:
+def _equation(A, jjt, jg, gg, basis, root=None, precision: float = 0.0) -> _Equation:
     """From one sample's ``A`` ``[k, k]`` and its `GramStatistics`: ``root`` ``[r, k + n]`` if kept
     (the factor is then ``R diag(A B, -I)``), else ``J J^T`` ``[k, k]``, ``J g`` ``[k, n]`` and ``g^T g``
-    (the factor of the Gram matrix, `diagnostics.Factor.of_gram`); ``jg`` None: no prior columns."""
+    (the factor of the Gram matrix, `diagnostics.Factor.of_gram`); ``jg`` None: no prior columns;
+    ``precision``: the statistics' (`GramStatistics.precision`)."""
     C = A @ basis
     k = C.shape[0]
     if root is not None:
         matrix = root[:, :k] @ C
-        return _Equation(basis, dg.Factor(matrix if jg is None else np.concatenate([matrix, -root[:, k:]], axis=1)))
+        matrix = matrix if jg is None else np.concatenate([matrix, -root[:, k:]], axis=1)
+        return _Equation(basis, dg.Factor(matrix, precision=precision))
     M = C.T @ jjt @ C
     if jg is None:
-        return _Equation(basis, dg.Factor.of_gram(M))
+        return _Equation(basis, dg.Factor.of_gram(M, precision))
     cross = -C.T @ jg
-    return _Equation(basis, dg.Factor.of_gram(np.block([[M, cross], [cross.T, gg]])))
+    return _Equation(basis, dg.Factor.of_gram(np.block([[M, cross], [cross.T, gg]]), precision))
 
 
 def _solve_paper(eq: _Equation):
@@ -410,11 +412,12 @@ def _anchored_solution(eq: _Equation, y: np.ndarray):
 
 
 def _solve_anchored(eq: _Equation):
-    """Least squares on unit-norm columns; directions below the factor's `~diagnostics.Factor.rcond`
+    """Least squares on unit-norm columns; directions below the factor's resolution
+    (`~diagnostics.Factor.rcond`) or its entries' precision (float32 Jacobians: their rounding)
     are left out (rank deficiency is fine)."""
     design, goal = eq.anchored_design()
     scale = 1.0 / np.where(design.column_norms() > 0, design.column_norms(), 1.0)
-    y = np.linalg.lstsq(design.matrix * scale, goal, rcond=design.rcond)[0]
+    y = np.linalg.lstsq(design.matrix * scale, goal, rcond=max(design.rcond, design.precision))[0]
     return _anchored_solution(eq, y * scale)
 
 
@@ -505,12 +508,12 @@ def _check_expected(expected, n: int, method: str):
     return values.copy()
 
 
-def _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol):
+def _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol, precision):
     """Dead features (`diagnostics`) and the equation without them -> (dead, tol, eq, spectrum);
     eq and spectrum are None when no critical direction is left."""
 
     def without(dead):
-        eq = _equation(A, jjt, jg, gg, _restrict(basis, dead), root)
+        eq = _equation(A, jjt, jg, gg, _restrict(basis, dead), root, precision)
         return (eq, dg.equilibrated_spectrum(eq.factor)) if eq.d else (None, None)
 
     tol = dg.DEAD_FLOOR if dead_tol == "auto" else dead_tol
@@ -538,7 +541,7 @@ def _solve_sample(f, A, jjt, jg, gg, root, basis, row_norms, method, dead_tol, c
     out = dict(target=np.full(k, np.nan), sv=np.full(d, np.nan), vectors=np.full((k, d), np.nan),
                residual=np.nan, weights=np.full(n, np.nan), spectrum=np.full(d + n, np.nan), noise_mass=np.nan,
                unidentifiable=np.zeros((k, 0)), sensitivity=np.full(k, np.nan))
-    dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol)
+    dead, tol, eq, spectrum = _sample_equation(A, jjt, jg, gg, root, basis, row_norms, dead_tol, precision)
     out.update(dead=dead, tol=tol)
     if eq is None:
         return out
@@ -550,7 +553,8 @@ def _solve_sample(f, A, jjt, jg, gg, root, basis, row_norms, method, dead_tol, c
     above_noise = dead & ~dg.dead_features(row_norms, dg.dead_tolerance(dg.noise_level(spectrum), floor=0.0))
     if dead_unknowns and method in DEAD_UNKNOWN_METHODS and above_noise.any():
         live, unknown = _split(_restrict(basis, dead & ~above_noise), dead)
-        solved, d = _equation(A, jjt, jg, gg, np.concatenate([live, unknown], axis=1), root), live.shape[1]
+        solved = _equation(A, jjt, jg, gg, np.concatenate([live, unknown], axis=1), root, precision)
+        d = live.shape[1]
     v_all, mu = _solver(method, f, solved.basis, cossim_pow)(solved)
     v = v_all[:d]
     norm = np.linalg.norm(v)

@@ -88,6 +88,15 @@ class Factor:
         eps = np.finfo(np.float64).eps
         return float(np.sqrt(self.m * eps) if self.gram is not None else max(self.matrix.shape) * eps)
 
+    @property
+    def lstsq_rcond(self) -> float:
+        """Relative singular value (of ``H`` as it is, not equilibrated) below which a least
+        squares leaves a direction out: the factor's resolution (`rcond`), or how far the
+        rounding of ``H``'s entries moves singular values, ``precision |H|_F``, whichever is larger."""
+        spectral = np.linalg.norm(self.matrix, 2)
+        moved = self.precision * np.linalg.norm(self.matrix) / spectral if spectral > 0 else 0.0
+        return float(max(self.rcond, moved))
+
     def column_norms(self) -> np.ndarray:
         """``[m]`` column norms of ``H``."""
         return np.linalg.norm(self.matrix, axis=0)

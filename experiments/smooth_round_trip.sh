@@ -4,7 +4,9 @@
 # each: relative L2 prior 1e-4 on the parameters, 400 Adam steps, then L-BFGS until every
 # sample is stationary to 1e-3. The plain ReLU runs cannot become stationary (their optima sit
 # on kinks), so they stop at 300 L-BFGS steps.
-# The `each` lines are the library's defaults since 2026-12-04, evening (each sample converged
+# The `each_f64` lines are smooth mode's defaults since 2026-12-06 (each sample converged alone in float32,
+# then in float64, inverted in float64; docs/results.md, "Smooth mode's defaults").
+# The `each` lines were the library's defaults from 2026-12-04, evening, to 2026-12-06 (each sample converged
 # alone; the surrogate's pool is the log-mean-exp one; at most 4000 L-BFGS steps). The
 # `floorless` lines are the same with L-BFGS on the whole batch (the defaults before). The earlier lines (`smooth` and the
 # variants after it) were run with the log-sum-exp pool, the default before then: they name it
@@ -40,9 +42,12 @@ floorless_beta5=(--smooth --relu-beta 5 --converge 1e-3 --max-lbfgs 4000 --aggre
 floorless_prior1e2=("${floorless[@]}" --prior 1e-2)  # DenseNet's softmax: a prior strong enough to give it a finite optimum
 # every mode above ran L-BFGS on the whole batch (--joint-lbfgs, added below); the `each` modes converge each sample
 # alone (the library's default since 2026-12-04, evening: render.converge_each_sample), otherwise as `floorless`
-each=(--smooth --converge 1e-3 --max-lbfgs 4000)
+# (--float32: as these runs were made, before smooth mode's float64 stage became the default on 2026-12-06)
+each=(--smooth --converge 1e-3 --max-lbfgs 4000 --float32)
 each_seed1=("${each[@]}" --seed 1)  # 30 more targets per setting (another draw): the tails' uncertainty at n = 60
-each_f64=("${each[@]}" --float64-converge 1e-8)  # then each sample in float64 to 1e-8, inverted in float64 (lucid_ifv.precision)
+# then each sample in float64 to 1e-8, inverted in float64 (lucid_ifv.precision): smooth mode's defaults since
+# 2026-12-06 (`lucid-ifv experiment --smooth` with no precision option), given explicitly here
+each_f64=(--smooth --converge 1e-3 --max-lbfgs 4000 --float64-converge 1e-8)
 each_f64_seed1=("${each_f64[@]}" --seed 1)
 
 # name model layer param mode

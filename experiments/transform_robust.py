@@ -47,7 +47,7 @@ def run(model_name, layer, n, batch, n_transforms, out: Path) -> list:
 
     model = load_shipped(model_name)
     config = experiment.ExperimentConfig(layer=layer, fft=False, decorrelate=False, prior_weight=1e-4,
-                                         prior_relative=True, smooth=True,
+                                         prior_relative=True, smooth=True, converge=None, float64_converge=None,
                                          aggregation="floored_max_pool_mean")  # as run (docs/results.md)
     setup = experiment.prepare(model, config)
     targets, _ = sampling.sample_hoyer_targets(model.layer(layer).depth, n, 0)

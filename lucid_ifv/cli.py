@@ -137,10 +137,11 @@ def add_fv_options(p, render=True, smooth=True, smooth_flag=True):
     if render:
         p.add_argument("--adam", type=int, default=512, help="Adam steps")
         p.add_argument("--lbfgs", type=int, default=200, help="L-BFGS steps after Adam")
-        p.add_argument("--converge", type=float, default=None,
-                       help="continue L-BFGS until each sample's relative stationarity residual is below this "
-                            "(e.g. 1e-3; docs/rendering.md)")
-        p.add_argument("--max-lbfgs", type=int, default=10000, help="step cap of --converge (default %(default)s)")
+        p.add_argument("--converge", type=_tolerance_arg, default=None, metavar="TOL",
+                       help="continue L-BFGS until each sample's relative stationarity residual is below TOL, or "
+                            "'off' (default: 1e-3 with --smooth, else off; docs/rendering.md)")
+        p.add_argument("--max-lbfgs", type=int, default=4000,
+                       help="step cap of --converge and --float64-converge (default %(default)s; 10000 before 2026-12-06)")
         p.add_argument("--joint-lbfgs", action="store_true",
                        help="--converge with SciPy's L-BFGS-B on the whole batch, as before 2026-12-04 (default: "
                             "one L-BFGS per sample; docs/rendering.md)")
@@ -148,6 +149,39 @@ def add_fv_options(p, render=True, smooth=True, smooth_flag=True):
     else:
         p.add_argument("--method", choices=["auto", "paper", "prior_aware", "anchored", "nonneg"], default="auto",
                        help="the solve (default auto: the anchored solve with a prior; nonneg for objectives known to be non-negative: docs/ifv.md, 'Which solve')")
+
+
+def add_float64_options(p, inverted: str) -> None:
+    """--float64-converge and --float32 of the rendering commands (smooth mode's float64 stage,
+    `lucid_ifv.smooth_defaults`); ``inverted`` says what happens to the float64 renders."""
+    p.add_argument("--float64-converge", type=float, default=None, metavar="TOL",
+                   help="after --converge, continue each sample on float64 copies of the network and parametrization "
+                        "until its residual is below TOL (at most --max-lbfgs steps); " + inverted + " (default: "
+                        "1e-8 with --smooth, unless --float32 or --joint-lbfgs; docs/ifv.md, 'Precision'; frozen "
+                        "graphs and Keras models)")
+    p.add_argument("--float32", action="store_true",
+                   help="--smooth without its float64 continuation: faster, but float32's rounding limits the "
+                        "inversion (docs/results.md, 'Smooth mode's defaults')")
+
+
+def apply_smooth_defaults(args) -> None:
+    """Smooth mode's tolerances (`smooth_defaults.smooth_mode_tolerances`) for --converge and
+    --float64-converge where the user left them unset (render and experiment; not with
+    --transforms standard, which is Adam only); ``--converge off`` is None (no convergence)."""
+    from lucid_ifv.smooth_defaults import AUTO, smooth_mode_tolerances
+
+    given = getattr(args, "converge", None)
+    if given == "off":
+        args.converge = None
+    if args.command not in ("render", "experiment"):
+        return
+    if args.float32 and args.float64_converge is not None:
+        raise ValueError(f"--float32 and {_label(args, 'float64_converge')} contradict each other: give one")
+    smooth = args.smooth and getattr(args, "transforms", "none") == "none"
+    converge = AUTO if given is None else args.converge
+    float64_converge = None if args.float32 else AUTO if args.float64_converge is None else args.float64_converge
+    args.converge, args.float64_converge = smooth_mode_tolerances(smooth, converge, float64_converge,
+                                                                  not args.joint_lbfgs)
 
 
 def add_smooth_options(p, flag: bool = True) -> None:
@@ -212,6 +246,10 @@ def cmd_render(args) -> int:
     from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
     model, layer, aggregation, prior = prepared_model(args, lambda m, name: _check_render_inputs(args, m, name))
+    if args.float64_converge is not None:
+        from lucid_ifv.precision import float64_copy_for
+
+        float64_copy_for(model, "--float32")
     k = model.layer(layer).depth
     if args.channel is not None:
         targets = np.eye(k)[[args.channel]]
@@ -249,6 +287,16 @@ def cmd_render(args) -> int:
     print(f"objective {result.objective[0]:.4g} -> {result.objective[-1]:.4g}{residual}; "
           f"wrote {len(targets)} image(s) to {out}")
     return 0
+
+
+def _tolerance_arg(text: str):
+    """``--converge``: a number, or 'off' (`apply_smooth_defaults` makes it None)."""
+    if text == "off":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a tolerance (e.g. 1e-3) or 'off', got {text!r}") from None
 
 
 def _dither_arg(text: str):
@@ -292,7 +340,12 @@ def cmd_invert(args) -> int:
         args, lambda m, name: _check_invert_inputs(args, m, name, checked))
     images = checked["images"]
     param = make_param(model, args, len(images))
-    if getattr(args, "float64", False):
+    float64 = getattr(args, "float64", False)
+    if float64 is None:  # invert's default: as precise as the images
+        float64 = images.dtype == np.float64
+        if float64:
+            print("inverting in float64: the images are float64 arrays (--float32 to invert in float32)")
+    if float64:
         from lucid_ifv.precision import Float64Param, float64_model
 
         model, param = float64_model(model), Float64Param(param)
@@ -682,13 +735,15 @@ def cmd_demo(args) -> int:
               "| angle(t, random) |", "|---|---|---|---|---|---|---|"]
     lines = [f"Model {model.name}, layer {layer}, {args.param} parametrization, {args.n} Hoyer targets, "
              f"{args.adam} Adam + L-BFGS steps until stationary (relative residual {args.converge:g}, at most "
-             f"{args.max_lbfgs}), L2 prior {args.prior:g} (relative) on the parameters; angles in degrees."]
+             f"{args.max_lbfgs}; float32 only, for speed: `lucid-ifv experiment --smooth` also continues in float64), L2 prior "
+             f"{args.prior:g} (relative) on the parameters; angles in degrees."]
     medians = {}
     for mode, smooth in (("smooth surrogate", True), ("plain ReLU network", False)):
         config = ex.ExperimentConfig(layer=layer, n_hoyer=args.n, seed=args.seed, adam_steps=args.adam,
                                      lbfgs_steps=0, converge=args.converge, max_lbfgs_steps=args.max_lbfgs,
                                      prior_weight=args.prior, prior_relative=True, batch_size=args.n,
-                                     fft=args.param == "fft", decorrelate=args.param == "fft", smooth=smooth)
+                                     fft=args.param == "fft", decorrelate=args.param == "fft", smooth=smooth,
+                                     float64_converge=None)  # float32: quick (smooth mode's default adds float64)
         targets, _ = ex.make_targets(config, config.feature_count(model))
         records, arrays = ex.run_batch(model, config, targets, batch_seed=args.seed)
         solve = records[0]["solve"]
@@ -753,6 +808,8 @@ def check_not_ignored(args) -> None:
 
     if "smooth" in vars(args) and not args.smooth:
         refuse(("relu_beta", "pool_temperature"), "without --smooth (they set the smooth surrogate)")
+        if args.command in ("render", "experiment"):
+            refuse(("float32",), "without --smooth (it turns off smooth mode's float64 continuation)")
     if args.command == "render":
         if args.channel is not None:
             refuse(("cossim_pow", "aggregation"), "with --channel (Lucid's channel objective: the channel's mean)")
@@ -890,6 +947,7 @@ def check_args(args) -> None:
     from lucid_ifv.validation import check_out_dir, check_out_file
 
     check_not_empty(args)
+    apply_smooth_defaults(args)
     check_numbers(args)
     check_not_ignored(args)
     if args.threads is not None and args.threads < 1:
@@ -1034,10 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="number of Hoyer targets when neither is given")
     p.add_argument("--transforms", choices=["none", "standard"], default="none",
                    help="Lucid's standard transforms (Adam only) or none (default)")
-    p.add_argument("--float64-converge", type=float, default=None, metavar="TOL",
-                   help="after --converge, continue each sample on float64 copies of the network and parametrization "
-                        "until its residual is below TOL (e.g. 1e-8; at most --max-lbfgs steps); the .npz keeps the "
-                        "float64 parameters and images (invert them with --float64; docs/ifv.md, 'Precision')")
+    add_float64_options(p, "the .npz keeps the float64 parameters and images (invert reads them in float64)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_render)
 
@@ -1047,9 +1102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trivial", metavar="FILE.npy",
                    help="trivial directions [k, r] (`critical --save`): solve and judge in their complement, the "
                         "critical space (paper Sec. 2.2, 3.5)")
-    p.add_argument("--float64", action="store_true",
-                   help="invert on float64 copies of the network and parametrization (for renders made with "
-                        "--float64-converge: float32 would round their stationarity away; docs/ifv.md, 'Precision')")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--float64", action="store_true", default=None,
+                           help="invert on float64 copies of the network and parametrization (default: when the "
+                                "images are float64 arrays, e.g. a --smooth render's .npz: float32 would round their "
+                                "stationarity away; docs/ifv.md, 'Precision')")
+    precision.add_argument("--float32", dest="float64", action="store_false",
+                           help="invert in float32 even when the images are float64 arrays")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("which-channel", help="which channel (or direction) a visualization of the ReLU network was "
@@ -1074,10 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reoptimize", type=int, default=0, help="Adam steps of the re-optimization check (paper: 500)")
     p.add_argument("--invert-8bit", action="store_true",
                    help="also invert each realization after 8-bit quantization, as a PNG would store it")
-    p.add_argument("--float64-converge", type=float, default=None, metavar="TOL",
-                   help="after --converge, continue each sample on float64 copies of the network and parametrization "
-                        "until its residual is below TOL (e.g. 1e-8; at most --max-lbfgs steps), and invert in "
-                        "float64 (docs/ifv.md, 'Precision'; frozen graphs and Keras models)")
+    add_float64_options(p, "each sample is inverted in float64")
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, metavar="N",
                          help="run the batches on a local Dask cluster of N processes (needs lucid-ifv[dask])")

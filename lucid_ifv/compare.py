@@ -331,7 +331,8 @@ def default_config(**overrides) -> experiment.ExperimentConfig:
     """The comparison's default settings (see `compare`)."""
     settings = dict(layer="", fft=False, decorrelate=False, cossim_pow=0.0, aggregation="homogeneous_max_pool_mean",
                     prior_weight=1e-4, prior_relative=True, smooth=True, relu_beta_relative=True, warmup_steps=200,
-                    adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=MAX_LBFGS_STEPS, batch_size=16)
+                    adam_steps=400, lbfgs_steps=0, converge=1e-3, max_lbfgs_steps=MAX_LBFGS_STEPS, batch_size=16,
+                    float64_converge=None)  # float32: the comparison tables' runs
     settings.update(overrides)
     return experiment.ExperimentConfig(**settings)
 

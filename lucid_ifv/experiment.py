@@ -52,7 +52,8 @@ from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
 from lucid_ifv.param.images import check_mask_for_model
-from lucid_ifv.precision import converge_in_float64, float64_model
+from lucid_ifv.precision import converge_in_float64, float64_copy_for, float64_model
+from lucid_ifv.smooth_defaults import AUTO, smooth_mode_tolerances
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
 SATURATION_MARGIN = 1e-3  # a pixel within this of 0 or 1 counts as saturated
@@ -122,13 +123,20 @@ class ExperimentConfig:
     relu_beta: float = 10.0
     relu_beta_relative: bool = False  # each ReLU unit's beta is relu_beta / its input's RMS (`smooth_model`)
     pool_temperature: float = 0.05
-    converge: float | None = None  # continue L-BFGS until each sample's relative residual <= this
-    max_lbfgs_steps: int = 10000  # step cap of the convergence phase
+    # continue L-BFGS until each sample's relative residual <= this; "auto": 1e-3 in smooth mode, else None (off)
+    converge: float | str | None = AUTO
+    max_lbfgs_steps: int = 4000  # step cap of the convergence phase (10000 before 2026-12-06)
     per_sample_lbfgs: bool = True  # converge each sample alone (`render.converge_each_sample`); False: the batch jointly
-    float64_converge: float | None = None  # then continue each sample in float64 to this residual, invert in float64
+    # then continue each sample in float64 to this residual and invert in float64; "auto": 1e-8 in smooth mode
+    # with per-sample convergence, else None (`precision.smooth_mode_tolerances`)
+    float64_converge: float | str | None = AUTO
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
     invert_8bit: bool = False  # also invert the realization after 8-bit quantization (as saved in a PNG)
+
+    def __post_init__(self):
+        self.converge, self.float64_converge = smooth_mode_tolerances(self.smooth, self.converge,
+                                                                      self.float64_converge, self.per_sample_lbfgs)
 
     def validate(self, model) -> None:
         """Refuse settings that cannot run (NaN, inf, negative or non-integer values, unknown
@@ -210,8 +218,8 @@ def prepare(model, config: ExperimentConfig) -> Setup:
                             prior_relative=config.prior_relative, features=config.features, smooth=config.smooth,
                             relu_beta=config.relu_beta, pool_temperature=config.pool_temperature,
                             relu_beta_relative=config.relu_beta_relative)
-    if config.float64_converge is not None:
-        float64_model(setup.model)  # cached: run_batch gets the same copy
+    if config.float64_converge is not None:  # cached: run_batch gets the same copy
+        float64_copy_for(setup.model, "float64_converge=None (lucid-ifv experiment --float32)")
     return setup
 
 
@@ -663,9 +671,14 @@ def read_as_today(saved: dict) -> dict:
       "floored_max_pool_mean", which still means that, and the pool is named.
     * A folder without ``per_sample_lbfgs`` was rendered before the per-sample L-BFGS became
       the default (2026-12-04, evening): read as ``per_sample_lbfgs=False`` (joint L-BFGS).
+    * A folder without ``converge`` or ``float64_converge`` was rendered before they existed:
+      read as ``None`` (off), not as smooth mode's defaults of today (2026-12-06).
     """
     saved = json.loads(json.dumps(saved))
     config = saved.get("config")
+    for name in ("converge", "float64_converge"):
+        if isinstance(config, dict) and name not in config:
+            config[name] = None
     if isinstance(config, dict) and "per_sample_lbfgs" not in config:
         config["per_sample_lbfgs"] = False
     if isinstance(config, dict) and config.get("smooth") and SURROGATE_AGGREGATION not in saved:

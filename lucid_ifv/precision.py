@@ -19,6 +19,8 @@ Everything that takes a model and a parametrization then runs in float64 on them
 experiment runner (``float64_converge``, `lucid-ifv experiment --float64-converge TOL`) and
 `lucid-ifv render --float64-converge TOL` use it, and `lucid-ifv invert --float64` inverts in
 float64 (docs/ifv.md, "Precision"). Cost against float32: `benchmarks/ab_float64.py`.
+
+Smooth mode continues its renders in float64 by default (`lucid_ifv.smooth_defaults`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ def float64_model(model: Model) -> Model:
                 setattr(copy, name, getattr(model, name))
         _COPIES[model] = copy
     return _COPIES[model]
+
+
+def float64_copy_for(model: Model, without: str) -> Model:
+    """`float64_model` of ``model``, built up front (before any rendering); a model without a
+    float64 copy raises ValueError whose message ends with how to go ``without`` it."""
+    try:
+        return float64_model(model)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{error}; to render without the float64 stage: {without}") from None
 
 
 class Float64Param(Param):

@@ -62,7 +62,7 @@ def converged_small_experiment(model, out):
 
     config = ex.ExperimentConfig(layer="conv2", n_hoyer=3, batch_size=3, fft=False, decorrelate=False,
                                  adam_steps=100, lbfgs_steps=0, prior_weight=1e-3, prior_relative=True,
-                                 smooth=True, converge=1e-3, max_lbfgs_steps=200)
+                                 smooth=True, converge=1e-3, max_lbfgs_steps=200, float64_converge=None)
     return ex.run_experiment(model, config, out, progress=False)
 
 

@@ -171,7 +171,8 @@ def test_render_converge_each_sample_or_jointly(tmp_path, capsys, joint):
     """`render --converge` converges each sample alone by default; --joint-lbfgs moves the
     batch with one L-BFGS (as before 2026-12-04, evening). Both report the residual."""
     argv = ["render", "--model", "mnist_small", "--smooth", "--param", "pixel", "--no-decorrelate", "--batch", "2",
-            "--adam", "30", "--lbfgs", "0", "--converge", "1e-3", "--max-lbfgs", "400", "--out", str(tmp_path)]
+            "--adam", "30", "--lbfgs", "0", "--converge", "1e-3", "--max-lbfgs", "400", "--float32", "--out",
+            str(tmp_path)]
     assert main(argv + (["--joint-lbfgs"] if joint else [])) == 0
     out = capsys.readouterr().out
     residual = float(out.split("stationarity residual ")[1].split(" ")[0])

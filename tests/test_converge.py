@@ -299,7 +299,7 @@ def test_experiment_batches_of_one_shape_share_their_compiled_renders():
 
     config = experiment.ExperimentConfig(layer="conv2", fft=False, decorrelate=False, prior_weight=1e-4,
                                          prior_relative=True, smooth=True, adam_steps=20, lbfgs_steps=0,
-                                         converge=1e-3, max_lbfgs_steps=20)
+                                         converge=1e-3, max_lbfgs_steps=20, float64_converge=None)
     setup = experiment.prepare(load_shipped("mnist_small"), config)
     targets, _ = sampling.sample_hoyer_targets(32, 4, 5)
     render.clear_cache()

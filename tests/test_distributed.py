@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("distributed")
 
 ARGS = ["experiment", "--model", "mnist_small", "--layer", "conv2", "--param", "pixel", "--no-decorrelate",
-        "--n-hoyer", "4", "--batch-size", "1", "--adam", "12", "--lbfgs", "0", "--smooth"]
+        "--n-hoyer", "4", "--batch-size", "1", "--adam", "12", "--lbfgs", "0", "--smooth",
+        "--converge", "off"]
 
 
 def cli(args, env_extra=None):

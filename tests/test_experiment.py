@@ -117,7 +117,8 @@ def test_the_acceptance_table_pools_runs_of_one_setting_with_other_target_seeds(
     collect = _collect_results()
 
     def run(seed, angles, layer="c"):
-        config = dataclasses.asdict(ex.ExperimentConfig(layer=layer, seed=seed, smooth=True, prior_weight=1e-4))
+        config = dataclasses.asdict(ex.ExperimentConfig(layer=layer, seed=seed, smooth=True, prior_weight=1e-4,
+                                                        converge=None, float64_converge=None))
         records = [{"angle_alive_anchored": a, "angle_alive_nonneg": a / 2} for a in angles]
         return tmp_path / f"{layer}{seed}", {"model": "m", "config": config}, records
 
@@ -146,7 +147,7 @@ def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_samples():
 
 def test_smooth_mode_reports_every_solve_with_a_verdict(small_model, tmp_path):
     config = ex.ExperimentConfig(**{**CONFIG, "n_canonical": 0, "lbfgs_steps": 0}, smooth=True, converge=1e-3,
-                                 max_lbfgs_steps=300, prior_relative=True)
+                                 max_lbfgs_steps=300, prior_relative=True, float64_converge=None)
     records = ex.run_experiment(small_model, config, tmp_path, progress=False)
     verdicts = ("identified", "ambiguous", "not stationary", "no signal")
     for r in records:
@@ -179,7 +180,7 @@ def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small
     from lucid_ifv.ifv import jacobian
 
     config = ex.ExperimentConfig(**{**CONFIG, "n_canonical": 0, "lbfgs_steps": 0, "adam_steps": 5}, smooth=True,
-                                 aggregation="homogeneous_max_pool_mean")
+                                 aggregation="homogeneous_max_pool_mean", converge=None)
     first, second = ex.prepare(small_model, config), ex.prepare(small_model, config)
     assert first.model is second.model and state_key(first.aggregation) == state_key(second.aggregation)
     ex.run_experiment(small_model, config, tmp_path / "one", progress=False)
@@ -191,12 +192,13 @@ def test_a_second_smooth_experiment_on_the_same_model_traces_nothing_again(small
 def test_a_folder_written_before_a_setting_existed_matches_only_its_default():
     """`with_settings_added_since` (experiment and compare folders): a setting missing from a
     folder's saved settings counts as its `ExperimentConfig` default, nothing else."""
-    saved = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True}}
-    at_default = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True, "relu_beta_relative": False}}
-    changed = {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True, "relu_beta_relative": True}}
+    base = {"layer": "conv2", "per_sample_lbfgs": True, "converge": None, "float64_converge": None}
+    saved = {"model": "m", "config": dict(base)}
+    at_default = {"model": "m", "config": {**base, "relu_beta_relative": False}}
+    changed = {"model": "m", "config": {**base, "relu_beta_relative": True}}
     assert ex.with_settings_added_since(saved, at_default) == at_default
     assert ex.with_settings_added_since(saved, changed) != changed
-    assert saved == {"model": "m", "config": {"layer": "conv2", "per_sample_lbfgs": True}}  # not modified
+    assert saved == {"model": "m", "config": base}  # not modified
 
 
 def test_a_folder_written_before_the_per_sample_lbfgs_resumes_with_the_joint_one(small_model, tmp_path):
@@ -223,7 +225,8 @@ def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(sma
     folder saved before that (no ``surrogate_aggregation``) smoothed "max_pool_mean" with the
     log-sum-exp pool, so it reads as "floored_max_pool_mean": it resumes with that name and
     refuses today's default, whose pool is the log-mean-exp one."""
-    smooth = {**CONFIG, "n_hoyer": 2, "n_canonical": 0, "adam_steps": 3, "lbfgs_steps": 0, "smooth": True}
+    smooth = {**CONFIG, "n_hoyer": 2, "n_canonical": 0, "adam_steps": 3, "lbfgs_steps": 0, "smooth": True,
+              "converge": None}
     ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), tmp_path / "new", progress=False)
     assert ex.load_settings(tmp_path / "new")["surrogate_aggregation"].startswith("lme_pool_mean(")
     old = tmp_path / "old"
@@ -243,7 +246,7 @@ def test_a_smooth_folder_written_before_the_floorless_default_keeps_its_pool(sma
                                          "'max_pool_mean'; surrogate_aggregation: saved 'lse_pool_mean"):
         ex.run_experiment(small_model, ex.ExperimentConfig(**smooth), old, progress=False)
     plain = {"model": "m", "config": {"layer": "conv2", "aggregation": "max_pool_mean", "smooth": False,
-                                      "per_sample_lbfgs": True}}
+                                      "per_sample_lbfgs": True, "converge": None, "float64_converge": None}}
     assert ex.read_as_today(plain) == plain  # the plain network's max-pool never changed
     homogeneous = ex.read_as_today({"config": {"smooth": True, "aggregation": "homogeneous_max_pool_mean"}})
     assert homogeneous["config"]["aggregation"] == "homogeneous_max_pool_mean"

@@ -17,7 +17,7 @@ def realization():
     model = load_shipped("mnist_small")
     config = experiment.ExperimentConfig(layer="conv2", fft=False, decorrelate=False, prior_weight=1e-4,
                                          prior_relative=True, smooth=True, adam_steps=200, lbfgs_steps=0,
-                                         converge=1e-3, max_lbfgs_steps=300)
+                                         converge=1e-3, max_lbfgs_steps=300, float64_converge=None)
     setup = experiment.prepare(model, config)
     targets, _ = sampling.sample_hoyer_targets(32, 2, 3)
     param = experiment.realization_param(setup.model, config, 2, 0)

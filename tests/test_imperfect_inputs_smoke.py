@@ -33,7 +33,8 @@ def test_runs_on_a_small_converged_experiment(tmp_path, capsys):
     script = load_script()
     config = ex.ExperimentConfig(layer="conv2", n_hoyer=2, fft=False, decorrelate=False, adam_steps=100,
                                  lbfgs_steps=0, prior_weight=1e-4, prior_relative=True, smooth=True,
-                                 converge=1e-3, max_lbfgs_steps=300, batch_size=2)
+                                 converge=1e-3, max_lbfgs_steps=300, batch_size=2,
+                                 float64_converge=None)
     from modelzoo.shipped import load_shipped
 
     ex.run_experiment(load_shipped("mnist_small"), config, tmp_path / "run", progress=False)

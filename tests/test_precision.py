@@ -165,20 +165,25 @@ def test_cli_render_float64_then_invert_float64(tmp_path, capsys):
                  "--max-lbfgs", "1500", "--float64-converge", "1e-7", "--out", str(out)]) == 0
     saved = np.load(out / "realization.npz")
     assert saved["images"].dtype == saved["param_0"].dtype == np.float64
-    residuals = []
-    for extra in (["--float64"], []):
+    residuals, printed = [], []
+    for extra in (["--float64"], ["--float32"], []):
         capsys.readouterr()
         assert main(["invert", *args, "--images", str(out / "realization.npz"), *extra]) == 0
-        line = json.loads(next(s for s in capsys.readouterr().out.splitlines() if s.startswith("{")))
+        printed.append(capsys.readouterr().out)
+        line = json.loads(next(s for s in printed[-1].splitlines() if s.startswith("{")))
         assert line["verdict"] == "identified"
         residuals.append(line["residual"])
     # the float64 inversion resolves the render's float64 stationarity (~1e-8); float32 Jacobians of the
     # same images hold the equation only to their rounding
     assert residuals[0] < 3e-8 < residuals[1] < 1e-5
+    # without a flag, invert is as precise as the images: float64 arrays in, float64 inversion, said so
+    assert residuals[2] == residuals[0] and "inverting in float64" in printed[2]
+    assert "inverting in float64" not in printed[0] + printed[1]
 
 
 def test_cli_refuses_float64_converge_without_converge(capsys):
     from lucid_ifv.cli import main
 
-    assert main(["render", "--model", "mnist_small", "--smooth", "--float64-converge", "1e-8", "--out", "x"]) != 0
+    assert main(["render", "--model", "mnist_small", "--smooth", "--converge", "off", "--float64-converge", "1e-8",
+                 "--out", "x"]) != 0
     assert "--float64-converge continues converged realizations" in capsys.readouterr().err

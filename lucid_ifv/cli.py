@@ -182,6 +182,22 @@ def apply_smooth_defaults(args) -> None:
     float64_converge = None if args.float32 else AUTO if args.float64_converge is None else args.float64_converge
     args.converge, args.float64_converge = smooth_mode_tolerances(smooth, converge, float64_converge,
                                                                   not args.joint_lbfgs)
+    args.float64_by_default = float64_converge == AUTO and args.float64_converge is not None
+
+
+def float64_unless_unsupported(args, model) -> None:
+    """Smooth mode's default float64 stage is dropped, with a note on stderr, for a model (or
+    parametrization) that has no float64 copy (e.g. a graph with ResizeBilinear); asked for
+    with --float64-converge it is an error instead (`precision.check_float64_support`)."""
+    if not getattr(args, "float64_by_default", False):
+        return
+    from lucid_ifv.precision import float64_support
+
+    reason = float64_support(model, make_param(model, args, 1))
+    if reason is not None:
+        print(f"note: no float64 stage on {model.name} ({reason}): smooth mode renders in float32 only here",
+              file=sys.stderr)
+        args.float64_converge = None
 
 
 def add_smooth_options(p, flag: bool = True) -> None:
@@ -246,10 +262,11 @@ def cmd_render(args) -> int:
     from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
     model, layer, aggregation, prior = prepared_model(args, lambda m, name: _check_render_inputs(args, m, name))
+    float64_unless_unsupported(args, model)
     if args.float64_converge is not None:
-        from lucid_ifv.precision import float64_copy_for
+        from lucid_ifv.precision import check_float64_support
 
-        float64_copy_for(model, "--float32")
+        check_float64_support(model, make_param(model, args, 1), "--float32")
     k = model.layer(layer).depth
     if args.channel is not None:
         targets = np.eye(k)[[args.channel]]
@@ -281,11 +298,12 @@ def cmd_render(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "realization.npz", images=result.final, targets=targets,
              **{f"param_{i}": p for i, p in enumerate(result.params)})
-    for i, img in enumerate(result.final):
+    images = getattr(model, "input_kind", "image") == "image"  # a geometry model's inputs: the .npz only
+    for i, img in enumerate(result.final if images else []):
         save_png(img, out / f"realization_{i:03d}.png")
     residual = "" if result.residual is None else f"; stationarity residual {np.max(result.residual):.2g} (max)"
     print(f"objective {result.objective[0]:.4g} -> {result.objective[-1]:.4g}{residual}; "
-          f"wrote {len(targets)} image(s) to {out}")
+          f"wrote {len(targets)} {'image(s)' if images else f'{model.input_kind} input(s) (realization.npz)'} to {out}")
     return 0
 
 
@@ -466,6 +484,7 @@ def _experiment(args) -> int:
     from lucid_ifv.plots import plot_angles
 
     model = load_any_model(args.model)
+    float64_unless_unsupported(args, model)
     config = ex.ExperimentConfig(
         layer=args.layer or studied_layer(args.model, model), n_hoyer=args.n_hoyer, n_canonical=args.n_canonical,
         seed=args.seed, cossim_pow=args.cossim_pow, aggregation=args.aggregation, fft=args.param == "fft",

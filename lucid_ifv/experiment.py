@@ -52,7 +52,7 @@ from lucid_ifv.ifv.jacobian import fixed_blocks
 from lucid_ifv.validation import check_feature_indices
 from lucid_ifv.param import image_for_model
 from lucid_ifv.param.images import check_mask_for_model
-from lucid_ifv.precision import converge_in_float64, float64_copy_for, float64_model
+from lucid_ifv.precision import check_float64_support, converge_in_float64, float64_model
 from lucid_ifv.smooth_defaults import AUTO, smooth_mode_tolerances
 from lucid_ifv.render import converge_each_sample, per_sample_objectives, render_vis
 
@@ -218,8 +218,9 @@ def prepare(model, config: ExperimentConfig) -> Setup:
                             prior_relative=config.prior_relative, features=config.features, smooth=config.smooth,
                             relu_beta=config.relu_beta, pool_temperature=config.pool_temperature,
                             relu_beta_relative=config.relu_beta_relative)
-    if config.float64_converge is not None:  # cached: run_batch gets the same copy
-        float64_copy_for(setup.model, "float64_converge=None (lucid-ifv experiment --float32)")
+    if config.float64_converge is not None:  # the model's copy is cached: run_batch gets it
+        check_float64_support(setup.model, realization_param(setup.model, config, 1, 0),
+                              "float64_converge=None (lucid-ifv experiment --float32)")
     return setup
 
 

@@ -113,13 +113,23 @@ def float64_model(model: Model) -> Model:
     return _COPIES[model]
 
 
-def float64_copy_for(model: Model, without: str) -> Model:
-    """`float64_model` of ``model``, built up front (before any rendering); a model without a
-    float64 copy raises ValueError whose message ends with how to go ``without`` it."""
+def float64_support(model: Model, param: Param) -> str | None:
+    """Why a float64 stage cannot run on ``model`` with parametrizations like ``param`` (None:
+    it can). Builds the model's copy (cached, `float64_model`) and a throwaway one of ``param``."""
     try:
-        return float64_model(model)
+        float64_model(model)
+        Float64Param(param)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{error}; to render without the float64 stage: {without}") from None
+        return str(error)
+    return None
+
+
+def check_float64_support(model: Model, param: Param, without: str) -> None:
+    """`float64_support`, up front (before any rendering): ValueError if there is none, its
+    message ending with how to go ``without`` the float64 stage."""
+    reason = float64_support(model, param)
+    if reason is not None:
+        raise ValueError(f"{reason}; to render without the float64 stage: {without}")
 
 
 class Float64Param(Param):

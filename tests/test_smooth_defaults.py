@@ -91,3 +91,19 @@ def test_cli_experiment_smooth_runs_the_float64_stage_by_default(tmp_path):
     for r in records:
         assert r["render_residual_float32"] is not None
         assert r["render_residual"] < r["render_residual_float32"], r  # the float64 stage moved on from float32's
+
+
+def test_a_model_without_a_float64_copy_renders_in_float32_by_default_and_refuses_it_when_asked(tmp_path, capsys):
+    """srnet_small (a ResizeBilinear, which always outputs float32) has no float64 copy: smooth
+    mode's default float64 stage is dropped with a note; asked for explicitly, it is refused
+    before any rendering. Its inputs are geometry, not images: the .npz only, no PNG."""
+    argv = ["render", "--model", "srnet_small", "--smooth", "--adam", "2", "--lbfgs", "0", "--max-lbfgs", "2"]
+    assert main([*argv, "--out", str(tmp_path / "default")]) == 0
+    captured = capsys.readouterr()
+    assert "note: no float64 stage on srnet_small~smooth (cannot make this graph float64:" in captured.err
+    assert sorted(p.name for p in (tmp_path / "default").iterdir()) == ["realization.npz"]
+    assert "geometry input(s) (realization.npz)" in captured.out
+    assert main([*argv, "--float64-converge", "1e-8", "--out", str(tmp_path / "asked")]) == 2
+    err = capsys.readouterr().err
+    assert "always output float32; to render without the float64 stage: --float32" in err
+    assert not (tmp_path / "asked" / "realization.npz").exists()

@@ -155,6 +155,10 @@ mnist_small_conv2_pixel_smooth_each_f64 mnist_small conv2 pixel each_f64
 photos_cnn_conv2d_3_pixel_smooth_each_f64 photos_cnn conv2d_3 pixel each_f64
 densenet_small_logits_pixel_smooth_each_f64 densenet_small logits pixel each_f64
 densenet_small_softmax_pixel_smooth_each_f64 densenet_small softmax pixel each_f64
+inception_small_mixed3a_fft_relu_each inception_small mixed3a fft each_relu
+inception_small_mixed4a_fft_relu_each inception_small mixed4a fft each_relu
+inception_small_mixed3a_pixel_relu_each inception_small mixed3a pixel each_relu
+inception_small_mixed4a_pixel_relu_each inception_small mixed4a pixel each_relu
 "
 
 echo "$ALL" | while read -r name model layer param mode; do

@@ -128,7 +128,7 @@ class ExperimentConfig:
     max_lbfgs_steps: int = 4000  # step cap of the convergence phase (10000 before 2026-12-06)
     per_sample_lbfgs: bool = True  # converge each sample alone (`render.converge_each_sample`); False: the batch jointly
     # then continue each sample in float64 to this residual and invert in float64; "auto": 1e-8 in smooth mode
-    # with per-sample convergence, else None (`precision.smooth_mode_tolerances`)
+    # with per-sample convergence, else None (`smooth_defaults.smooth_mode_tolerances`)
     float64_converge: float | str | None = AUTO
     batch_size: int = 8
     reoptimize_steps: int = 0  # the paper's check uses 500; 0 skips it
